@@ -1,0 +1,156 @@
+"""Ingest agents: inference features and outcomes, one actor per source partition, in batches.
+
+Thin shells over `tables.ingest.IngestFold`: decode and validate, fold, write each touched table
+key once, then dead-letter what could not be used. Nothing awaits between reading the table
+values and writing the new ones, so no commit can slip in between."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Sequence
+
+import orjson
+from faust.types import EventT, StreamT, TopicT
+
+from schemas.models import InferenceRecord, OutcomeRecord
+from schemas.validation import MessageRejected, decode_json, split_envelope
+from streams.app import Monitor
+from streams.dlq import DeadLetter, send_dead_letters
+from tables.ingest import FoldResult, IngestFold, meta_key
+from tables.join_buffer import JoinEntry
+from tables.partial import FEATURES, OUTCOMES, PartialState
+
+log = logging.getLogger("model_monitoring.ingest")
+
+Parsed = tuple[list[tuple[int, int, Any]], list[DeadLetter]]
+
+
+def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
+                make: Callable[[Any], Any]) -> Parsed:
+    """Decode, split envelopes (features only), validate; bad ones become dead letters."""
+    s, validators = monitor.settings, monitor.validators
+    records: list[tuple[int, int, Any]] = []
+    letters: list[DeadLetter] = []
+    for event in events:
+        msg = event.message
+        try:
+            obj = decode_json(msg.value, s.max_message_bytes)
+            items = split_envelope(obj) if kind == "features" else [obj]
+        except MessageRejected as exc:
+            letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                                      exc.reason, exc.detail))
+            continue
+        envelope = len(items) > 1 or (isinstance(obj, dict) and "records" in obj)
+        for index, item in enumerate(items):
+            try:
+                validators.validate(kind, item)
+                records.append((msg.offset, index, make(item)))
+            except MessageRejected as exc:
+                value = orjson.dumps(item) if envelope else msg.value
+                letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, value,
+                                          exc.reason, exc.detail, index if envelope else None))
+    return records, letters
+
+
+class IngestShell:
+    """Binds one partition's fold to the tables."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.m = monitor
+        self.baselines = monitor.state["baseline_cache"]
+
+    def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]) -> FoldResult:
+        s, t = self.m.settings, self.m.tables
+        fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
+                          baseline_for=self.baselines.lookup)
+        meta = _read_meta(t.partials, partition)
+
+        def get_partial(k: bytes) -> PartialState | None:
+            raw = t.partials.get(k)
+            return PartialState.from_bytes(raw) if raw is not None else None
+
+        def get_join(k: bytes) -> JoinEntry | None:
+            raw = t.join_buffer.get(k)
+            return JoinEntry.from_bytes(raw) if raw is not None else None
+
+        slot = FEATURES if kind == "features" else OUTCOMES
+        if kind == "features":
+            result = fold.fold_predictions(records, get_partial, get_join, meta.get(slot, -1))
+        else:
+            result = fold.fold_outcomes(records, get_partial, get_join, meta.get(slot, -1),
+                                        s.join_ttl_ms)
+        # one write per touched key, all before the next await
+        for key, state in result.partials.items():
+            t.partials[key] = state.to_bytes()
+        for key, entry in result.joins.items():
+            t.join_buffer[key] = entry.to_bytes()
+        if result.max_event_ms > meta.get(slot, -1):
+            meta[slot] = result.max_event_ms
+            t.partials[meta_key(partition)] = orjson.dumps(meta)
+        return result
+
+    async def handle(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
+        started = time.perf_counter()
+        make = InferenceRecord.from_dict if kind == "features" else OutcomeRecord.from_dict
+        records, letters = parse_batch(events, kind, self.m, make)
+        partition = events[0].message.partition
+        topic = events[0].message.topic
+        try:
+            result = self.fold(partition, kind, records)
+            rejected = [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
+        except Exception:  # a defect must not take the partition down: isolate the record
+            log.exception("batch fold failed on %s[%d]; folding record by record", topic, partition)
+            result, rejected = FoldResult(), []
+            for rec in records:
+                try:
+                    one = self.fold(partition, kind, [rec])
+                    result.counts.update(one.counts)
+                    rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
+                except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr
+                    rejected.append((rec[0], rec[1], "internal_error", repr(exc)[:300]))
+        by_offset = {e.message.offset: e.message for e in events}
+        for offset, index, reason, detail in rejected:
+            msg = by_offset[offset]
+            letters.append(DeadLetter(msg.topic, msg.partition, offset, msg.key,
+                                      _record_bytes(msg.value, index), reason, detail, index))
+        m = self.m.metrics
+        m.records.labels(topic).inc(len(records))
+        for kind_name, n in result.counts.items():
+            m.ingest_events.labels(kind_name).inc(n)
+        for lag in result.label_lags_ms:
+            m.label_lag.observe(lag / 1000.0)
+        m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
+        if letters:
+            await send_dead_letters(dlq, letters, m)
+
+
+def _read_meta(partials: Any, partition: int) -> dict[str, int]:
+    raw = partials.get(meta_key(partition))
+    return dict(orjson.loads(raw)) if raw is not None else {}
+
+
+def _record_bytes(value: bytes | None, index: int) -> bytes | None:
+    """The bytes of one record: the message itself, or the record's own JSON in an envelope."""
+    try:
+        obj = orjson.loads(value or b"")
+        if isinstance(obj, dict) and isinstance(obj.get("records"), list):
+            return orjson.dumps(obj["records"][index])
+    except (orjson.JSONDecodeError, IndexError):
+        pass
+    return value
+
+
+def register(monitor: Monitor) -> None:
+    app, s, topics = monitor.app, monitor.settings, monitor.topics
+    shell = IngestShell(monitor)
+
+    @app.agent(topics.features, name="ingest-features", isolated_partitions=True)
+    async def ingest_features(stream: StreamT) -> None:
+        async for events in stream.take_events(s.batch_size, within=s.batch_within_seconds):
+            await shell.handle(events, "features", topics.dlq_for(topics.features))
+
+    @app.agent(topics.outcomes, name="ingest-outcomes", isolated_partitions=True)
+    async def ingest_outcomes(stream: StreamT) -> None:
+        async for events in stream.take_events(s.batch_size, within=s.batch_within_seconds):
+            await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes))

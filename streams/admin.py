@@ -1,0 +1,71 @@
+"""Create the service's topics if absent, and refuse to start on inputs that are not
+co-partitioned (the join would silently miss pairs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+from streams.topics import topic_specs
+
+log = logging.getLogger("model_monitoring.admin")
+
+
+class TopicLayoutError(RuntimeError):
+    """The existing topics do not have the layout the service needs."""
+
+
+async def ensure_topics(s: Settings, timeout: float = 60.0) -> dict[str, int]:
+    """Create missing topics; return every topic's partition count."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(**s.kafka_client_kwargs(), request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            break
+        except KafkaError as exc:
+            await admin.close()
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicLayoutError(f"cannot reach Kafka at {s.kafka_bootstrap_servers}: {exc}") from exc
+            log.warning("waiting for Kafka at %s: %s", s.kafka_bootstrap_servers, exc)
+            await asyncio.sleep(1.0)
+    try:
+        specs = topic_specs(s)
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, int(spec["partitions"]), s.replication_factor,  # type: ignore[call-overload]
+                            topic_configs=dict(spec["config"]))  # type: ignore[call-overload]
+                   for name, spec in specs.items() if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics: %s", ", ".join(t.name for t in missing))
+        counts = await _partition_counts(admin, list(specs))
+    finally:
+        await admin.close()
+    f, o = counts.get(s.features_topic), counts.get(s.outcomes_topic)
+    if f != o:
+        raise TopicLayoutError(
+            f"{s.features_topic} has {f} partitions and {s.outcomes_topic} has {o}: the inputs "
+            "must be co-partitioned (same partition count, keyed by predictionId)")
+    if f != s.partitions:
+        raise TopicLayoutError(
+            f"{s.features_topic} has {f} partitions but MODEL_MONITORING_PARTITIONS is "
+            f"{s.partitions}; set it to {f}")
+    return counts
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    for _ in range(50):
+        described = await admin.describe_topics(names)
+        counts = {d["topic"]: len(d.get("partitions") or []) for d in described
+                  if not d.get("error_code")}
+        if all(counts.get(n) for n in names):
+            return counts
+        await asyncio.sleep(0.2)
+    return counts

@@ -1,0 +1,113 @@
+"""The wiring: one faust.App built from the settings, with its topics, tables and agents.
+
+A factory rather than a module-level app, so the settings are read once at start-up and passed
+down, and tests can build as many apps as they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.types import TableT
+
+from schemas.validation import Validators
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.topics import Topics, declare_topics
+from tables.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
+
+FETCH_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tables:
+    partials: TableT      # b"p|tenant|model|version|segment|day" -> PartialState bytes
+    join_buffer: TableT   # b"p|predictionId" -> JoinEntry bytes
+    baselines: TableT     # b"0|tenant-or-*:model:version" -> baseline JSON (global)
+    job_runs: TableT      # b"p|jobRunId" -> JobRun bytes
+    evaluations: TableT   # b"p|jobRunId|tenant:model" -> Evaluation bytes
+
+
+@dataclass
+class Monitor:
+    """Everything an agent needs, passed down explicitly."""
+
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    tables: Tables
+    validators: Validators
+    metrics: Metrics
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def faust_settings(s: Settings) -> dict[str, Any]:
+    broker = s.kafka_bootstrap_servers
+    conf: dict[str, Any] = dict(
+        broker=",".join(f"kafka://{b.strip()}" for b in broker.split(",")),
+        store="mmrocksdb://" if s.store == "rocksdb" else "memory://",
+        datadir=str(s.data_dir),
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        web_host=s.web_host, web_port=s.web_port, web_bind=s.web_host,
+        autodiscover=False,
+        Table=PartitionKeyedTable,
+        GlobalTable=PartitionKeyedGlobalTable,
+        consumer_max_fetch_size=FETCH_BYTES,
+        producer_max_request_size=FETCH_BYTES,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+    if s.broker_profile == "embedded":
+        # the embedded broker needs short group timeouts to form a group quickly (DESIGN.md)
+        conf.update(broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
+                    broker_rebalance_timeout=6.0)
+    if s.kafka_security_protocol != "PLAINTEXT":
+        conf["broker_credentials"] = _credentials(s)
+    return conf
+
+
+def _credentials(s: Settings) -> Any:
+    ssl_context = None
+    if "SSL" in s.kafka_security_protocol:
+        ssl_context = s.kafka_client_kwargs()["ssl_context"]
+    if s.kafka_security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=s.kafka_sasl_username, password=s.kafka_sasl_password,
+                                     mechanism=s.kafka_sasl_mechanism, ssl_context=ssl_context)
+    return faust.SSLCredentials(ssl_context)
+
+
+def build_app(s: Settings) -> Monitor:
+    """Build the app and register every agent, timer and view."""
+    app = faust.App(s.app_id, **faust_settings(s))
+    topics = declare_topics(app, s)
+    common = dict(key_type=bytes, value_type=bytes, partitions=s.partitions)
+    tables = Tables(
+        partials=app.Table("partials", **common),
+        join_buffer=app.Table("join_buffer", **common),
+        baselines=app.GlobalTable("baselines", key_type=bytes, value_type=bytes, partitions=1,
+                                  recovery_buffer_size=1),
+        job_runs=app.Table("job_runs", **common),
+        evaluations=app.Table("evaluations", **common),
+    )
+    monitor = Monitor(settings=s, app=app, topics=topics, tables=tables,
+                      validators=Validators(max_features=s.max_features),
+                      metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap))
+    from agents import baselines, ingest, maintenance
+
+    monitor.state["baseline_cache"] = baselines.BaselineCache(tables.baselines)
+
+    ingest.register(monitor)
+    baselines.register(monitor)
+    maintenance.register(monitor)
+    try:
+        from agents import run  # the weekly run (scatter/gather) and its triggers
+    except ImportError:  # pragma: no cover - during bring-up only
+        run = None  # type: ignore[assignment]
+    if run is not None:
+        run.register(monitor)
+    return monitor

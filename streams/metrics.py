@@ -1,0 +1,78 @@
+"""Prometheus metrics of one worker (one registry per app, so tests can build several)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+LAG_BUCKETS_S = (60, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 14 * 86_400,
+                 30 * 86_400, 60 * 86_400, 90 * 86_400)
+
+
+@dataclass
+class Metrics:
+    cardinality_cap: int = 2000
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.job_duration = Histogram(
+            "batch_job_duration_seconds", "Duration of a batch job run, trigger to completion.",
+            ["job_name"], buckets=DURATION_BUCKETS, registry=r)
+        self.job_triggers = Counter(
+            "batch_job_triggers_total", "Batch job triggers received, by source.",
+            ["job", "source"], registry=r)
+        self.job_runs = Counter(
+            "model_monitoring_runs_total", "Weekly runs finished, by outcome.", ["status"], registry=r)
+        self.triggers_ignored = Counter(
+            "model_monitoring_triggers_ignored_total", "Trigger messages for other jobs.", registry=r)
+        self.records = Counter(
+            "model_monitoring_records_consumed_total", "Records consumed (envelopes counted per record).",
+            ["topic"], registry=r)
+        self.dlq = Counter(
+            "model_monitoring_dlq_messages_total", "Messages and records sent to a dead-letter topic.",
+            ["topic", "reason"], registry=r)
+        self.ingest_events = Counter(
+            "model_monitoring_ingest_events_total",
+            "Ingest outcomes: records, duplicate_predictions, duplicate_outcomes, early_outcomes, "
+            "matched, redelivered_skipped, baseline_changed.", ["kind"], registry=r)
+        self.join_buffer_size = Gauge(
+            "model_monitoring_join_buffer_entries", "Join buffer entries on this worker.", registry=r)
+        self.join_expired = Counter(
+            "model_monitoring_join_expired_total", "Join buffer entries expired by the TTL.",
+            ["state"], registry=r)
+        self.partials_expired = Counter(
+            "model_monitoring_partials_expired_total", "Partials expired by the retention.", registry=r)
+        self.label_lag = Histogram(
+            "model_monitoring_label_lag_seconds", "Outcome time minus prediction time.",
+            buckets=LAG_BUCKETS_S, registry=r)
+        self.alerts = Counter(
+            "model_monitoring_alerts_published_total", "Alerts published.",
+            ["type", "severity"], registry=r)
+        self.psi = Gauge(
+            "model_monitoring_psi", "Last run's PSI (segment null), capped in cardinality.",
+            ["tenant", "model", "feature"], registry=r)
+        self.metric_value = Gauge(
+            "model_monitoring_metric_value", "Last run's performance metric (segment null).",
+            ["tenant", "model", "metric"], registry=r)
+        self.gauges_dropped = Counter(
+            "model_monitoring_gauge_series_dropped_total",
+            "Gauge series not exported because of the cardinality cap.", registry=r)
+        self.consumer_lag = Gauge(
+            "model_monitoring_consumer_lag", "Messages behind the end of each assigned partition.",
+            ["topic", "partition"], registry=r)
+        self.batch_seconds = Histogram(
+            "model_monitoring_batch_seconds", "Time to fold one ingest batch.", ["topic"], registry=r)
+        self._series: set[tuple[str, ...]] = set()
+
+    def set_capped(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        """Set a per-model gauge unless that would exceed the cardinality cap."""
+        key = (gauge._name, *labels)  # noqa: SLF001 - the metric name is public in practice
+        if key not in self._series:
+            if len(self._series) >= self.cardinality_cap:
+                self.gauges_dropped.inc()
+                return
+            self._series.add(key)
+        gauge.labels(*labels).set(value)

@@ -1,0 +1,221 @@
+"""The one settings object: built once at start-up from the environment and an optional
+config file (TOML or YAML), then passed down. Nothing else in the project reads os.environ."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Mapping
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+if TYPE_CHECKING:
+    from tables.thresholds import Thresholds
+
+DAY_MS = 86_400_000
+
+
+def _env(name: str, *more: str) -> Any:
+    """Accept the documented variable name and the plain field name (config files)."""
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see the README's Configuration table."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"))
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"))
+    kafka_sasl_mechanism: str = Field("PLAIN", validation_alias=_env("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"))
+    kafka_sasl_username: str | None = Field(None, validation_alias=_env("KAFKA_SASL_USERNAME", "kafka_sasl_username"))
+    kafka_sasl_password: str | None = Field(None, validation_alias=_env("KAFKA_SASL_PASSWORD", "kafka_sasl_password"))
+    kafka_ssl_cafile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE", "kafka_ssl_cafile"))
+    kafka_ssl_certfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CERTFILE", "kafka_ssl_certfile"))
+    kafka_ssl_keyfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE", "kafka_ssl_keyfile"))
+    broker_profile: Literal["embedded", "kafka"] = Field(
+        "embedded", validation_alias=_env("MODEL_MONITORING_BROKER_PROFILE", "broker_profile"))
+    replication_factor: int = Field(1, ge=1, validation_alias=_env("MODEL_MONITORING_REPLICATION_FACTOR", "replication_factor"))
+
+    # the worker
+    app_id: str = Field("model-monitoring", validation_alias=_env("MODEL_MONITORING_APP_ID", "app_id"))
+    web_host: str = Field("127.0.0.1", validation_alias=_env("MODEL_MONITORING_WEB_HOST", "web_host"))
+    web_port: int = Field(6066, ge=0, le=65535, validation_alias=_env("MODEL_MONITORING_WEB_PORT", "web_port"))
+    data_dir: Path = Field(Path("data"), validation_alias=_env("MODEL_MONITORING_DATA_DIR", "data_dir"))
+    store: Literal["rocksdb", "memory"] = Field("rocksdb", validation_alias=_env("MODEL_MONITORING_STORE", "store"))
+    log_level: str = Field("info", validation_alias=_env("MODEL_MONITORING_LOG_LEVEL", "log_level"))
+
+    # topics
+    features_topic: str = Field("ml.inference.features", validation_alias=_env("MODEL_MONITORING_FEATURES_TOPIC", "features_topic"))
+    outcomes_topic: str = Field("ml.outcomes", validation_alias=_env("MODEL_MONITORING_OUTCOMES_TOPIC", "outcomes_topic"))
+    baselines_topic: str = Field("ml.model.baselines", validation_alias=_env("MODEL_MONITORING_BASELINES_TOPIC", "baselines_topic"))
+    trigger_topic: str = Field("workflow.job.trigger", validation_alias=_env("MODEL_MONITORING_TRIGGER_TOPIC", "trigger_topic"))
+    drift_topic: str = Field("ml.model.drift.detected", validation_alias=_env("MODEL_MONITORING_DRIFT_TOPIC", "drift_topic"))
+    degraded_topic: str = Field("ml.model.performance.degraded", validation_alias=_env("MODEL_MONITORING_DEGRADED_TOPIC", "degraded_topic"))
+    snapshot_topic: str = Field("ml.model.monitoring.snapshot", validation_alias=_env("MODEL_MONITORING_SNAPSHOT_TOPIC", "snapshot_topic"))
+    completed_topic: str = Field("workflow.job.completed", validation_alias=_env("MODEL_MONITORING_COMPLETED_TOPIC", "completed_topic"))
+    failed_topic: str = Field("workflow.job.failed", validation_alias=_env("MODEL_MONITORING_FAILED_TOPIC", "failed_topic"))
+    partitions: int = Field(8, ge=1, le=1024, validation_alias=_env("MODEL_MONITORING_PARTITIONS", "partitions"))
+
+    # state and time
+    window_days: float = Field(7.0, gt=0, validation_alias=_env("MODEL_MONITORING_WINDOW_DAYS", "window_days"))
+    bucket_days: float = Field(1.0, gt=0, validation_alias=_env("MODEL_MONITORING_BUCKET_DAYS", "bucket_days"))
+    retention_days: float = Field(35.0, gt=0, validation_alias=_env("MODEL_MONITORING_RETENTION_DAYS", "retention_days"))
+    join_ttl_days: float = Field(90.0, gt=0, validation_alias=_env("MODEL_MONITORING_JOIN_TTL_DAYS", "join_ttl_days"))
+    batch_size: int = Field(2000, ge=1, validation_alias=_env("MODEL_MONITORING_BATCH_SIZE", "batch_size"))
+    batch_within_seconds: float = Field(0.2, gt=0, validation_alias=_env("MODEL_MONITORING_BATCH_WITHIN_SECONDS", "batch_within_seconds"))
+    maintenance_interval_seconds: float = Field(300.0, gt=0, validation_alias=_env("MODEL_MONITORING_MAINTENANCE_INTERVAL_SECONDS", "maintenance_interval_seconds"))
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias=_env("MODEL_MONITORING_MAX_MESSAGE_BYTES", "max_message_bytes"))
+    max_features: int = Field(2000, ge=1, validation_alias=_env("MODEL_MONITORING_MAX_FEATURES", "max_features"))
+
+    # statistics
+    psi_warning: float = Field(0.1, gt=0, validation_alias=_env("MODEL_MONITORING_PSI_WARNING", "psi_warning"))
+    psi_critical: float = Field(0.25, gt=0, validation_alias=_env("MODEL_MONITORING_PSI_CRITICAL", "psi_critical"))
+    min_samples: int = Field(100, ge=1, validation_alias=_env("MODEL_MONITORING_MIN_SAMPLES", "min_samples"))
+    min_outcomes: int = Field(100, ge=1, validation_alias=_env("MODEL_MONITORING_MIN_OUTCOMES", "min_outcomes"))
+    tolerance: float = Field(0.10, ge=0, validation_alias=_env("MODEL_MONITORING_TOLERANCE", "tolerance"))
+    confidence: float = Field(0.95, gt=0.5, lt=1, validation_alias=_env("MODEL_MONITORING_CONFIDENCE", "confidence"))
+    threshold_overrides: dict[str, dict[str, float]] = Field(
+        default_factory=dict, validation_alias=_env("MODEL_MONITORING_THRESHOLD_OVERRIDES", "threshold_overrides"))
+
+    # the weekly run
+    cron: str = Field("0 6 * * 0", validation_alias=_env("MODEL_MONITORING_CRON", "cron", "model_monitoring_cron"))
+    cron_timezone: str = Field("UTC", validation_alias=_env("MODEL_MONITORING_CRON_TIMEZONE", "cron_timezone"))
+    cron_enabled: bool = Field(True, validation_alias=_env("MODEL_MONITORING_CRON_ENABLED", "cron_enabled"))
+    run_deadline_seconds: float = Field(900.0, gt=0, validation_alias=_env("MODEL_MONITORING_RUN_DEADLINE_SECONDS", "run_deadline_seconds"))
+
+    # the HTTP route's service JWT
+    jwt_secret: str | None = Field(None, validation_alias=_env("MODEL_MONITORING_JWT_SECRET", "jwt_secret"))
+    jwt_public_key_file: Path | None = Field(None, validation_alias=_env("MODEL_MONITORING_JWT_PUBLIC_KEY_FILE", "jwt_public_key_file"))
+    jwt_issuer: str | None = Field(None, validation_alias=_env("MODEL_MONITORING_JWT_ISSUER", "jwt_issuer"))
+    jwt_audience: str | None = Field(None, validation_alias=_env("MODEL_MONITORING_JWT_AUDIENCE", "jwt_audience"))
+    jwt_scope: str = Field("model-monitoring:run", validation_alias=_env("MODEL_MONITORING_JWT_SCOPE", "jwt_scope"))
+    auth_disabled: bool = Field(False, validation_alias=_env("MODEL_MONITORING_AUTH_DISABLED", "auth_disabled"))
+    max_body_bytes: int = Field(64 * 1024, ge=256, validation_alias=_env("MODEL_MONITORING_MAX_BODY_BYTES", "max_body_bytes"))
+
+    # metrics
+    metrics_cardinality_cap: int = Field(2000, ge=1, validation_alias=_env("MODEL_MONITORING_METRICS_CARDINALITY_CAP", "metrics_cardinality_cap"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.psi_critical < self.psi_warning:
+            raise ValueError("psi_critical must be >= psi_warning")
+        if self.retention_days < self.window_days:
+            raise ValueError("retention_days must be >= window_days")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # explicit arguments > environment > config file (passed in as init kwargs by load())
+        return (init_settings, env_settings)
+
+    # derived values -----------------------------------------------------------------
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_days * DAY_MS)
+
+    @property
+    def bucket_ms(self) -> int:
+        return int(self.bucket_days * DAY_MS)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * DAY_MS)
+
+    @property
+    def join_ttl_ms(self) -> int:
+        return int(self.join_ttl_days * DAY_MS)
+
+    @property
+    def runs_topic(self) -> str:
+        return f"{self.app_id}.runs"
+
+    @property
+    def snapshot_requests_topic(self) -> str:
+        return f"{self.app_id}.snapshot-requests"
+
+    @property
+    def snapshot_parts_topic(self) -> str:
+        return f"{self.app_id}.snapshot-parts"
+
+    def dlq_topic(self, source_topic: str) -> str:
+        return f"{source_topic}.dlq"
+
+    def thresholds(self) -> "Thresholds":
+        from tables.thresholds import Thresholds
+
+        return Thresholds(
+            psi_warning=self.psi_warning, psi_critical=self.psi_critical,
+            min_samples=self.min_samples, min_outcomes=self.min_outcomes,
+            tolerance=self.tolerance, confidence=self.confidence,
+            overrides=self.threshold_overrides,
+        )
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Security settings in aiokafka's vocabulary (used by the CLI tools and benches)."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap_servers,
+                              "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                      sasl_plain_username=self.kafka_sasl_username,
+                      sasl_plain_password=self.kafka_sasl_password)
+        if "SSL" in self.kafka_security_protocol:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                ctx.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            kw["ssl_context"] = ctx
+        return kw
+
+
+def _flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Config files may group keys in sections ([kafka], [batch_jobs] …); the leaf names are the
+    setting names, so `batch_jobs.model_monitoring_cron` sets `cron`."""
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, Mapping) and key != "threshold_overrides":
+            flat.update(_flatten(value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or YAML config file into flat setting names."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml  # optional: only needed for YAML config files
+
+        doc = yaml.safe_load(text) or {}
+    else:
+        doc = tomllib.loads(text)
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"{path}: the config file must hold a mapping")
+    return _flatten(doc)
+
+
+def load_settings(environ: Mapping[str, str], config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: explicit overrides > environment > config file > defaults."""
+    path = config_file or (Path(environ["MODEL_MONITORING_CONFIG"]) if environ.get("MODEL_MONITORING_CONFIG") else None)
+    from_file = read_config_file(path) if path else {}
+    env_values = {k: v for k, v in environ.items()
+                  if k.startswith(("MODEL_MONITORING_", "KAFKA_"))}
+    raw_overrides = env_values.get("MODEL_MONITORING_THRESHOLD_OVERRIDES")
+    if isinstance(raw_overrides, str):
+        import orjson
+
+        env_values["MODEL_MONITORING_THRESHOLD_OVERRIDES"] = orjson.loads(raw_overrides)
+    merged: dict[str, Any] = {**from_file, **env_values, **overrides}
+    return Settings.model_validate(merged)

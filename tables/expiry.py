@@ -1,0 +1,48 @@
+"""Bounded state: which partials are past the retention and which join entries past the TTL,
+by event time (the partition's high-water mark), so that a replay expires the same keys."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import orjson
+
+from tables.join_buffer import JoinEntry
+from tables.partial import PartialKey, is_partial_key
+
+
+def expired_partials(keys: Iterable[bytes], high_water_ms: dict[int, int], bucket_ms: int,
+                     retention_ms: int) -> Iterator[bytes]:
+    """Partial keys whose day ends before (partition high-water mark − retention)."""
+    for raw in keys:
+        if not is_partial_key(raw):
+            continue
+        key = PartialKey.decode(raw)
+        hw = high_water_ms.get(key.partition)
+        if hw is not None and (key.day + 1) * bucket_ms <= hw - retention_ms:
+            yield raw
+
+
+def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int, int],
+                  ttl_ms: int) -> Iterator[tuple[bytes, str]]:
+    """Join entries last touched (event time) before (high-water mark − TTL), with their state."""
+    for raw_key, raw_value in items:
+        partition = int(raw_key.split(b"|", 1)[0])
+        hw = high_water_ms.get(partition)
+        if hw is None:
+            continue
+        entry = JoinEntry.from_bytes(raw_value)
+        if entry.last_seen_ms < hw - ttl_ms:
+            state = ("matched" if entry.matched_by else
+                     "unmatched_prediction" if entry.prediction else "unmatched_outcome")
+            yield raw_key, state
+
+
+def high_water_marks(meta_items: Iterable[tuple[bytes, bytes]]) -> dict[int, int]:
+    """Partition -> max event time seen on either input, from the partials' meta keys."""
+    marks: dict[int, int] = {}
+    for raw_key, raw_value in meta_items:
+        if raw_key.endswith(b"|~meta"):
+            meta = orjson.loads(raw_value)
+            marks[int(raw_key.split(b"|", 1)[0])] = max(meta.values(), default=-1)
+    return marks

@@ -1,0 +1,206 @@
+"""The ingest fold: one batch of one source partition in, the table values to write out.
+
+Pure and synchronous — `(state, events) -> (state, outputs)` — so it runs the same under the
+Faust agents, in the offline replay of tests, and with no broker at all. State is read through
+two getters; the result names every key to write (one write per touched key per batch).
+
+Exactly-once counting on an at-least-once stream: each partial value stores the highest source
+offset it has applied per input topic; an event at or below it has been counted already. The
+join buffer remembers which source position supplied each side of a pair, so a redelivered
+event (same position) is replayed while a genuine duplicate (same predictionId, another
+message) is dropped."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from schemas.models import InferenceRecord, OutcomeRecord
+from tables.baseline import Baseline
+from tables.error_sums import PerformanceSums
+from tables.histogram import FeatureHistogram, count_batch
+from tables.join_buffer import JoinEntry, Outcome, Prediction, Source
+from tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialKey, PartialState
+
+BaselineLookup = Callable[[str, str, str], Baseline | None]
+PartialGetter = Callable[[bytes], PartialState | None]
+JoinGetter = Callable[[bytes], JoinEntry | None]
+
+
+def join_key(partition: int, prediction_id: str) -> bytes:
+    return f"{partition}|{prediction_id}".encode()
+
+
+def meta_key(partition: int) -> bytes:
+    """Per-partition bookkeeping in the partials table: the event-time high-water marks."""
+    return f"{partition}|~meta".encode()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    offset: int
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class FoldResult:
+    partials: dict[bytes, PartialState] = field(default_factory=dict)
+    joins: dict[bytes, JoinEntry] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    label_lags_ms: list[int] = field(default_factory=list)
+    max_event_ms: int = -1
+
+
+@dataclass
+class _PendingPartial:
+    before: PartialState
+    features: list[Mapping[str, object]] = field(default_factory=list)
+    predictions: list[float] = field(default_factory=list)
+    outcomes: list[float] = field(default_factory=list)
+    max_offset: dict[str, int] = field(default_factory=dict)
+
+
+class IngestFold:
+    """Folds batches of one partition into partial and join-buffer values."""
+
+    def __init__(self, partition: int, *, bucket_ms: int, retention_ms: int,
+                 baseline_for: BaselineLookup) -> None:
+        self.partition = partition
+        self.bucket_ms = bucket_ms
+        self.retention_ms = retention_ms
+        self.baseline_for = baseline_for
+
+    # ---------------------------------------------------------------- predictions
+    def fold_predictions(self, records: Iterable[tuple[int, int, InferenceRecord]],
+                         get_partial: PartialGetter, get_join: JoinGetter,
+                         high_water_ms: int) -> FoldResult:
+        """Records in source order: (offset, index in envelope, record)."""
+        out = FoldResult(max_event_ms=high_water_ms)
+        pending: dict[PartialKey, _PendingPartial] = {}
+        for offset, index, rec in records:
+            if out.max_event_ms >= 0 and rec.timestamp_ms < out.max_event_ms - self.retention_ms:
+                out.rejected.append(Rejection(offset, index, "too_late",
+                                              "prediction older than the retention"))
+                continue
+            out.max_event_ms = max(out.max_event_ms, rec.timestamp_ms)
+            source: Source = (FEATURES, offset, index)
+            jkey = join_key(self.partition, rec.prediction_id)
+            entry = out.joins.get(jkey) or get_join(jkey) or JoinEntry()
+            if entry.prediction is not None and entry.prediction.source != source:
+                out.counts["duplicate_predictions"] += 1
+                continue
+            pred = Prediction(rec.tenant_id, rec.model_id, rec.model_version,
+                              rec.segment or NO_SEGMENT, rec.timestamp_ms, float(rec.prediction),
+                              source)
+            entry = entry.with_prediction(pred)
+            pkey = self._key_for(pred)
+            slot = self._pending(pending, pkey, get_partial)
+            if slot.before.applied(FEATURES, offset):
+                out.counts["redelivered_skipped"] += 1
+            else:
+                slot.features.append(rec.features)
+                slot.max_offset[FEATURES] = max(offset, slot.max_offset.get(FEATURES, -1))
+                out.counts["records"] += 1
+            if entry.outcome is not None and entry.matched_by in (None, source):
+                entry = entry.matched(source)
+                self._contribute(slot, FEATURES, offset, pred, entry.outcome, out)
+            out.joins[jkey] = entry
+        self._finish(pending, out)
+        return out
+
+    # ---------------------------------------------------------------- outcomes
+    def fold_outcomes(self, records: Iterable[tuple[int, int, OutcomeRecord]],
+                      get_partial: PartialGetter, get_join: JoinGetter,
+                      high_water_ms: int, join_ttl_ms: int) -> FoldResult:
+        out = FoldResult(max_event_ms=high_water_ms)
+        pending: dict[PartialKey, _PendingPartial] = {}
+        for offset, index, rec in records:
+            if out.max_event_ms >= 0 and rec.timestamp_ms < out.max_event_ms - join_ttl_ms:
+                out.rejected.append(Rejection(offset, index, "too_late",
+                                              "outcome older than the join TTL"))
+                continue
+            out.max_event_ms = max(out.max_event_ms, rec.timestamp_ms)
+            source: Source = (OUTCOMES, offset, index)
+            jkey = join_key(self.partition, rec.prediction_id)
+            entry = out.joins.get(jkey) or get_join(jkey) or JoinEntry()
+            if entry.outcome is not None and entry.outcome.source != source:
+                out.counts["duplicate_outcomes"] += 1
+                continue
+            pred = entry.prediction
+            if pred is not None and (pred.tenant_id, pred.model_id) != (rec.tenant_id, rec.model_id):
+                out.rejected.append(Rejection(offset, index, "join_mismatch",
+                                              "outcome names another tenant or model than its prediction"))
+                continue
+            outcome = Outcome(rec.tenant_id, rec.model_id, float(rec.outcome), rec.timestamp_ms, source)
+            entry = entry.with_outcome(outcome)
+            if pred is None:
+                out.counts["early_outcomes"] += 1
+            elif entry.matched_by in (None, source):
+                entry = entry.matched(source)
+                slot = self._pending(pending, self._key_for(pred), get_partial)
+                self._contribute(slot, OUTCOMES, offset, pred, outcome, out)
+            out.joins[jkey] = entry
+        self._finish(pending, out)
+        return out
+
+    # ---------------------------------------------------------------- helpers
+    def _key_for(self, pred: Prediction) -> PartialKey:
+        return PartialKey(self.partition, pred.tenant_id, pred.model_id, pred.model_version,
+                          pred.segment, pred.timestamp_ms // self.bucket_ms)
+
+    @staticmethod
+    def _pending(pending: dict[PartialKey, _PendingPartial], key: PartialKey,
+                 get_partial: PartialGetter) -> _PendingPartial:
+        slot = pending.get(key)
+        if slot is None:
+            slot = pending[key] = _PendingPartial(get_partial(key.encode()) or PartialState())
+        return slot
+
+    @staticmethod
+    def _contribute(slot: _PendingPartial, topic_slot: str, offset: int, pred: Prediction,
+                    outcome: Outcome, out: FoldResult) -> None:
+        if slot.before.applied(topic_slot, offset):
+            return
+        slot.predictions.append(pred.prediction)
+        slot.outcomes.append(outcome.outcome)
+        slot.max_offset[topic_slot] = max(offset, slot.max_offset.get(topic_slot, -1))
+        out.counts["matched"] += 1
+        out.label_lags_ms.append(outcome.timestamp_ms - pred.timestamp_ms)
+
+    def _finish(self, pending: Mapping[PartialKey, _PendingPartial], out: FoldResult) -> None:
+        for key, slot in pending.items():
+            if not slot.max_offset:
+                continue  # everything in this batch for the key was counted before
+            state = slot.before
+            histogram = None
+            if slot.features:
+                baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
+                histogram = count_batch(baseline, slot.features)
+                if state.histogram.fingerprint not in ("", histogram.fingerprint):
+                    # the version's baseline was replaced: counts under the old bins are void
+                    out.counts["baseline_changed"] += 1
+                    state = PartialState(FeatureHistogram.empty(histogram.fingerprint),
+                                         state.performance, state.watermarks, state.duplicates)
+            performance = None
+            if slot.predictions:
+                performance = PerformanceSums.empty().update_many(
+                    np.asarray(slot.predictions, dtype=np.float64),
+                    np.asarray(slot.outcomes, dtype=np.float64))
+            state = state.add(histogram, performance)
+            for topic_slot, offset in slot.max_offset.items():
+                state = state.with_watermark(topic_slot, offset)
+            out.partials[key.encode()] = state
+
+
+def merge_partials(states: Sequence[PartialState]) -> PartialState:
+    """Sum of partials (the weekly run's gather step)."""
+    total = PartialState()
+    for s in states:
+        total = total.merge(s)
+    return total

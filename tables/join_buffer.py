@@ -1,0 +1,84 @@
+"""The value of the `join_buffer` table (key b"{partition}|{predictionId}"): a prediction waiting
+for its outcome, or an early outcome waiting for its prediction, and which source event matched
+them. Remembering the source position of each side is what lets a redelivered event be told
+from a genuine duplicate (same predictionId, another message)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+import orjson
+
+Source = tuple[str, int, int]  # (topic slot, offset, index within an envelope)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    tenant_id: str
+    model_id: str
+    model_version: str
+    segment: str
+    timestamp_ms: int
+    prediction: float
+    source: Source
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tenant_id: str
+    model_id: str
+    outcome: float
+    timestamp_ms: int
+    source: Source
+
+
+@dataclass(frozen=True)
+class JoinEntry:
+    prediction: Prediction | None = None
+    outcome: Outcome | None = None
+    matched_by: Source | None = None  # the event whose arrival completed the pair
+
+    @property
+    def last_seen_ms(self) -> int:
+        """Event time the TTL counts from."""
+        times = [x.timestamp_ms for x in (self.prediction, self.outcome) if x is not None]
+        return max(times) if times else 0
+
+    def with_prediction(self, p: Prediction) -> "JoinEntry":
+        return replace(self, prediction=p)
+
+    def with_outcome(self, o: Outcome) -> "JoinEntry":
+        return replace(self, outcome=o)
+
+    def matched(self, by: Source) -> "JoinEntry":
+        return replace(self, matched_by=by)
+
+    def to_bytes(self) -> bytes:
+        doc: dict[str, object] = {}
+        if self.prediction is not None:
+            p = self.prediction
+            doc["p"] = [p.tenant_id, p.model_id, p.model_version, p.segment, p.timestamp_ms,
+                        p.prediction, list(p.source)]
+        if self.outcome is not None:
+            o = self.outcome
+            doc["o"] = [o.tenant_id, o.model_id, o.outcome, o.timestamp_ms, list(o.source)]
+        if self.matched_by is not None:
+            doc["m"] = list(self.matched_by)
+        return orjson.dumps(doc)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "JoinEntry":
+        doc: Mapping[str, list] = orjson.loads(raw)
+        p = doc.get("p")
+        o = doc.get("o")
+        m = doc.get("m")
+        return cls(
+            Prediction(p[0], p[1], p[2], p[3], p[4], p[5], _source(p[6])) if p else None,
+            Outcome(o[0], o[1], o[2], o[3], _source(o[4])) if o else None,
+            _source(m) if m else None,
+        )
+
+
+def _source(v: list) -> Source:
+    return (str(v[0]), int(v[1]), int(v[2]))

@@ -1,0 +1,104 @@
+"""The value of the `partials` table: what one source partition has counted for one
+(tenant, model, version, segment, day) — feature bin counts, error sums, and the highest
+source offset applied per input topic (the watermark that makes redelivery harmless)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import orjson
+
+from tables.error_sums import PerformanceSums
+from tables.histogram import FeatureHistogram
+
+FEATURES = "f"  # watermark slot of the inference-features topic
+OUTCOMES = "o"  # watermark slot of the outcomes topic
+NO_SEGMENT = ""  # the segment field of events that carry none
+
+
+def _escape(field_value: str) -> str:
+    return field_value.replace("%", "%25").replace("|", "%7C")
+
+
+def _unescape(field_value: str) -> str:
+    return field_value.replace("%7C", "|").replace("%25", "%")
+
+
+@dataclass(frozen=True, order=True)
+class PartialKey:
+    """(partition, tenant, model, version, segment, day) — encoded as b"p|t|m|v|s|day"."""
+
+    partition: int
+    tenant_id: str
+    model_id: str
+    model_version: str
+    segment: str
+    day: int
+
+    def encode(self) -> bytes:
+        return "|".join((str(self.partition), _escape(self.tenant_id), _escape(self.model_id),
+                         _escape(self.model_version), _escape(self.segment), str(self.day))).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "PartialKey":
+        p, t, m, v, s, d = raw.decode().split("|")
+        return cls(int(p), _unescape(t), _unescape(m), _unescape(v), _unescape(s), int(d))
+
+    @property
+    def model_key(self) -> str:
+        """The (tenant, model) unit the weekly run evaluates and keys its events by."""
+        return f"{self.tenant_id}:{self.model_id}"
+
+
+def is_partial_key(raw: bytes) -> bool:
+    return raw.count(b"|") == 5
+
+
+@dataclass(frozen=True)
+class PartialState:
+    """Immutable; every change returns a new value that is then reassigned to the table."""
+
+    histogram: FeatureHistogram = field(default_factory=FeatureHistogram.empty)
+    performance: PerformanceSums = field(default_factory=PerformanceSums.empty)
+    watermarks: Mapping[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def applied(self, topic_slot: str, offset: int) -> bool:
+        """Has the event at this source offset already been folded into this value?"""
+        return offset <= self.watermarks.get(topic_slot, -1)
+
+    def with_watermark(self, topic_slot: str, offset: int) -> "PartialState":
+        marks = dict(self.watermarks)
+        marks[topic_slot] = max(offset, marks.get(topic_slot, -1))
+        return PartialState(self.histogram, self.performance, marks, self.duplicates)
+
+    def add(self, histogram: FeatureHistogram | None = None,
+            performance: PerformanceSums | None = None) -> "PartialState":
+        return PartialState(
+            self.histogram.merge(histogram) if histogram is not None else self.histogram,
+            self.performance.merge(performance) if performance is not None else self.performance,
+            self.watermarks, self.duplicates)
+
+    def merge(self, other: "PartialState") -> "PartialState":
+        """Sum of two partials (for the weekly run; watermarks are per key, so dropped)."""
+        return PartialState(self.histogram.merge(other.histogram),
+                            self.performance.merge(other.performance), {},
+                            self.duplicates + other.duplicates)
+
+    def to_json(self) -> dict[str, object]:
+        return {"h": self.histogram.to_json(), "p": self.performance.to_json(),
+                "w": dict(self.watermarks), "d": self.duplicates}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, object]) -> "PartialState":
+        return cls(FeatureHistogram.from_json(doc["h"]),  # type: ignore[arg-type]
+                   PerformanceSums.from_json(doc["p"]),  # type: ignore[arg-type]
+                   dict(doc.get("w") or {}), int(doc.get("d") or 0))  # type: ignore[arg-type,call-overload]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "PartialState":
+        return cls.from_json(orjson.loads(raw))

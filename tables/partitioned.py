@@ -1,0 +1,58 @@
+"""Tables whose keys carry their partition: b"{partition}|…".
+
+Faust picks a changelog partition from the *current event*, which does not exist inside
+`take_events` batches (faust-streaming #497), and its RocksDB store picks the local database
+the same way. Every key this service writes starts with the source partition it belongs to, so
+both choices are read off the key instead: a partial stays on its source partition through
+crashes and rebalances, whatever task writes it."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.table import Table
+
+
+def partition_of_key(key: bytes) -> int:
+    """The partition a table key belongs to (the digits before the first b"|")."""
+    head, sep, _ = key.partition(b"|")
+    if not sep or not head.isdigit():
+        raise KeyError(f"table key {key[:80]!r} does not start with its partition")
+    return int(head)
+
+
+def table_key(partition: int, *parts: str) -> bytes:
+    """Build a key: partition first, then the fields, '|'-separated (fields must not hold '|')."""
+    return "|".join((str(partition), *parts)).encode()
+
+
+class PartitionKeyedTable(Table):
+    """A faust Table whose changelog partition is the one named in the key."""
+
+    def partition_for_key(self, key: Any) -> Optional[int]:
+        return partition_of_key(key)
+
+
+class PartitionKeyedRocksDBStore(RocksDBStore):
+    """RocksDB store (one database per partition) that files a key under its own partition."""
+
+    def _set(self, key: bytes, value: Optional[bytes]) -> None:
+        partition = partition_of_key(key)
+        db = self._db_for_partition(partition)
+        self._key_index[key] = partition
+        db.put(key, value)
+
+
+class PartitionKeyedGlobalTable(PartitionKeyedTable):
+    """The same rule for a GlobalTable (every worker holds every partition)."""
+
+
+def _make_global() -> type:
+    from faust.tables.globaltable import GlobalTable
+
+    return type("PartitionKeyedGlobalTable", (PartitionKeyedTable, GlobalTable), {
+        "__doc__": PartitionKeyedGlobalTable.__doc__, "__module__": __name__})
+
+
+PartitionKeyedGlobalTable = _make_global()  # type: ignore[misc]  # noqa: F811
