@@ -27,6 +27,7 @@ class Tables:
     baselines: TableT     # b"0|tenant-or-*:model:version" -> baseline JSON (global)
     job_runs: TableT      # b"p|jobRunId" -> JobRun bytes
     evaluations: TableT   # b"p|jobRunId|tenant:model" -> Evaluation bytes
+    run_status: TableT    # b"0|jobRunId" -> run summary JSON (global: any worker answers GET)
 
 
 @dataclass
@@ -93,6 +94,8 @@ def build_app(s: Settings) -> Monitor:
                                   recovery_buffer_size=1),
         job_runs=app.Table("job_runs", **common),
         evaluations=app.Table("evaluations", **common),
+        run_status=app.GlobalTable("run_status", key_type=bytes, value_type=bytes, partitions=1,
+                                   recovery_buffer_size=1),
     )
     monitor = Monitor(settings=s, app=app, topics=topics, tables=tables,
                       validators=Validators(max_features=s.max_features),

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     cron: str = Field("0 6 * * 0", validation_alias=_env("MODEL_MONITORING_CRON", "cron", "model_monitoring_cron"))
     cron_timezone: str = Field("UTC", validation_alias=_env("MODEL_MONITORING_CRON_TIMEZONE", "cron_timezone"))
     cron_enabled: bool = Field(True, validation_alias=_env("MODEL_MONITORING_CRON_ENABLED", "cron_enabled"))
+    dlq_other_jobs: bool = Field(True, validation_alias=_env("MODEL_MONITORING_DLQ_OTHER_JOBS", "dlq_other_jobs"))
     run_deadline_seconds: float = Field(900.0, gt=0, validation_alias=_env("MODEL_MONITORING_RUN_DEADLINE_SECONDS", "run_deadline_seconds"))
 
     # the HTTP route's service JWT

@@ -181,7 +181,8 @@ class IngestFold:
             histogram = None
             if slot.features:
                 baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
-                histogram = count_batch(baseline, slot.features)
+                histogram = (count_batch(baseline, slot.features) if baseline is not None
+                             else names_only(slot.features))
                 if state.histogram.fingerprint not in ("", histogram.fingerprint):
                     # the version's baseline was replaced: counts under the old bins are void
                     out.counts["baseline_changed"] += 1
@@ -196,6 +197,14 @@ class IngestFold:
             for topic_slot, offset in slot.max_offset.items():
                 state = state.with_watermark(topic_slot, offset)
             out.partials[key.encode()] = state
+
+
+def names_only(features: Sequence[Mapping[str, object]]) -> FeatureHistogram:
+    """Events of a version without a baseline: no bins to count in, but the sample size and the
+    feature names (reported as `no_baseline`) are kept."""
+    names = sorted({name for f in features for name in f})
+    return FeatureHistogram(counts={n: () for n in names}, type_mismatch={}, n=len(features),
+                            fingerprint="")
 
 
 def merge_partials(states: Sequence[PartialState]) -> PartialState:

@@ -55,6 +55,20 @@ def is_partial_key(raw: bytes) -> bool:
     return raw.count(b"|") == 5
 
 
+def merge_histograms(a: FeatureHistogram, b: FeatureHistogram) -> FeatureHistogram:
+    """Merge counts made with the same bins. Counts made before the version had a baseline
+    (fingerprint "") hold feature names only and give way to binned counts; counts under two
+    different baselines (one replaced the other inside the window) cannot be added, and the
+    larger sample is kept — the evaluator then compares only counts made with the current bins."""
+    if a.fingerprint == b.fingerprint:
+        return a.merge(b)
+    if not a.fingerprint:
+        return b
+    if not b.fingerprint:
+        return a
+    return a if a.n >= b.n else b
+
+
 @dataclass(frozen=True)
 class PartialState:
     """Immutable; every change returns a new value that is then reassigned to the table."""
@@ -82,7 +96,7 @@ class PartialState:
 
     def merge(self, other: "PartialState") -> "PartialState":
         """Sum of two partials (for the weekly run; watermarks are per key, so dropped)."""
-        return PartialState(self.histogram.merge(other.histogram),
+        return PartialState(merge_histograms(self.histogram, other.histogram),
                             self.performance.merge(other.performance), {},
                             self.duplicates + other.duplicates)
 

@@ -1,0 +1,201 @@
+"""The weekly run's front half: triggers (topic, crontab on the leader, HTTP — one path), and
+the job tracker that fans out, waits for every partition and key, and completes or fails."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from faust.types import EventT, StreamT
+
+from schemas.validation import MessageRejected, decode_json, format_timestamp
+from streams.app import Monitor
+from streams.dlq import DeadLetter, send_dead_letters
+from tables import job_run as tracker
+from tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
+from tables.trigger import JOB_NAME, derived_job_run_id, plan_run
+
+log = logging.getLogger("model_monitoring.run")
+runbook_log = logging.getLogger("model_monitoring.job")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def trigger_message(job_run_id: str, tenant_ids: list[str] | None, source: str,
+                    window_end: str | None = None) -> bytes:
+    """The one trigger shape every source publishes (the HTTP route and the crontab too)."""
+    metadata: dict[str, Any] = {"source": source}
+    if tenant_ids is not None:
+        metadata["tenantIds"] = tenant_ids
+    if window_end is not None:
+        metadata["windowEnd"] = window_end
+    return orjson.dumps({"job": JOB_NAME, "jobRunId": job_run_id, "metadata": metadata,
+                         "triggeredAt": format_timestamp(now_ms())})
+
+
+async def publish_trigger(monitor: Monitor, job_run_id: str, tenant_ids: list[str] | None,
+                          source: str) -> None:
+    await monitor.topics.trigger.send(key=job_run_id.encode(),
+                                      value=trigger_message(job_run_id, tenant_ids, source))
+
+
+async def on_trigger(monitor: Monitor, event: EventT) -> None:
+    """Validate; other jobs are ignored (and counted); start the run on the tracker's topic."""
+    msg, m, s = event.message, monitor.metrics, monitor.settings
+    try:
+        doc = decode_json(msg.value, s.max_message_bytes)
+        job = doc.get("job") if isinstance(doc, dict) else None
+        if isinstance(job, str) and job != JOB_NAME:  # another job's trigger, whatever its shape
+            m.triggers_ignored.inc()
+            if s.dlq_other_jobs:
+                raise MessageRejected("unknown_job", f"job {job[:80]!r} is not {JOB_NAME}")
+            return
+        monitor.validators.validate("trigger", doc)
+        assert isinstance(doc, dict)
+    except MessageRejected as exc:
+        await send_dead_letters(monitor.topics.dlq_for(monitor.topics.trigger), [DeadLetter(
+            msg.topic, msg.partition, msg.offset, msg.key, msg.value, exc.reason, exc.detail)], m)
+        return
+    source = str((doc.get("metadata") or {}).get("source") or "topic")
+    job_run_id = doc.get("jobRunId") or derived_job_run_id(msg.topic, msg.partition, msg.offset)
+    try:
+        run = plan_run(doc, job_run_id=job_run_id, now_ms=now_ms(), window_ms=s.window_ms,
+                       bucket_ms=s.bucket_ms, deadline_ms=int(s.run_deadline_seconds * 1000),
+                       partitions=s.partitions, source=source)
+    except MessageRejected as exc:
+        await send_dead_letters(monitor.topics.dlq_for(monitor.topics.trigger), [DeadLetter(
+            msg.topic, msg.partition, msg.offset, msg.key, msg.value, exc.reason, exc.detail)], m)
+        return
+    m.job_triggers.labels(JOB_NAME, source).inc()
+    log.info("trigger accepted: jobRunId=%s source=%s tenants=%s", job_run_id, source,
+             run.tenant_ids if run.tenant_ids is not None else "all")
+    await monitor.topics.runs.send(key=job_run_id.encode(), value=orjson.dumps(
+        {"type": "start", "run": orjson.loads(run.to_bytes())}))
+
+
+class Tracker:
+    """Applies runs-topic messages to the `job_runs` table and performs the actions."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.m = monitor
+
+    def _key(self, partition: int, job_run_id: str) -> bytes:
+        return f"{partition}|{job_run_id}".encode()
+
+    async def handle(self, event: EventT) -> None:
+        doc = orjson.loads(event.message.value)
+        partition = event.message.partition
+        if doc["type"] == "start":
+            new = JobRun.from_bytes(orjson.dumps(doc["run"]))
+            job_run_id = new.job_run_id
+        else:
+            job_run_id = doc["jobRunId"]
+        key = self._key(partition, job_run_id)
+        raw = self.m.tables.job_runs.get(key)
+        run = JobRun.from_bytes(raw) if raw is not None else None
+        if doc["type"] == "start":
+            if run is not None:
+                log.info("duplicate trigger for jobRunId=%s ignored (%s)", job_run_id, run.status)
+            run, actions = tracker.start(run, new)
+        elif run is None:
+            log.warning("%s for unknown jobRunId=%s ignored", doc["type"], job_run_id)
+            return
+        elif doc["type"] == "report":
+            run, actions = tracker.report(run, int(doc["partition"]), list(doc["keys"]), now_ms())
+        else:
+            run, actions = tracker.evaluated(run, doc["key"], doc["counts"], now_ms())
+        await self.perform(run, actions)
+        self.save(key, run)
+
+    def save(self, key: bytes, run: JobRun) -> None:
+        self.m.tables.job_runs[key] = run.to_bytes()
+        self.m.tables.run_status[f"0|{run.job_run_id}".encode()] = orjson.dumps(run.summary())
+
+    async def perform(self, run: JobRun, actions: list[tracker.Action]) -> None:
+        t, s = self.m.topics, self.m.settings
+        for action in actions:
+            if isinstance(action, FanOut):
+                request = orjson.dumps({"jobRunId": run.job_run_id, "windowStartMs": run.window_start_ms,
+                                        "windowEndMs": run.window_end_ms,
+                                        "tenantIds": run.tenant_ids})
+                for p in range(s.partitions):
+                    await t.snapshot_requests.send(key=run.job_run_id.encode(), value=request, partition=p)
+            elif isinstance(action, Evaluate):
+                for model_key, partitions in sorted(action.keys.items()):
+                    await t.snapshot_parts.send(key=model_key.encode(), value=orjson.dumps(
+                        {"type": "evaluate", "jobRunId": run.job_run_id, "key": model_key,
+                         "partitions": list(partitions), "windowStartMs": run.window_start_ms,
+                         "windowEndMs": run.window_end_ms}))
+            elif isinstance(action, Complete):
+                await self.complete(run, dict(action.payload))
+            elif isinstance(action, Fail):
+                await self.fail(run, dict(action.payload))
+
+    async def complete(self, run: JobRun, payload: dict[str, Any]) -> None:
+        payload["completedAt"] = format_timestamp(int(payload.pop("completedAtMs")))
+        self.m.validators.validate("completed", payload)
+        await self.m.topics.completed.send(key=run.job_run_id.encode(), value=orjson.dumps(payload))
+        m = self.m.metrics
+        m.job_duration.labels(JOB_NAME).observe(payload["durationMs"] / 1000.0)
+        m.job_runs.labels("completed").inc()
+        runbook_log.info("model-monitoring completed", extra={"fields": {
+            "tenants": payload["tenants"], "driftChecked": payload["driftChecked"],
+            "performanceChecked": payload["performanceChecked"],
+            "driftDetected": payload["driftDetected"],
+            "performanceDegraded": payload["performanceDegraded"],
+            "jobRunId": run.job_run_id, "durationMs": payload["durationMs"]}})
+
+    async def fail(self, run: JobRun, payload: dict[str, Any]) -> None:
+        payload["failedAt"] = format_timestamp(int(payload.pop("failedAtMs")))
+        self.m.validators.validate("failed", payload)
+        await self.m.topics.failed.send(key=run.job_run_id.encode(), value=orjson.dumps(payload))
+        self.m.metrics.job_runs.labels("failed").inc()
+        totals = run.totals()
+        runbook_log.error("model-monitoring failed", extra={"fields": {
+            "tenants": run.tenants(), "driftChecked": totals["driftChecked"],
+            "performanceChecked": totals["performanceChecked"], "jobRunId": run.job_run_id,
+            "durationMs": (run.finished_ms or now_ms()) - run.started_ms, "error": run.error}})
+
+    async def check_deadlines(self) -> None:
+        """Fail the runs this worker tracks that passed their deadline."""
+        for key, raw in list(self.m.tables.job_runs.items()):
+            run = JobRun.from_bytes(raw)
+            if run.status != "running":
+                continue
+            run, actions = tracker.check_deadline(run, now_ms())
+            if actions:
+                await self.perform(run, actions)
+                self.save(key, run)
+
+
+def register(monitor: Monitor) -> None:
+    app, s, topics = monitor.app, monitor.settings, monitor.topics
+    tracker_shell = Tracker(monitor)
+
+    @app.agent(topics.trigger, name="triggers")
+    async def triggers(stream: StreamT) -> None:
+        async for event in stream.events():
+            await on_trigger(monitor, event)
+
+    @app.agent(topics.runs, name="job-tracker")
+    async def job_tracker(stream: StreamT) -> None:
+        async for event in stream.events():
+            await tracker_shell.handle(event)
+
+    @app.timer(5.0, name="run-deadlines")
+    async def deadlines() -> None:
+        await tracker_shell.check_deadlines()
+
+    if s.cron_enabled:
+        @app.crontab(s.cron, timezone=ZoneInfo(s.cron_timezone), on_leader=True)
+        async def weekly() -> None:
+            scheduled = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M")
+            job_run_id = f"cron-{scheduled}"  # two leaders in one minute name the same run
+            log.info("crontab %r fired: jobRunId=%s", s.cron, job_run_id)
+            await publish_trigger(monitor, job_run_id, None, "cron")

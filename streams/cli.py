@@ -1,0 +1,123 @@
+"""The `model-monitoring` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from pydantic import ValidationError
+
+from streams.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "bootstrap", None):
+        overrides["kafka_bootstrap_servers"] = args.bootstrap
+    return load_settings(os.environ, Path(args.config) if getattr(args, "config", None) else None, **overrides)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.broker import run_foreground
+
+    return run_foreground(args.port)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(_settings(args))
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    """Publish a `workflow.job.trigger` message (what the workflow service sends)."""
+    from aiokafka import AIOKafkaProducer
+
+    from agents.run import trigger_message
+
+    s = _settings(args)
+    job_run_id = args.job_run_id or f"cli-{os.urandom(8).hex()}"
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**s.kafka_client_kwargs())
+        await producer.start()
+        try:
+            await producer.send_and_wait(s.trigger_topic, trigger_message(
+                job_run_id, args.tenant or None, "cli", args.window_end), key=job_run_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    print(job_run_id)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Mint a service token for the HTTP route from the configured HS256 secret (for operators
+    and the demo; production tokens come from the platform's identity provider)."""
+    from streams.auth import mint_token
+
+    s = _settings(args)
+    if not s.jwt_secret:
+        print("error: MODEL_MONITORING_JWT_SECRET is not set", file=sys.stderr)
+        return 2
+    print(mint_token(s.jwt_secret, issuer=s.jwt_issuer, audience=s.jwt_audience, scope=s.jwt_scope,
+                     tenant_ids=args.tenant or None, ttl_seconds=args.ttl))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-monitoring", description=__doc__)
+    parser.add_argument("--config", help="TOML or YAML config file (or MODEL_MONITORING_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (memory only)")
+    p.add_argument("--port", type=int, default=9092)
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("worker", help="run the stream-processing worker")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (or KAFKA_BOOTSTRAP_SERVERS)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("trigger", help="publish a workflow.job.trigger for model-monitoring")
+    p.add_argument("--bootstrap")
+    p.add_argument("--tenant", action="append", help="limit the run to this tenant (repeatable)")
+    p.add_argument("--job-run-id")
+    p.add_argument("--window-end", help="ISO-8601 end of the window (default: now)")
+    p.set_defaults(func=cmd_trigger)
+
+    p = sub.add_parser("token", help="mint an HS256 service token for the HTTP route")
+    p.add_argument("--tenant", action="append")
+    p.add_argument("--ttl", type=int, default=300)
+    p.set_defaults(func=cmd_token)
+
+    from streams.offline import add_offline_parsers
+
+    add_offline_parsers(sub)
+    try:
+        from streams.demo import add_demo_parsers
+    except ModuleNotFoundError:
+        pass
+    else:
+        add_demo_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

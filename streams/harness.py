@@ -1,0 +1,248 @@
+"""Running the service as a user would, for the demo, the benchmarks and the tests: a worker
+process started and stopped by PID, producing to and reading from topics, consumer lag."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.broker import free_port
+
+
+def service_env(bootstrap: str, data_dir: Path, *, app_id: str = "model-monitoring",
+                topic_prefix: str = "", web_port: int | None = None,
+                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker process: every setting explicit, nothing inherited."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MODEL_MONITORING_", "KAFKA_"))}
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "MODEL_MONITORING_APP_ID": app_id,
+        "MODEL_MONITORING_DATA_DIR": str(data_dir),
+        "MODEL_MONITORING_WEB_PORT": str(web_port or free_port()),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if topic_prefix:
+        for name, default in TOPIC_DEFAULTS.items():
+            env[f"MODEL_MONITORING_{name.upper()}_TOPIC"] = topic_prefix + default
+    env.update(extra or {})
+    return env
+
+
+TOPIC_DEFAULTS = {
+    "features": "ml.inference.features", "outcomes": "ml.outcomes",
+    "baselines": "ml.model.baselines", "trigger": "workflow.job.trigger",
+    "drift": "ml.model.drift.detected", "degraded": "ml.model.performance.degraded",
+    "snapshot": "ml.model.monitoring.snapshot", "completed": "workflow.job.completed",
+    "failed": "workflow.job.failed",
+}
+
+
+@dataclass
+class WorkerProcess:
+    """One `model-monitoring worker`, its log in a file."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def web_port(self) -> int:
+        return int(self.env["MODEL_MONITORING_WEB_PORT"])
+
+    def start(self) -> "WorkerProcess":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def get(self, path: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None
+            ) -> tuple[int, bytes]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def post(self, path: str, body: bytes, headers: Mapping[str, str] | None = None,
+             timeout: float = 5.0) -> tuple[int, bytes]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", data=body,
+                                     headers={"Content-Type": "application/json", **(headers or {})},
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Seconds until /readyz answered 200; raises with the log tail if it never does."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                status, _ = self.get("/readyz", timeout=1.0)
+                if status == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples matching the labels, from /metrics."""
+        _, body = self.get("/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric_name = head.split("{", 1)[0]
+            if metric_name != name:
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the invariants are about."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+
+# ------------------------------------------------------------------ Kafka helpers
+async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]],
+                  linger_ms: int = 5) -> int:
+    """Send (topic, key, value) in order; returns the count once all are acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms,
+                                max_batch_size=1 << 20, max_request_size=16 << 20, acks="all")
+    await producer.start()
+    n = 0
+    try:
+        pending = []
+        for topic, key, value in messages:
+            pending.append(await producer.send(topic, value=value, key=key))
+            n += 1
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
+                     min_messages: int = 0) -> list[Any]:
+    """Every message of a topic from the beginning (aiokafka ConsumerRecords), until no new one
+    arrives for `timeout` seconds once at least `min_messages` were read."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None,
+                                fetch_max_bytes=16 << 20, max_partition_fetch_bytes=16 << 20)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        for _ in range(50):
+            if parts:
+                break
+            await asyncio.sleep(0.1)
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        quiet_since = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            got = sum(len(v) for v in batch.values())
+            for records in batch.values():
+                out.extend(records)
+            if got:
+                quiet_since = time.monotonic()
+            done_to_end = all((await consumer.position(tp)) >= ends[tp] for tp in tps)
+            if done_to_end and len(out) >= min_messages and time.monotonic() - quiet_since >= min(timeout, 0.5):
+                ends = await consumer.end_offsets(tps)
+                if all((await consumer.position(tp)) >= ends[tp] for tp in tps):
+                    if len(out) >= min_messages:
+                        return out
+            if time.monotonic() - quiet_since > timeout:
+                return out
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+    """Messages not yet committed by the consumer group on these topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(0, ends[tp] - done)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def latest_values(bootstrap: str, topic: str) -> dict[bytes, bytes]:
+    """A changelog read as a table: the last value per key, tombstones removing the key."""
+    state: dict[bytes, bytes] = {}
+    for rec in await read_topic(bootstrap, topic, timeout=2.0):
+        if rec.value is None:
+            state.pop(rec.key, None)
+        else:
+            state[rec.key] = rec.value
+    return state

@@ -1,0 +1,78 @@
+"""The evaluator of one (jobRunId, tenant:model) (table `evaluations`): gathers each partition's
+part of the window's state exactly once, and evaluates when it holds every part the job tracker
+said to expect. Then turns the snapshots into alert events with ids derived from what they are
+about, so a repeated evaluation publishes the same ids."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import orjson
+
+from tables.partial import PartialState
+
+EVENT_NAMESPACE = uuid.UUID("6b2f3c1e-58a4-4c1b-9a53-0d7c2f0e9b11")
+ALL_SEGMENTS = None  # the segment of the evaluation over all events
+
+
+def event_id(job_run_id: str, tenant: str, model: str, version: str, segment: str | None,
+             subject: str, kind: str) -> str:
+    """Stable id of one alert: the same run, key, version, segment and feature/metric give the
+    same id however often the run is repeated."""
+    name = "\x1f".join((job_run_id, tenant, model, version, segment if segment is not None else "\x00",
+                        subject, kind))
+    return str(uuid.uuid5(EVENT_NAMESPACE, name))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    job_run_id: str
+    model_key: str
+    window_start_ms: int
+    window_end_ms: int
+    parts: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # partition -> {"v|s": state json}
+    expected: tuple[int, ...] | None = None
+    done: bool = False
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def add_part(self, partition: int, states: Mapping[str, Any]) -> "Evaluation":
+        if self.done or partition in self.parts:
+            return self  # a redelivered part is counted once
+        return replace(self, parts={**self.parts, partition: dict(states)})
+
+    def expect(self, partitions: tuple[int, ...]) -> "Evaluation":
+        return self if self.expected is not None else replace(self, expected=tuple(sorted(partitions)))
+
+    def ready(self) -> bool:
+        return (not self.done and self.expected is not None
+                and set(self.expected) <= set(self.parts))
+
+    def merged(self) -> dict[tuple[str, str | None], PartialState]:
+        """(version, segment) -> the sum over partitions; segment None = all of the version's
+        events, and each named segment on its own."""
+        totals: dict[tuple[str, str | None], PartialState] = {}
+        for partition in sorted(self.expected or ()):
+            for vs, doc in self.parts[partition].items():
+                version, segment = vs.split("|", 1)
+                state = PartialState.from_json(doc)
+                keys = [(version, ALL_SEGMENTS)] + ([(version, segment)] if segment else [])
+                for key in keys:
+                    totals[key] = totals[key].merge(state) if key in totals else state
+        return totals
+
+    def finished(self, counts: Mapping[str, int]) -> "Evaluation":
+        """Done: drop the parts (state stays bounded), keep the counts for a repeated report."""
+        return replace(self, parts={}, done=True, counts=dict(counts))
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({**self.__dict__, "parts": {str(k): v for k, v in self.parts.items()}})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Evaluation":
+        doc = orjson.loads(raw)
+        doc["parts"] = {int(k): v for k, v in doc["parts"].items()}
+        doc["expected"] = tuple(doc["expected"]) if doc["expected"] is not None else None
+        return cls(**doc)
+

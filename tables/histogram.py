@@ -1,0 +1,113 @@
+"""Mergeable per-feature bin counts of a stream of inference records, against frozen baseline bins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tables.baseline import Baseline
+
+
+@dataclass(frozen=True)
+class FeatureHistogram:
+    """Counts per bin of each feature (in ``FeatureBins.labels()`` order), mismatches and events.
+
+    ``fingerprint`` names the bins the counts were taken with (``Baseline.fingerprint()``); ``""``
+    means none yet, e.g. events counted before the model version's baseline arrived.
+    """
+
+    counts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    type_mismatch: Mapping[str, int] = field(default_factory=dict)
+    n: int = 0
+    fingerprint: str = ""
+
+    @staticmethod
+    def empty(fingerprint: str = "") -> FeatureHistogram:
+        return FeatureHistogram({}, {}, 0, fingerprint)
+
+    def merge(self, other: FeatureHistogram) -> FeatureHistogram:
+        """The counts of both; associative and commutative. Counts of different bins never mix."""
+        if self.fingerprint and other.fingerprint and self.fingerprint != other.fingerprint:
+            raise ValueError(
+                f"cannot merge histograms of different bins ({self.fingerprint} != {other.fingerprint})"
+            )
+        counts = dict(self.counts)
+        for name, theirs in other.counts.items():
+            ours = counts.get(name)
+            if ours is None:
+                counts[name] = tuple(theirs)
+            elif len(ours) != len(theirs):
+                raise ValueError(f"{name}: cannot merge {len(ours)} bins with {len(theirs)} bins")
+            else:
+                counts[name] = tuple(a + b for a, b in zip(ours, theirs))
+        mismatch = dict(self.type_mismatch)
+        for name, count in other.type_mismatch.items():
+            mismatch[name] = mismatch.get(name, 0) + count
+        return FeatureHistogram(
+            counts=dict(sorted(counts.items())),
+            type_mismatch=dict(sorted(mismatch.items())),
+            n=self.n + other.n,
+            fingerprint=self.fingerprint or other.fingerprint,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "fingerprint": self.fingerprint,
+            "n": self.n,
+            "counts": {name: list(c) for name, c in self.counts.items()},
+            "typeMismatch": dict(self.type_mismatch),
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> FeatureHistogram:
+        if not (isinstance(value, dict) and set(value) == {"fingerprint", "n", "counts", "typeMismatch"}):
+            raise ValueError(f"not a FeatureHistogram: {value!r}")
+        fingerprint, n, counts, mismatch = (
+            value["fingerprint"], value["n"], value["counts"], value["typeMismatch"]
+        )
+        if not isinstance(fingerprint, str) or not _is_count(n):
+            raise ValueError("FeatureHistogram: bad fingerprint or n")
+        if not (isinstance(counts, dict) and all(isinstance(c, list) and all(map(_is_count, c)) for c in counts.values())):
+            raise ValueError("FeatureHistogram: counts must map feature -> list of ints >= 0")
+        if not (isinstance(mismatch, dict) and all(map(_is_count, mismatch.values()))):
+            raise ValueError("FeatureHistogram: typeMismatch must map feature -> int >= 0")
+        return cls(
+            counts={name: tuple(c) for name, c in counts.items()},
+            type_mismatch=dict(mismatch),
+            n=n,
+            fingerprint=fingerprint,
+        )
+
+
+def count_batch(baseline: Baseline | None, feature_dicts: Sequence[Mapping[str, object]]) -> FeatureHistogram:
+    """Bin a batch of records' ``features`` mappings: one vectorised ``bin_values`` per feature.
+
+    Features absent from a record count as missing; features unknown to the baseline are ignored
+    here (the snapshot reports them as ``no_baseline``). Without a baseline only events are counted.
+    """
+    if baseline is None:
+        return FeatureHistogram({}, {}, len(feature_dicts), "")
+    counts: dict[str, tuple[int, ...]] = {}
+    mismatch: dict[str, int] = {}
+    for name in sorted(baseline.features):
+        values = [features.get(name) for features in feature_dicts]
+        bin_counts, mismatches = baseline.features[name].bins.bin_values(values)
+        counts[name] = tuple(bin_counts.tolist())
+        mismatch[name] = mismatches
+    return FeatureHistogram(counts, mismatch, len(feature_dicts), baseline.fingerprint())
+
+
+def counts_array(histogram: FeatureHistogram, name: str, n_bins: int) -> np.ndarray:
+    """One feature's counts as int64, zeros when it was never counted; checks the bin count."""
+    counts = histogram.counts.get(name)
+    if counts is None:
+        return np.zeros(n_bins, dtype=np.int64)
+    if len(counts) != n_bins:
+        raise ValueError(f"{name}: histogram has {len(counts)} bins, baseline has {n_bins}")
+    return np.asarray(counts, dtype=np.int64)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -1,0 +1,57 @@
+"""Alerting thresholds for drift and performance, with per-model and per-feature PSI overrides."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_OVERRIDE_KEYS = frozenset({"psi_warning", "psi_critical"})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The decision settings of one evaluation; built once from the service settings.
+
+    ``overrides`` is keyed ``"model"`` or ``"model:feature"`` and maps to ``psi_warning`` and/or
+    ``psi_critical``; the most specific key wins, field by field.
+    """
+
+    psi_warning: float = 0.1
+    psi_critical: float = 0.25
+    min_samples: int = 100
+    min_outcomes: int = 100
+    tolerance: float = 0.10
+    confidence: float = 0.95
+    overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_psi_pair(self.psi_warning, self.psi_critical, "defaults")
+        if self.min_samples < 1 or self.min_outcomes < 2:
+            raise ValueError("min_samples must be >= 1 and min_outcomes >= 2")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0.0):
+            raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance!r}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
+        for key, values in self.overrides.items():
+            unknown = set(values) - _OVERRIDE_KEYS
+            if unknown:
+                raise ValueError(f"override {key!r}: unknown keys {sorted(unknown)}")
+            for name, value in values.items():
+                if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                    raise ValueError(f"override {key!r}: {name} must be a positive number")
+
+    def psi_thresholds(self, model: str, feature: str) -> tuple[float, float]:
+        """(warning, critical) for one feature of one model: feature override, then model, then default."""
+        warning, critical = self.psi_warning, self.psi_critical
+        for key in (model, f"{model}:{feature}"):
+            values = self.overrides.get(key, {})
+            warning = float(values.get("psi_warning", warning))
+            critical = float(values.get("psi_critical", critical))
+        _check_psi_pair(warning, critical, f"{model}:{feature}")
+        return warning, critical
+
+
+def _check_psi_pair(warning: float, critical: float, where: str) -> None:
+    if not (math.isfinite(warning) and math.isfinite(critical) and 0.0 < warning <= critical):
+        raise ValueError(f"{where}: need 0 < psi_warning <= psi_critical, got {warning!r}, {critical!r}")

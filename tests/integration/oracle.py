@@ -1,0 +1,125 @@
+"""The offline fold the stream must equal: one pass over the same input log, in produce order,
+with the contract's rules (first prediction and first outcome per predictionId count; malformed
+messages are not counted), summed over partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import orjson
+
+from schemas.models import InferenceRecord, OutcomeRecord
+from schemas.validation import MessageRejected, Validators, decode_json, split_envelope
+from streams.harness import latest_values
+from streams.simulate import Message
+from tables.baseline import Baseline
+from tables.error_sums import PerformanceSums
+from tables.histogram import FeatureHistogram, count_batch
+from tables.ingest import names_only
+from tables.partial import PartialKey, PartialState, is_partial_key
+
+GroupKey = tuple[str, str, str, str, int]  # tenant, model, version, segment, day
+
+
+@dataclass
+class Fold:
+    states: dict[GroupKey, PartialState] = field(default_factory=dict)
+    malformed: int = 0           # messages (or envelope records) that must reach a DLQ
+
+    def comparable(self) -> dict[GroupKey, tuple[Any, Any]]:
+        return {k: (v.histogram.to_json(), v.performance.to_json()) for k, v in self.states.items()}
+
+
+def offline_fold(messages: Iterable[Message], baselines: Mapping[tuple[str, str], Baseline],
+                 bucket_ms: int = 86_400_000, max_bytes: int = 4 << 20) -> Fold:
+    validators = Validators()
+    predictions: dict[str, InferenceRecord] = {}
+    outcomes: dict[str, OutcomeRecord] = {}
+    fold = Fold()
+    for m in messages:
+        try:
+            obj = decode_json(m.value, max_bytes)
+            items = split_envelope(obj) if m.kind == "features" else [obj]
+        except MessageRejected:
+            fold.malformed += 1
+            continue
+        for item in items:
+            try:
+                validators.validate(m.kind, item)
+            except MessageRejected:
+                fold.malformed += 1
+                continue
+            if m.kind == "features":
+                rec = InferenceRecord.from_dict(item)  # type: ignore[arg-type]
+                predictions.setdefault(rec.prediction_id, rec)
+            else:
+                out = OutcomeRecord.from_dict(item)  # type: ignore[arg-type]
+                outcomes.setdefault(out.prediction_id, out)
+    features: dict[GroupKey, list[Mapping[str, object]]] = defaultdict(list)
+    pairs: dict[GroupKey, list[tuple[float, float]]] = defaultdict(list)
+    for pid, rec in predictions.items():
+        key = (rec.tenant_id, rec.model_id, rec.model_version, rec.segment or "",
+               rec.timestamp_ms // bucket_ms)
+        features[key].append(rec.features)
+        out = outcomes.get(pid)
+        if out is not None and (out.tenant_id, out.model_id) == (rec.tenant_id, rec.model_id):
+            pairs[key].append((rec.prediction, out.outcome))
+    for key, feats in features.items():
+        baseline = baselines.get((key[1], key[2]))
+        hist = count_batch(baseline, feats) if baseline is not None else names_only(feats)
+        perf = PerformanceSums.empty()
+        if pairs.get(key):
+            p, y = zip(*pairs[key])
+            perf = perf.update_many(list(p), list(y))
+        fold.states[key] = PartialState(hist, perf)
+    return fold
+
+
+def stream_state(changelog: Mapping[bytes, bytes]) -> Fold:
+    """The partials changelog (last value per key) summed over partitions."""
+    fold = Fold()
+    for raw_key, raw_value in changelog.items():
+        if not is_partial_key(raw_key):
+            continue
+        k = PartialKey.decode(raw_key)
+        key = (k.tenant_id, k.model_id, k.model_version, k.segment, k.day)
+        state = PartialState.from_bytes(raw_value)
+        state = PartialState(state.histogram, state.performance)
+        fold.states[key] = fold.states[key].merge(state) if key in fold.states else state
+    return fold
+
+
+async def wait_for_stable_changelog(bootstrap: str, topic: str, settle: float = 3.0,
+                                    timeout: float = 120.0) -> dict[bytes, bytes]:
+    """Read the changelog until two reads `settle` seconds apart agree."""
+    deadline = time.monotonic() + timeout
+    previous = await latest_values(bootstrap, topic)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(settle)
+        current = await latest_values(bootstrap, topic)
+        if current == previous and current:
+            return current
+        previous = current
+    return previous
+
+
+def dlq_positions(records: Iterable[Any]) -> set[tuple[str, int, int, int]]:
+    """Distinct (source topic, partition, offset, index) named by dead letters."""
+    out = set()
+    for rec in records:
+        h = {k: v.decode() for k, v in rec.headers}
+        out.add((h["source.topic"], int(h["source.partition"]), int(h["source.offset"]),
+                 int(h.get("source.index", "-1"))))
+    return out
+
+
+def baseline_message(baseline: Baseline) -> tuple[bytes, bytes]:
+    return baseline.key().encode(), orjson.dumps(baseline.to_dict())
+
+
+__all__ = ["FeatureHistogram", "Fold", "offline_fold", "stream_state", "wait_for_stable_changelog",
+           "dlq_positions", "baseline_message"]
