@@ -49,8 +49,8 @@ def register(monitor: Monitor) -> None:
     verifier = TokenVerifier(config)
     monitor.state["auth"] = config
 
-    @app.on_startup.connect
-    async def announce(app_: Any, **kwargs: Any) -> None:
+    @app.task
+    async def announce() -> None:
         if config.disabled:
             log.warning("HTTP authentication is DISABLED (MODEL_MONITORING_AUTH_DISABLED): "
                         "anyone who reaches port %d can run the job", s.web_port)

@@ -18,6 +18,7 @@ from streams.topics import Topics, declare_topics
 from tables.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
 
 FETCH_BYTES = 16 * 1024 * 1024
+BROKER_SCHEME = "mmkafka"  # to become a setting (kafka_transport); faust's own is "kafka"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Monitor:
 def faust_settings(s: Settings) -> dict[str, Any]:
     broker = s.kafka_bootstrap_servers
     conf: dict[str, Any] = dict(
-        broker=",".join(f"kafka://{b.strip()}" for b in broker.split(",")),
+        # the project transport (streams/transport.py); "kafka" would be faust's own
+        broker=",".join(f"{BROKER_SCHEME}://{b.strip()}" for b in broker.split(",")),
         store="mmrocksdb://" if s.store == "rocksdb" else "memory://",
         datadir=str(s.data_dir),
         topic_partitions=s.partitions,
@@ -100,17 +102,9 @@ def build_app(s: Settings) -> Monitor:
     monitor = Monitor(settings=s, app=app, topics=topics, tables=tables,
                       validators=Validators(max_features=s.max_features),
                       metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap))
-    from agents import baselines, ingest, maintenance
+    from agents import baselines, ingest, maintenance, run, snapshot, web
 
     monitor.state["baseline_cache"] = baselines.BaselineCache(tables.baselines)
-
-    ingest.register(monitor)
-    baselines.register(monitor)
-    maintenance.register(monitor)
-    try:
-        from agents import run  # the weekly run (scatter/gather) and its triggers
-    except ImportError:  # pragma: no cover - during bring-up only
-        run = None  # type: ignore[assignment]
-    if run is not None:
-        run.register(monitor)
+    for module in (ingest, baselines, maintenance, run, snapshot, web):
+        module.register(monitor)
     return monitor

@@ -95,15 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=300)
     p.set_defaults(func=cmd_token)
 
+    from streams.demo import add_demo_parsers
     from streams.offline import add_offline_parsers
 
     add_offline_parsers(sub)
-    try:
-        from streams.demo import add_demo_parsers
-    except ModuleNotFoundError:
-        pass
-    else:
-        add_demo_parsers(sub)
+    add_demo_parsers(sub)
     return parser
 
 

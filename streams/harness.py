@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.broker import free_port
 
@@ -196,45 +195,41 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         out: list[Any] = []
-        quiet_since = time.monotonic()
+        started = time.monotonic()
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            got = sum(len(v) for v in batch.values())
             for records in batch.values():
                 out.extend(records)
-            if got:
-                quiet_since = time.monotonic()
-            done_to_end = all((await consumer.position(tp)) >= ends[tp] for tp in tps)
-            if done_to_end and len(out) >= min_messages and time.monotonic() - quiet_since >= min(timeout, 0.5):
-                ends = await consumer.end_offsets(tps)
-                if all((await consumer.position(tp)) >= ends[tp] for tp in tps):
-                    if len(out) >= min_messages:
-                        return out
-            if time.monotonic() - quiet_since > timeout:
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            if all(positions[tp] >= ends[tp] for tp in tps):
+                if len(out) >= min_messages:
+                    return out
+                ends = await consumer.end_offsets(tps)  # wait for more to arrive
+            if time.monotonic() - started > timeout:
                 return out
     finally:
         await consumer.stop()
 
 
 async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
-    """Messages not yet committed by the consumer group on these topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
+    """Messages not yet committed by the consumer group on these topics (read with a manually
+    assigned consumer of that group, which never joins it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group_id)
         tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        if not tps:
+            return 0
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
         lag = 0
         for tp in tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(0, ends[tp] - done)
+            done = await consumer.committed(tp)
+            lag += max(0, ends[tp] - (done or 0))
         return lag
     finally:
         await consumer.stop()
-        await admin.close()
 
 
 async def latest_values(bootstrap: str, topic: str) -> dict[bytes, bytes]:

@@ -25,8 +25,8 @@ def run_worker(settings: Settings) -> int:
                           logging_config=logging_config(settings.log_level),
                           redirect_stdouts=False, console_port=0)
 
-    @monitor.app.on_startup.connect
-    async def tune_gc(app: faust.App, **kwargs: object) -> None:
+    @monitor.app.task
+    async def tune_gc() -> None:
         # long-lived start-up objects leave the GC's working set; fewer young collections
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)

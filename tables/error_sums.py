@@ -151,8 +151,8 @@ class ErrorSums:
     def std_error(self) -> float | None:
         """Standard error of the mean, sample sd / √n, from Σe and Σe²; None below two samples.
 
-        The variance numerator n·Σe² − (Σe)² is computed exactly, so it never cancels to a
-        negative or noisy value.
+        The variance numerator n·Σe² − (Σe)² is computed exactly from the stored sums (Σe² is the
+        exact sum of each e² rounded to a double), so it never cancels into noise or below zero.
         """
         n = self.n
         if n < 2:

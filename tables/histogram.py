@@ -14,6 +14,8 @@ from tables.baseline import Baseline
 class FeatureHistogram:
     """Counts per bin of each feature (in ``FeatureBins.labels()`` order), mismatches and events.
 
+    An empty tuple of counts means the feature was seen but there were no bins to count it in.
+
     ``fingerprint`` names the bins the counts were taken with (``Baseline.fingerprint()``); ``""``
     means none yet, e.g. events counted before the model version's baseline arrived.
     """
@@ -36,8 +38,10 @@ class FeatureHistogram:
         counts = dict(self.counts)
         for name, theirs in other.counts.items():
             ours = counts.get(name)
-            if ours is None:
+            if not ours:  # absent, or () = the feature was seen with no bins to count in
                 counts[name] = tuple(theirs)
+            elif not theirs:
+                continue
             elif len(ours) != len(theirs):
                 raise ValueError(f"{name}: cannot merge {len(ours)} bins with {len(theirs)} bins")
             else:
@@ -102,7 +106,7 @@ def count_batch(baseline: Baseline | None, feature_dicts: Sequence[Mapping[str, 
 def counts_array(histogram: FeatureHistogram, name: str, n_bins: int) -> np.ndarray:
     """One feature's counts as int64, zeros when it was never counted; checks the bin count."""
     counts = histogram.counts.get(name)
-    if counts is None:
+    if not counts:
         return np.zeros(n_bins, dtype=np.int64)
     if len(counts) != n_bins:
         raise ValueError(f"{name}: histogram has {len(counts)} bins, baseline has {n_bins}")

@@ -1,0 +1,245 @@
+"""`model-monitoring demo` (the README's first command) and `model-monitoring simulate`.
+
+The demo runs the whole job on the embedded default: the bundled broker, a worker, baselines
+built from a reference sample, two weeks of traffic with one drift and one accuracy drop
+injected, the weekly trigger over the HTTP route with a service token, and what it published.
+It stops every process it started, also on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+
+from streams.admin import ensure_topics
+from streams.auth import mint_token
+from streams.broker import EmbeddedBroker, free_port
+from streams.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from streams.settings import Settings, load_settings
+from streams.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
+from tables.baseline import Baseline, build_baseline
+
+DEMO_SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("globex:churn",),
+                         small_tenants=("initech",), duplicate_rate=0.01,
+                         early_outcome_rate=0.02, malformed_rate=0.002)
+
+
+def demo_baselines(models: Iterable[str], version: str = "3", n: int = 20_000) -> list[Baseline]:
+    return [build_baseline(reference_records(m, n=n, seed=101), model_id=m, model_version=version,
+                           tenant_id=None, task="classification") for m in models]
+
+
+def progress(done: int, total: int, started: float, width: int = 32) -> None:
+    share = done / total if total else 1.0
+    bar = "#" * int(share * width)
+    rate = done / max(time.monotonic() - started, 1e-6)
+    sys.stderr.write(f"\r  streaming [{bar:<{width}}] {done:>7}/{total} messages  {rate:,.0f}/s")
+    sys.stderr.flush()
+    if done >= total:
+        sys.stderr.write("\n")
+
+
+async def stream_messages(bootstrap: str, s: Settings, messages: list[Message],
+                          rate: float | None = None) -> None:
+    topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
+    started = time.monotonic()
+    chunk = 2000
+    for i in range(0, len(messages), chunk):
+        part = messages[i:i + chunk]
+        await produce(bootstrap, [(topic_of[m.kind], m.key, m.value) for m in part])
+        progress(min(i + chunk, len(messages)), len(messages), started)
+        if rate:
+            ahead = (i + len(part)) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+
+async def wait_caught_up(bootstrap: str, s: Settings, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await group_lag(bootstrap, s.app_id, [s.features_topic, s.outcomes_topic]) == 0:
+            return
+        await asyncio.sleep(1.0)
+    raise TimeoutError("the worker did not catch up with the stream")
+
+
+async def wait_for_run(bootstrap: str, s: Settings, job_run_id: str, timeout: float = 180.0
+                       ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for topic in (s.completed_topic, s.failed_topic):
+            for rec in await read_topic(bootstrap, topic, timeout=0.5):
+                doc = orjson.loads(rec.value)
+                if doc.get("jobRunId") == job_run_id:
+                    return {"topic": topic, **doc}
+        await asyncio.sleep(1.0)
+    raise TimeoutError(f"run {job_run_id} did not finish within {timeout}s")
+
+
+async def events_of(bootstrap: str, topic: str, job_run_id: str) -> list[dict[str, Any]]:
+    out = [orjson.loads(r.value) for r in await read_topic(bootstrap, topic, timeout=0.5)]
+    return [d for d in out if d.get("jobRunId") == job_run_id]
+
+
+def checks_table(snapshots: list[dict[str, Any]]) -> str:
+    rows = [("tenant:model", "ver", "feature/metric", "value", "status", "severity", "n")]
+    for snap in sorted(snapshots, key=lambda d: (d["tenantId"], d["modelId"], d["modelVersion"])):
+        if snap["segment"] is not None:
+            continue
+        who = f"{snap['tenantId']}:{snap['modelId']}"
+        for name, v in sorted(snap["features"].items()):
+            value = "-" if v.get("value") is None else f"{v['value']:.4f}"
+            rows.append((who, snap["modelVersion"], name, value, v["status"], v.get("severity") or "",
+                         str(v.get("sampleSize", ""))))
+        for name, v in sorted((snap.get("performance") or {}).items()):
+            if not v:
+                continue
+            value = "-" if v.get("value") is None else f"{v['value']:.4f}"
+            rows.append((who, snap["modelVersion"], name, value, v["status"], "", str(v.get("sampleSize", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="model-monitoring-demo-"))
+    broker = None if args.bootstrap else EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log")
+    worker: WorkerProcess | None = None
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        if broker is not None:
+            broker.start()
+            print(f"1. embedded broker (Tansu, memory only) on {broker.bootstrap}")
+        bootstrap = args.bootstrap or broker.bootstrap  # type: ignore[union-attr]
+        secret = os.urandom(32).hex()
+        env = service_env(bootstrap, workdir / "data", app_id="model-monitoring-demo",
+                          extra={"MODEL_MONITORING_JWT_SECRET": secret,
+                                 "MODEL_MONITORING_JWT_ISSUER": "demo-platform",
+                                 "MODEL_MONITORING_JWT_AUDIENCE": "model-monitoring",
+                                 "MODEL_MONITORING_PARTITIONS": str(args.partitions),
+                                 "MODEL_MONITORING_CRON_ENABLED": "false"})
+        s = load_settings(env)
+        asyncio.run(ensure_topics(s))
+        worker = WorkerProcess(env, workdir / "worker.log").start()
+        ready_s = worker.wait_ready()
+        print(f"2. worker up in {ready_s:.1f}s (pid {worker.process.pid}, web http://127.0.0.1:{worker.web_port}, "  # type: ignore[union-attr]
+              f"log {worker.log_path})")
+        models = ("risk-scoring", "churn")
+        baselines = demo_baselines(models)
+        asyncio.run(produce(bootstrap, [(s.baselines_topic, b.key().encode(), orjson.dumps(b.to_dict()))
+                                        for b in baselines]))
+        print(f"3. baselines registered: {', '.join(b.key() for b in baselines)} "
+              f"(from {baselines[0].sample_size:,} reference records each)")
+        today = (int(time.time() * 1000) // DAY_MS) * DAY_MS
+        cfg = StreamConfig(models=models, events_per_key=args.events_per_key, days=14, end_ms=today,
+                           seed=args.seed, scenario=DEMO_SCENARIO)
+        messages = list(generate(cfg))
+        print(f"4. two weeks of traffic for tenants acme, globex, initech: {len(messages):,} messages "
+              "(injected: acme:risk-scoring `amount` ×3 in the last week; globex:churn accuracy drop; "
+              "initech too small to judge; plus duplicates, early outcomes, malformed messages)")
+        asyncio.run(stream_messages(bootstrap, s, messages))
+        asyncio.run(wait_caught_up(bootstrap, s))
+        token = mint_token(secret, issuer="demo-platform", audience="model-monitoring")
+        status, body = worker.post("/api/v1/ml/model-monitoring/run", b"{}",
+                                   headers={"Authorization": f"Bearer {token}"})
+        if status != 202:
+            print(f"error: the run was refused: {status} {body.decode()}", file=sys.stderr)
+            return 1
+        job_run_id = orjson.loads(body)["jobRunId"]
+        print(f"5. weekly trigger: POST /api/v1/ml/model-monitoring/run -> {status} jobRunId={job_run_id}")
+        result = asyncio.run(wait_for_run(bootstrap, s, job_run_id))
+        snapshots = asyncio.run(events_of(bootstrap, s.snapshot_topic, job_run_id))
+        drift = asyncio.run(events_of(bootstrap, s.drift_topic, job_run_id))
+        degraded = asyncio.run(events_of(bootstrap, s.degraded_topic, job_run_id))
+        print("\nChecks (all segments; per-segment snapshots are on the snapshot topic):")
+        print(checks_table(snapshots))
+        print(f"\nAlerts published ({len(drift)} on {s.drift_topic}, {len(degraded)} on {s.degraded_topic}):")
+        for e in drift:
+            seg = f" segment={e['segment']}" if e["segment"] else ""
+            print(f"  DRIFT    {e['severity']:<8} {e['tenantId']}:{e['modelId']} v{e['modelVersion']}{seg} "
+                  f"{e['feature']} psi={e['value']:.4f} threshold={e['threshold']} n={e['sampleSize']}")
+        for e in degraded:
+            seg = f" segment={e['segment']}" if e["segment"] else ""
+            print(f"  DEGRADED {e['tenantId']}:{e['modelId']} v{e['modelVersion']}{seg} {e['metric']}="
+                  f"{e['value']:.4f} baseline={e['baseline']:.4f} threshold={e['threshold']:.4f} n={e['sampleSize']}")
+        print(f"\n{result['topic']}:")
+        print("  " + orjson.dumps({k: v for k, v in result.items() if k != "topic"}).decode())
+        logline = next((d for d in worker.json_lines() if d.get("message", "").startswith("model-monitoring ")), None)
+        if logline:
+            print("worker log line:\n  " + orjson.dumps(logline).decode())
+        print(f"\nWhere to look next:\n  metrics   http://127.0.0.1:{worker.web_port}/metrics (while the worker runs)\n"
+              f"  topics    {s.drift_topic}, {s.degraded_topic}, {s.snapshot_topic}, {s.completed_topic}\n"
+              f"  runbook   docs/RUNBOOK.md\n  worker log {worker.log_path}")
+        if args.keep_running:
+            print("\n--keep-running: the broker and worker stay up; Ctrl-C stops them.")
+            while True:
+                time.sleep(3600)
+        return 0 if result["topic"] == s.completed_topic else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping what the demo started", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if worker is not None:
+            worker.stop()
+        if broker is not None:
+            broker.stop()
+        if not args.keep_files:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    s = load_settings(os.environ, None, **({"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}))
+    scenario = {"none": Scenario(), "drift": Scenario(numeric_shift=(f"{args.tenants[0]}:{args.models[0]}",)),
+                "accuracy": Scenario(accuracy_drop=(f"{args.tenants[0]}:{args.models[-1]}",)),
+                "demo": DEMO_SCENARIO}[args.scenario]
+    end = args.end_ms or (int(time.time() * 1000) // DAY_MS) * DAY_MS
+    cfg = StreamConfig(tenants=tuple(args.tenants), models=tuple(args.models), events_per_key=args.events_per_key,
+                       days=args.days, end_ms=end, seed=args.seed, scenario=scenario,
+                       envelope_size=args.envelope_size)
+    asyncio.run(ensure_topics(s))
+    if args.baselines:
+        asyncio.run(produce(s.kafka_bootstrap_servers, [
+            (s.baselines_topic, b.key().encode(), orjson.dumps(b.to_dict())) for b in demo_baselines(args.models)]))
+    messages = list(generate(cfg))
+    asyncio.run(stream_messages(s.kafka_bootstrap_servers, s, messages, rate=args.rate))
+    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, timezone.utc).isoformat()}).decode())
+    return 0
+
+
+def add_demo_parsers(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the whole job end to end on the embedded broker")
+    p.add_argument("--bootstrap", help="use this Kafka instead of starting the embedded broker")
+    p.add_argument("--events-per-key", type=int, default=3000)
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--keep-running", action="store_true")
+    p.add_argument("--keep-files", action="store_true")
+    p.set_defaults(func=run_demo)
+
+    p = sub.add_parser("simulate", help="stream realistic traffic to a broker")
+    p.add_argument("--bootstrap")
+    p.add_argument("--tenants", nargs="+", default=["acme", "globex", "initech"])
+    p.add_argument("--models", nargs="+", default=["risk-scoring", "churn"])
+    p.add_argument("--events-per-key", type=int, default=2000)
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--end-ms", type=int)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
+    p.add_argument("--envelope-size", type=int, default=1)
+    p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo"], default="demo")
+    p.add_argument("--baselines", action="store_true", help="also publish baselines for the models")
+    p.set_defaults(func=run_simulate)

@@ -1,0 +1,280 @@
+"""The offline commands ``baseline build`` and ``check``: the stream's statistics on files.
+
+Bad input ends with one line ``error: FILE:LINE: message`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+import orjson
+
+from schemas.validation import format_timestamp, parse_timestamp_ms
+from tables.baseline import Baseline, BaselineError, build_baseline
+from tables.error_sums import PerformanceSums
+from tables.evaluation import evaluate_snapshot
+from tables.histogram import count_batch
+from tables.records import InputError, Line, read_inference_records, read_outcomes
+from tables.thresholds import Thresholds
+
+EXIT_BAD_INPUT = 2
+
+
+def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``baseline build`` and ``check`` on a subparsers object (each sets ``func``)."""
+    baseline = subparsers.add_parser("baseline", help="baselines of model versions")
+    actions = baseline.add_subparsers(dest="baseline_command", required=True)
+    build = actions.add_parser("build", help="build a baseline (CONTRACT ml.model.baselines) from a reference sample")
+    build.add_argument("--reference", required=True, help="JSON Lines of inference records (optional 'outcome'), or CSV")
+    build.add_argument("--model", required=True, help="modelId")
+    build.add_argument("--version", required=True, help="modelVersion")
+    build.add_argument("--tenant", help="tenantId (default: every tenant, '*')")
+    build.add_argument("--task", choices=("classification", "regression"), default="classification")
+    build.add_argument("--bins", type=int, default=10, help="quantile bins per numeric feature (default 10)")
+    build.add_argument("--max-categories", type=int, default=50, help="categories kept per categorical feature")
+    build.add_argument("--outcomes", help="JSON Lines of outcome records joined by predictionId")
+    build.add_argument("--output", help="write the baseline here (default: stdout)")
+    build.set_defaults(func=cmd_baseline_build)
+
+    check = subparsers.add_parser("check", help="evaluate a current sample against a baseline; print the snapshot")
+    check.add_argument("--baseline", required=True, help="a baseline object (JSON)")
+    check.add_argument("--current", required=True, help="JSON Lines of inference records, or CSV")
+    check.add_argument("--outcomes", help="JSON Lines (or CSV) of outcome records joined by predictionId")
+    check.add_argument("--format", choices=("json", "table"), default="json")
+    check.add_argument("--tenant", help="only the records of this tenant")
+    check.add_argument("--segment", help="only the records of this segment (default: all records)")
+    check.add_argument("--job-run-id", default="offline", help="jobRunId of the snapshot (default 'offline')")
+    defaults = Thresholds()
+    check.add_argument("--psi-warning", type=float, default=defaults.psi_warning)
+    check.add_argument("--psi-critical", type=float, default=defaults.psi_critical)
+    check.add_argument("--min-samples", type=int, default=defaults.min_samples)
+    check.add_argument("--min-outcomes", type=int, default=defaults.min_outcomes)
+    check.add_argument("--tolerance", type=float, default=defaults.tolerance)
+    check.add_argument("--confidence", type=float, default=defaults.confidence)
+    check.set_defaults(func=cmd_check)
+
+
+def cmd_baseline_build(args: argparse.Namespace) -> int:
+    try:
+        lines = read_inference_records(args.reference, task=args.task)
+        outcomes = _outcome_map(read_outcomes(args.outcomes, task=args.task)) if args.outcomes else {}
+        for number, record in lines:
+            _check_model(args.reference, number, record, args.model, args.version, args.tenant)
+        if args.bins < 1 or args.max_categories < 0:
+            raise InputError(args.reference, None, "--bins must be >= 1 and --max-categories >= 0")
+        if not lines:
+            raise InputError(args.reference, None, "no records")
+        baseline = build_baseline(
+            [record for _, record in lines], model_id=args.model, model_version=args.version,
+            tenant_id=args.tenant, task=args.task, n_bins=args.bins, max_categories=args.max_categories,
+            outcomes={pid: float(cast(float, o["outcome"])) for pid, o in outcomes.items()},
+        )
+    except InputError as exc:
+        return _fail(exc)
+    document = orjson.dumps(baseline.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+    if args.output:
+        try:
+            with open(args.output, "wb") as out:
+                out.write(document)
+        except OSError as exc:
+            return _fail(InputError(args.output, None, f"cannot write: {exc.strerror or exc}"))
+    else:
+        sys.stdout.buffer.write(document)
+    print(f"baseline {baseline.key()}: {len(baseline.features)} features, {baseline.sample_size} records, "
+          f"brier {baseline.brier}, mae {baseline.mae}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        thresholds = Thresholds(args.psi_warning, args.psi_critical, args.min_samples, args.min_outcomes,
+                                args.tolerance, args.confidence)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        baseline = load_baseline(args.baseline)
+        lines = read_inference_records(args.current, task=baseline.task)
+        outcomes = _outcome_map(read_outcomes(args.outcomes, task=baseline.task)) if args.outcomes else {}
+        records = _select(args, baseline, lines)
+    except InputError as exc:
+        return _fail(exc)
+    tenant = args.tenant or baseline.tenant_id or _only_tenant(records) or "*"
+    pairs: list[tuple[float, float]] = []
+    joined = 0  # outcomes taken from the outcomes file
+    for record in records:
+        outcome = _joined_outcome(record, outcomes)
+        if outcome is not None:
+            pairs.append((float(cast(float, record["prediction"])), outcome))
+            joined += record.get("outcome") is None
+    stamps = [parse_timestamp_ms(cast(str, r["timestamp"])) for r in records if r.get("timestamp") is not None]
+    features = [cast(Mapping[str, object], r["features"]) for r in records]
+    snapshot = evaluate_snapshot(
+        baseline=baseline,
+        histogram=count_batch(baseline, features),
+        performance=PerformanceSums.empty().update_many([p for p, _ in pairs], [y for _, y in pairs]),
+        thresholds=thresholds,
+        tenant_id=tenant,
+        model_id=baseline.model_id,
+        model_version=baseline.model_version,
+        segment=args.segment,
+        window_start=format_timestamp(min(stamps)) if stamps else None,
+        window_end=format_timestamp(max(stamps) + 1) if stamps else None,  # the window is [start, end)
+        job_run_id=args.job_run_id,
+        feature_names=sorted({name for f in features for name in f}),
+    )
+    if args.format == "table":
+        sys.stdout.write(render_table(snapshot))
+    else:
+        sys.stdout.buffer.write(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2) + b"\n")
+    unmatched = len(outcomes) - joined
+    if unmatched:
+        print(f"note: {unmatched} outcomes matched no selected prediction", file=sys.stderr)
+    return 0
+
+
+def render_table(snapshot: Mapping[str, object]) -> str:
+    """The snapshot as fixed-width text for a person (the JSON stays the exact record)."""
+    segment = snapshot["segment"] if snapshot["segment"] is not None else "(all)"
+    out = [
+        f"model {snapshot['modelId']}  version {snapshot['modelVersion']}  tenant {snapshot['tenantId']}  segment {segment}",
+        f"window {snapshot['windowStart'] or '-'} .. {snapshot['windowEnd'] or '-'}  "
+        f"events {snapshot['sampleSize']}  baseline events {snapshot['baselineSampleSize']}",
+        "",
+    ]
+    features = cast(Mapping[str, Mapping[str, object]], snapshot["features"])
+    width = max([len("feature"), *map(len, features)])
+    out.append(f"{'feature':<{width}}  {'status':<17}  {'severity':<8}  {'PSI':>10}  {'gate':>10}  {'sample':>7}  {'mismatch':>8}  top bin")
+    for name, check in features.items():
+        bins = cast(list[dict[str, object]], check["bins"])
+        top = max(bins, key=lambda b: cast(float, b["contribution"]))["bin"] if bins else "-"
+        out.append(
+            f"{name:<{width}}  {check['status']:<17}  {check['severity'] or '-':<8}  {_fixed(check['value']):>10}  "
+            f"{_fixed(check['gate']):>10}  {check['sampleSize']:>7}  {check.get('typeMismatch', 0):>8}  {top}"
+        )
+    metrics = cast(Mapping[str, Mapping[str, object]], snapshot["performance"])
+    out.append("")
+    if not metrics:
+        out.append("performance: no baseline value to compare with")
+    else:
+        out.append(f"{'metric':<7}  {'status':<17}  {'value':>10}  {'baseline':>10}  {'threshold':>10}  {'z':>8}  {'outcomes':>8}")
+        for metric, check in metrics.items():
+            z = check.get("z")
+            out.append(
+                f"{metric:<7}  {check['status']:<17}  {_fixed(check['value']):>10}  {_fixed(check['baseline']):>10}  "
+                f"{_fixed(check['threshold']):>10}  {'-' if z is None else f'{z:.2f}':>8}  {check['sampleSize']:>8}"
+            )
+    return "\n".join(out) + "\n"
+
+
+def _fixed(value: object) -> str:
+    return "-" if value is None else f"{cast(float, value):.6f}"
+
+
+def load_baseline(path: str) -> Baseline:
+    """Read and validate a baseline file; InputError names the line of the offending field."""
+    try:
+        raw = open(path, "rb").read()
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    try:
+        return Baseline.from_dict(document)
+    except BaselineError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        raise InputError(path, _line_of(text, exc.path), f"baseline off contract: {exc}") from None
+
+
+def _line_of(text: str, path: Sequence[str]) -> int:
+    """Best-effort line of a field: find each key of ``path`` in turn (list indices are skipped)."""
+    position, line_start = 0, 0
+    for key in path:
+        if key.isdigit():
+            continue
+        match = re.compile(re.escape(orjson.dumps(key).decode()) + r"\s*:").search(text, position)
+        if match is None:
+            break
+        position = line_start = match.start()
+    non_blank = len(text) - len(text.lstrip())
+    return text.count("\n", 0, max(line_start, non_blank)) + 1
+
+
+def _select(args: argparse.Namespace, baseline: Baseline, lines: Sequence[Line]) -> list[dict[str, object]]:
+    """The records to check: the baseline's model version, the chosen tenant and segment, and the
+    first record of each predictionId (as the stream counts them)."""
+    seen: set[object] = set()
+    records = []
+    for number, record in lines:
+        _check_model(args.current, number, record, baseline.model_id, baseline.model_version, baseline.tenant_id)
+        if args.tenant and record.get("tenantId") not in (None, args.tenant):
+            continue
+        if args.segment is not None and record.get("segment") != args.segment:
+            continue
+        prediction_id = record.get("predictionId")
+        if prediction_id is not None:
+            if prediction_id in seen:
+                continue
+            seen.add(prediction_id)
+        records.append(record)
+    tenants = {r["tenantId"] for r in records if r.get("tenantId") is not None}
+    if len(tenants) > 1 and not (args.tenant or baseline.tenant_id):
+        raise InputError(args.current, None, f"records of {len(tenants)} tenants ({', '.join(sorted(map(str, tenants))[:5])}); choose one with --tenant")
+    return records
+
+
+def _check_model(path: str, number: int, record: dict[str, object], model: str, version: str, tenant: str | None) -> None:
+    for key, expected in (("modelId", model), ("modelVersion", version), ("tenantId", tenant)):
+        value = record.get(key)
+        if expected is not None and value is not None and value != expected:
+            raise InputError(path, number, f"{key} is {value!r}, but the baseline is for {expected!r}")
+
+
+def _only_tenant(records: Sequence[dict[str, object]]) -> str | None:
+    tenants = {r["tenantId"] for r in records if r.get("tenantId") is not None}
+    return str(next(iter(tenants))) if len(tenants) == 1 else None
+
+
+def _outcome_map(lines: Sequence[Line]) -> dict[str, dict[str, object]]:
+    """predictionId -> its outcome record; the first outcome of an id counts, as in the stream."""
+    outcomes: dict[str, dict[str, object]] = {}
+    for _, record in lines:
+        outcomes.setdefault(str(record["predictionId"]), record)
+    return outcomes
+
+
+def _joined_outcome(record: Mapping[str, object], outcomes: Mapping[str, Mapping[str, object]]) -> float | None:
+    """The record's own ``outcome``, else the outcome record of its predictionId when it names
+    the same tenant and model (a field absent on either side does not disagree)."""
+    if record.get("outcome") is not None:
+        return float(cast(float, record["outcome"]))
+    found = outcomes.get(cast(str, record.get("predictionId")))
+    if found is None:
+        return None
+    for key in ("tenantId", "modelId"):
+        if None not in (found.get(key), record.get(key)) and found.get(key) != record.get(key):
+            return None
+    return float(cast(float, found["outcome"]))
+
+
+def _fail(exc: InputError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m streams.offline baseline build …`` / ``check …`` (the same as the console script)."""
+    parser = argparse.ArgumentParser(prog="model-monitoring")
+    add_offline_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The project's Kafka transport, `mmkafka://`: faust's aiokafka transport with a consumer whose
+drain loop hands a message to the streams without spawning tasks for it while flow is active.
+
+Why: faust's `Consumer._drain_messages` delivers every message through
+`wait_first(callback(message), suspend_flow.wait())` — four tasks and an `asyncio.wait` per
+message, so that a rebalance (`stop_flow()` sets `suspend_flow`) can interrupt a delivery blocked
+on a full stream buffer or on flow control. That machinery is the per-message ceiling of a worker
+(DESIGN.md). Almost every delivery completes without ever suspending, so this consumer runs the
+delivery coroutine eagerly, up to its first suspension (as Python 3.12's eager tasks do); only a
+delivery that actually blocks is finished faust's way, in a task raced against `suspend_flow`
+and the consumer's stop/crash events. With flow already suspended it uses faust's path as is.
+
+Installed through faust's own extension point (the `faust.transports` entry point of
+pyproject.toml, `broker="mmkafka://host:port"`); no library code is patched."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Callable, Coroutine, Generator, cast
+
+from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
+from mode import Service, ServiceT
+
+Delivery = Callable[[Message], Coroutine[Any, Any, Any]]
+
+
+class SuspendedDelivery:
+    """The rest of a coroutine that already ran up to its first suspension (`yielded` is what it
+    yielded there), as an awaitable a task can run: sends, throws (cancellation) and close pass
+    straight through to the coroutine, as `await` would pass them."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - cancellation goes to the coroutine
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer; only the per-message delivery of the drain loop differs."""
+
+    #: deliveries that suspended and were finished in a task raced against `suspend_flow`
+    suspended_deliveries: int = 0
+
+    async def deliver(self, callback: Delivery, message: Message) -> None:
+        """Hand one message to the conductor; a rebalance can still interrupt a blocked one."""
+        if not self.flow_active:
+            # faust's own path: the delivery loses the race against the suspended flow
+            await self.wait_first(callback(message), self.suspend_flow.wait())
+            return
+        coro = callback(message)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return  # delivered without suspending: the common case, no task, no wait
+        self.suspended_deliveries += 1
+        # blocked (full stream buffer, flow control, producer buffer): finish it in a task
+        # exactly as faust would, so stop_flow() cancels it instead of waiting for it
+        await self.wait_first(SuspendedDelivery(coro, yielded), self.suspend_flow.wait())
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - see tests
+        # faust-streaming 0.15.3 `Consumer._drain_messages`, line for line, except that the
+        # delivery goes through `self.deliver` instead of `wait_first` for every message.
+        callback = self.callback
+        deliver = self.deliver
+        getmany = self.getmany
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = cast(AsyncIterator, getmany(timeout=1.0))
+
+                # getmany can return at once in a loop; give the event loop a turn
+                await self.sleep(0)
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            if gap > 1 and r_offset:
+                                if acks_enabled_for(message.topic):
+                                    await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None:
+                                if self._n_acked >= commit_every:
+                                    self._n_acked = 0
+                                    await self.commit()
+                            await deliver(callback, message)
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                         offset, message.key, message.value)
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+class Transport(faust_aiokafka.Transport):
+    """faust's aiokafka transport with the project's consumer (`mmkafka://`)."""
+
+    Consumer = Consumer

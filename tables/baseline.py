@@ -1,0 +1,269 @@
+"""The baseline of one model version (CONTRACT ``ml.model.baselines``): frozen bins, expected shares,
+baseline Brier/MAE; parsed and validated from the message, and built from a reference sample."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+import numpy as np
+import orjson
+
+from tables.binning import FeatureBins, category_list, category_strings, numeric_array, numeric_edges
+from tables.error_sums import PerformanceSums
+
+SHARE_TOLERANCE = 1e-6
+TASKS = ("classification", "regression")
+
+
+class BaselineError(ValueError):
+    """A baseline that does not match the contract; ``path`` names the offending field."""
+
+    def __init__(self, message: str, path: Sequence[str] = ()) -> None:
+        self.message = message
+        self.path = tuple(path)
+        super().__init__(f"{'.'.join(self.path)}: {message}" if self.path else message)
+
+
+@dataclass(frozen=True)
+class FeatureBaseline:
+    """Bins of one feature and the baseline's share of each bin."""
+
+    bins: FeatureBins
+    proportions: tuple[float, ...]  # numeric: one per value bin; categorical: one per category
+    other: float
+    missing: float
+
+    def __post_init__(self) -> None:
+        where = ("features", self.bins.name)
+        expected = len(self.bins.edges) + 1 if self.bins.kind == "numeric" else len(self.bins.categories)
+        if len(self.proportions) != expected:
+            raise BaselineError(f"{expected} proportions expected, got {len(self.proportions)}", (*where, "proportions"))
+        shares = (*self.proportions, self.other, self.missing)
+        if not all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in shares):
+            raise BaselineError("shares must be numbers in [0, 1]", where)
+        if self.bins.kind == "numeric" and self.other != 0.0:
+            raise BaselineError("a numeric feature has no 'other' share", (*where, "other"))
+        if abs(math.fsum(shares) - 1.0) > SHARE_TOLERANCE:
+            raise BaselineError(f"proportions, other and missing sum to {math.fsum(shares)!r}, not 1", where)
+
+    def expected_shares(self) -> np.ndarray:
+        """Expected share of every bin, in the order of ``bins.labels()``."""
+        extra = (self.missing,) if self.bins.kind == "numeric" else (self.other, self.missing)
+        return np.asarray((*self.proportions, *extra), dtype=np.float64)
+
+    def to_dict(self) -> dict[str, object]:
+        if self.bins.kind == "numeric":
+            return {"kind": "numeric", "edges": list(self.bins.edges),
+                    "proportions": list(self.proportions), "missing": self.missing}
+        return {"kind": "categorical", "categories": list(self.bins.categories),
+                "proportions": list(self.proportions), "other": self.other, "missing": self.missing}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The CONTRACT baseline object of one model version (``tenant_id`` None means every tenant)."""
+
+    tenant_id: str | None
+    model_id: str
+    model_version: str
+    task: Literal["classification", "regression"]
+    sample_size: int
+    features: Mapping[str, FeatureBaseline]
+    brier: float | None
+    mae: float | None
+    _fingerprint: str = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise BaselineError(f"must be one of {list(TASKS)}, got {self.task!r}", ("task",))
+        if isinstance(self.sample_size, bool) or not isinstance(self.sample_size, int) or self.sample_size < 1:
+            raise BaselineError("must be an integer >= 1", ("sampleSize",))
+        for metric, value in (("brier", self.brier), ("mae", self.mae)):
+            if value is not None and not (math.isfinite(value) and value >= 0.0):
+                raise BaselineError(f"must be a number >= 0 or null, got {value!r}", ("performance", metric))
+        for name, feature in self.features.items():
+            if feature.bins.name != name:
+                raise BaselineError(f"bins are named {feature.bins.name!r}", ("features", name))
+        bins = [[n, f.bins.kind, list(f.bins.edges), list(f.bins.categories)] for n, f in sorted(self.features.items())]
+        digest = hashlib.sha256(orjson.dumps(bins)).hexdigest()[:16]
+        object.__setattr__(self, "_fingerprint", digest)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of every feature's bins: state counted with other bins is detectable."""
+        return self._fingerprint
+
+    def key(self) -> str:
+        """The ``ml.model.baselines`` key: ``{tenantId or *}:{modelId}:{modelVersion}``."""
+        return f"{self.tenant_id or '*'}:{self.model_id}:{self.model_version}"
+
+    def to_dict(self) -> dict[str, object]:
+        """Exactly the CONTRACT shape."""
+        return {
+            "tenantId": self.tenant_id,
+            "modelId": self.model_id,
+            "modelVersion": self.model_version,
+            "task": self.task,
+            "sampleSize": self.sample_size,
+            "features": {name: feature.to_dict() for name, feature in self.features.items()},
+            "performance": {"brier": self.brier, "mae": self.mae},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> Baseline:
+        """Parse and validate a baseline message; BaselineError on anything off-contract."""
+        if not isinstance(d, Mapping):
+            raise BaselineError(f"a baseline must be a JSON object, got {type(d).__name__}")
+        tenant = d.get("tenantId")
+        if tenant is not None and not (isinstance(tenant, str) and tenant):
+            raise BaselineError("must be a non-empty string or null", ("tenantId",))
+        features = d.get("features")
+        if not isinstance(features, Mapping):
+            raise BaselineError("must be an object", ("features",))
+        performance = d.get("performance", {})
+        if not isinstance(performance, Mapping):
+            raise BaselineError("must be an object", ("performance",))
+        return cls(
+            tenant_id=tenant,
+            model_id=_text(d, "modelId", ()),
+            model_version=_text(d, "modelVersion", ()),
+            task=cast(Literal["classification", "regression"], _text(d, "task", ())),
+            sample_size=cast(int, d.get("sampleSize")),
+            features={str(name): _feature_from_dict(str(name), f) for name, f in features.items()},
+            brier=_optional_number(performance.get("brier"), ("performance", "brier")),
+            mae=_optional_number(performance.get("mae"), ("performance", "mae")),
+        )
+
+
+def _feature_from_dict(name: str, d: object) -> FeatureBaseline:
+    where = ("features", name)
+    if not isinstance(d, Mapping):
+        raise BaselineError("must be an object", where)
+    kind = d.get("kind")
+    if kind == "numeric":
+        edges = _numbers(d.get("edges"), (*where, "edges"))
+        if any(b <= a for a, b in zip(edges, edges[1:])):
+            raise BaselineError("must be strictly increasing", (*where, "edges"))
+        bins = FeatureBins(name, "numeric", edges=edges)
+        other = 0.0 if d.get("other") is None else _number(d.get("other"), (*where, "other"))
+    elif kind == "categorical":
+        categories = d.get("categories")
+        if not (isinstance(categories, list) and all(isinstance(c, str) for c in categories)):
+            raise BaselineError("must be a list of strings", (*where, "categories"))
+        if len(set(categories)) != len(categories):
+            raise BaselineError("must not repeat a category", (*where, "categories"))
+        bins = FeatureBins(name, "categorical", categories=tuple(categories))
+        other = _number(d.get("other"), (*where, "other"))
+    else:
+        raise BaselineError(f"must be 'numeric' or 'categorical', got {kind!r}", (*where, "kind"))
+    return FeatureBaseline(
+        bins=bins,
+        proportions=_numbers(d.get("proportions"), (*where, "proportions")),
+        other=other,
+        missing=_number(d.get("missing"), (*where, "missing")),
+    )
+
+
+def _text(d: Mapping[str, object], key: str, where: tuple[str, ...]) -> str:
+    value = d.get(key)
+    if not isinstance(value, str) or not value:
+        raise BaselineError(f"must be a non-empty string, got {value!r}", (*where, key))
+    return value
+
+
+def _number(value: object, where: tuple[str, ...]) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BaselineError(f"must be a finite number, got {value!r}", where)
+    return float(value)
+
+
+def _optional_number(value: object, where: tuple[str, ...]) -> float | None:
+    return None if value is None else _number(value, where)
+
+
+def _numbers(value: object, where: tuple[str, ...]) -> tuple[float, ...]:
+    if not isinstance(value, list):
+        raise BaselineError(f"must be a list of numbers, got {value!r}", where)
+    return tuple(_number(v, (*where, str(i))) for i, v in enumerate(value))
+
+
+def build_baseline(
+    records: Sequence[Mapping[str, object]],
+    *,
+    model_id: str,
+    model_version: str,
+    tenant_id: str | None,
+    task: str,
+    n_bins: int = 10,
+    max_categories: int = 50,
+    outcomes: Mapping[str, float] | None = None,
+) -> Baseline:
+    """The baseline of a reference sample of inference records (CONTRACT ``ml.inference.features``).
+
+    A feature whose present values are all numbers (not booleans) is numeric, otherwise categorical
+    (so is a feature with no present value: it has only ``other`` and ``missing``). Shares are
+    counted with the same ``bin_values`` the stream uses. Brier/MAE come from the records that carry
+    an ``outcome`` or whose ``predictionId`` is in ``outcomes``; None without any.
+    """
+    if not records:
+        raise ValueError("the reference sample has no records")
+    feature_dicts = [cast(Mapping[str, object], r.get("features") or {}) for r in records]
+    names = sorted({name for features in feature_dicts for name in features})
+    features: dict[str, FeatureBaseline] = {}
+    for name in names:
+        values = [f.get(name) for f in feature_dicts]
+        bins = _infer_bins(name, values, n_bins, max_categories)
+        counts, _ = bins.bin_values(values)
+        shares = [int(c) / len(records) for c in counts]
+        extra = 1 if bins.kind == "numeric" else 2
+        features[name] = FeatureBaseline(
+            bins=bins,
+            proportions=tuple(shares[:-extra]),
+            other=shares[-2] if bins.kind == "categorical" else 0.0,
+            missing=shares[-1],
+        )
+    performance = _reference_performance(records, outcomes or {}, task)
+    brier = performance.squared.mean() if task == "classification" else None
+    return Baseline(
+        tenant_id=tenant_id,
+        model_id=model_id,
+        model_version=model_version,
+        task=cast(Literal["classification", "regression"], task),
+        sample_size=len(records),
+        features=features,
+        brier=brier,
+        mae=performance.absolute.mean(),
+    )
+
+
+def _infer_bins(name: str, values: list[object], n_bins: int, max_categories: int) -> FeatureBins:
+    numbers, mismatch = numeric_array(values)
+    present = numbers[~np.isnan(numbers)]
+    if mismatch == 0 and present.size > 0:
+        return FeatureBins(name, "numeric", edges=numeric_edges(present, n_bins))
+    strings, _, _ = category_strings(values)
+    return FeatureBins(name, "categorical", categories=category_list(strings, max_categories))
+
+
+def _reference_performance(
+    records: Sequence[Mapping[str, object]], outcomes: Mapping[str, float], task: str
+) -> PerformanceSums:
+    predictions: list[float] = []
+    observed: list[float] = []
+    for record in records:
+        outcome = record.get("outcome")
+        if outcome is None:
+            outcome = outcomes.get(cast(str, record.get("predictionId")))
+        if outcome is None:
+            continue
+        prediction = record.get("prediction")
+        if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
+            raise ValueError(f"record {record.get('predictionId')!r}: prediction must be a number")
+        if task == "classification" and (outcome not in (0, 1) or not 0.0 <= prediction <= 1.0):
+            raise ValueError(f"record {record.get('predictionId')!r}: classification needs p in [0, 1], y in {{0, 1}}")
+        predictions.append(float(prediction))
+        observed.append(float(cast(float, outcome)))
+    return PerformanceSums.empty().update_many(predictions, observed)
