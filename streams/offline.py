@@ -28,8 +28,8 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type
     """Register ``baseline build`` and ``check`` on a subparsers object (each sets ``func``)."""
     baseline = subparsers.add_parser("baseline", help="baselines of model versions")
     actions = baseline.add_subparsers(dest="baseline_command", required=True)
-    build = actions.add_parser("build", help="build a baseline (CONTRACT ml.model.baselines) from a reference sample")
-    build.add_argument("--reference", required=True, help="JSON Lines of inference records (optional 'outcome'), or CSV")
+    build = actions.add_parser("build", help="build a baseline (ml.model.baselines) from a reference sample")
+    build.add_argument("--reference", required=True, help="JSON Lines of inference records (+ 'outcome'), or CSV")
     build.add_argument("--model", required=True, help="modelId")
     build.add_argument("--version", required=True, help="modelVersion")
     build.add_argument("--tenant", help="tenantId (default: every tenant, '*')")
@@ -40,7 +40,7 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type
     build.add_argument("--output", help="write the baseline here (default: stdout)")
     build.set_defaults(func=cmd_baseline_build)
 
-    check = subparsers.add_parser("check", help="evaluate a current sample against a baseline; print the snapshot")
+    check = subparsers.add_parser("check", help="evaluate a current sample against a baseline, print the snapshot")
     check.add_argument("--baseline", required=True, help="a baseline object (JSON)")
     check.add_argument("--current", required=True, help="JSON Lines of inference records, or CSV")
     check.add_argument("--outcomes", help="JSON Lines (or CSV) of outcome records joined by predictionId")
@@ -75,6 +75,8 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         )
     except InputError as exc:
         return _fail(exc)
+    except ValueError as exc:  # what the readers let through and the builder still refuses
+        return _fail(InputError(args.reference, None, str(exc)))
     document = orjson.dumps(baseline.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
     if args.output:
         try:
@@ -141,34 +143,40 @@ def render_table(snapshot: Mapping[str, object]) -> str:
     """The snapshot as fixed-width text for a person (the JSON stays the exact record)."""
     segment = snapshot["segment"] if snapshot["segment"] is not None else "(all)"
     out = [
-        f"model {snapshot['modelId']}  version {snapshot['modelVersion']}  tenant {snapshot['tenantId']}  segment {segment}",
+        f"model {snapshot['modelId']}  version {snapshot['modelVersion']}  "
+        f"tenant {snapshot['tenantId']}  segment {segment}",
         f"window {snapshot['windowStart'] or '-'} .. {snapshot['windowEnd'] or '-'}  "
         f"events {snapshot['sampleSize']}  baseline events {snapshot['baselineSampleSize']}",
         "",
     ]
     features = cast(Mapping[str, Mapping[str, object]], snapshot["features"])
     width = max([len("feature"), *map(len, features)])
-    out.append(f"{'feature':<{width}}  {'status':<17}  {'severity':<8}  {'PSI':>10}  {'gate':>10}  {'sample':>7}  {'mismatch':>8}  top bin")
+    out.append(_row([("feature", -width), ("status", -17), ("severity", -8), ("PSI", 10), ("gate", 10),
+                     ("sample", 7), ("mismatch", 8), ("top bin", 0)]))
     for name, check in features.items():
         bins = cast(list[dict[str, object]], check["bins"])
         top = max(bins, key=lambda b: cast(float, b["contribution"]))["bin"] if bins else "-"
-        out.append(
-            f"{name:<{width}}  {check['status']:<17}  {check['severity'] or '-':<8}  {_fixed(check['value']):>10}  "
-            f"{_fixed(check['gate']):>10}  {check['sampleSize']:>7}  {check.get('typeMismatch', 0):>8}  {top}"
-        )
+        out.append(_row([(name, -width), (check["status"], -17), (check["severity"] or "-", -8),
+                         (_fixed(check["value"]), 10), (_fixed(check["gate"]), 10), (check["sampleSize"], 7),
+                         (check.get("typeMismatch", 0), 8), (top, 0)]))
     metrics = cast(Mapping[str, Mapping[str, object]], snapshot["performance"])
     out.append("")
     if not metrics:
         out.append("performance: no baseline value to compare with")
-    else:
-        out.append(f"{'metric':<7}  {'status':<17}  {'value':>10}  {'baseline':>10}  {'threshold':>10}  {'z':>8}  {'outcomes':>8}")
-        for metric, check in metrics.items():
-            z = check.get("z")
-            out.append(
-                f"{metric:<7}  {check['status']:<17}  {_fixed(check['value']):>10}  {_fixed(check['baseline']):>10}  "
-                f"{_fixed(check['threshold']):>10}  {'-' if z is None else f'{z:.2f}':>8}  {check['sampleSize']:>8}"
-            )
+        return "\n".join(out) + "\n"
+    out.append(_row([("metric", -7), ("status", -17), ("value", 10), ("baseline", 10), ("threshold", 10),
+                     ("z", 8), ("outcomes", 8)]))
+    for metric, check in metrics.items():
+        z = check.get("z")
+        out.append(_row([(metric, -7), (check["status"], -17), (_fixed(check["value"]), 10),
+                         (_fixed(check["baseline"]), 10), (_fixed(check["threshold"]), 10),
+                         ("-" if z is None else f"{cast(float, z):.2f}", 8), (check["sampleSize"], 8)]))
     return "\n".join(out) + "\n"
+
+
+def _row(cells: Sequence[tuple[object, int]]) -> str:
+    """Cells of (value, width): a negative width aligns left, a positive one right, 0 is free."""
+    return "  ".join(f"{str(v):<{-w}}" if w < 0 else f"{str(v):>{w}}" for v, w in cells).rstrip()
 
 
 def _fixed(value: object) -> str:
@@ -178,7 +186,8 @@ def _fixed(value: object) -> str:
 def load_baseline(path: str) -> Baseline:
     """Read and validate a baseline file; InputError names the line of the offending field."""
     try:
-        raw = open(path, "rb").read()
+        with open(path, "rb") as file:
+            raw = file.read()
     except OSError as exc:
         raise InputError(path, None, f"cannot read: {exc.strerror or exc}") from None
     try:
@@ -225,11 +234,14 @@ def _select(args: argparse.Namespace, baseline: Baseline, lines: Sequence[Line])
         records.append(record)
     tenants = {r["tenantId"] for r in records if r.get("tenantId") is not None}
     if len(tenants) > 1 and not (args.tenant or baseline.tenant_id):
-        raise InputError(args.current, None, f"records of {len(tenants)} tenants ({', '.join(sorted(map(str, tenants))[:5])}); choose one with --tenant")
+        names = ", ".join(sorted(map(str, tenants))[:5])
+        raise InputError(args.current, None, f"records of {len(tenants)} tenants ({names}); choose one with --tenant")
     return records
 
 
-def _check_model(path: str, number: int, record: dict[str, object], model: str, version: str, tenant: str | None) -> None:
+def _check_model(
+    path: str, number: int, record: Mapping[str, object], model: str, version: str, tenant: str | None
+) -> None:
     for key, expected in (("modelId", model), ("modelVersion", version), ("tenantId", tenant)):
         value = record.get(key)
         if expected is not None and value is not None and value != expected:

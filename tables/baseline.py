@@ -7,6 +7,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal, cast
 
 import numpy as np
@@ -41,7 +42,8 @@ class FeatureBaseline:
         where = ("features", self.bins.name)
         expected = len(self.bins.edges) + 1 if self.bins.kind == "numeric" else len(self.bins.categories)
         if len(self.proportions) != expected:
-            raise BaselineError(f"{expected} proportions expected, got {len(self.proportions)}", (*where, "proportions"))
+            message = f"{expected} proportions expected, got {len(self.proportions)}"
+            raise BaselineError(message, (*where, "proportions"))
         shares = (*self.proportions, self.other, self.missing)
         if not all(math.isfinite(s) and 0.0 <= s <= 1.0 for s in shares):
             raise BaselineError("shares must be numbers in [0, 1]", where)
@@ -88,7 +90,8 @@ class Baseline:
         for name, feature in self.features.items():
             if feature.bins.name != name:
                 raise BaselineError(f"bins are named {feature.bins.name!r}", ("features", name))
-        bins = [[n, f.bins.kind, list(f.bins.edges), list(f.bins.categories)] for n, f in sorted(self.features.items())]
+        bins = [[n, f.bins.kind, list(f.bins.edges), list(f.bins.categories)]
+                for n, f in sorted(self.features.items())]
         digest = hashlib.sha256(orjson.dumps(bins)).hexdigest()[:16]
         object.__setattr__(self, "_fingerprint", digest)
 
@@ -145,7 +148,7 @@ def _feature_from_dict(name: str, d: object) -> FeatureBaseline:
     kind = d.get("kind")
     if kind == "numeric":
         edges = _numbers(d.get("edges"), (*where, "edges"))
-        if any(b <= a for a, b in zip(edges, edges[1:])):
+        if any(b <= a for a, b in pairwise(edges)):
             raise BaselineError("must be strictly increasing", (*where, "edges"))
         bins = FeatureBins(name, "numeric", edges=edges)
         other = 0.0 if d.get("other") is None else _number(d.get("other"), (*where, "other"))
@@ -263,7 +266,9 @@ def _reference_performance(
         if isinstance(prediction, bool) or not isinstance(prediction, (int, float)):
             raise ValueError(f"record {record.get('predictionId')!r}: prediction must be a number")
         if task == "classification" and (outcome not in (0, 1) or not 0.0 <= prediction <= 1.0):
-            raise ValueError(f"record {record.get('predictionId')!r}: classification needs p in [0, 1], y in {{0, 1}}")
+            raise ValueError(
+                f"record {record.get('predictionId')!r}: classification needs p in [0, 1] and y in {{0, 1}}"
+            )
         predictions.append(float(prediction))
         observed.append(float(cast(float, outcome)))
     return PerformanceSums.empty().update_many(predictions, observed)

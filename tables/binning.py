@@ -11,7 +11,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from itertools import pairwise
+from typing import Literal, cast
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class FeatureBins:
         if self.kind == "categorical":
             return [*self.categories, OTHER, MISSING]
         bounds = [-math.inf, *self.edges, math.inf]
-        return [f"[{lo!r}, {hi!r})" for lo, hi in zip(bounds, bounds[1:])] + [MISSING]
+        return [f"[{lo!r}, {hi!r})" for lo, hi in pairwise(bounds)] + [MISSING]
 
     def bin_values(self, values: Sequence[object]) -> tuple[np.ndarray, int]:
         """Counts per bin (int64, length ``n_bins``) and the number of type mismatches."""
@@ -137,9 +138,9 @@ def category_strings(values: Sequence[object]) -> tuple[list[str], int, int]:
     objects are missing and mismatches.
     """
     if set(map(type, values)) <= _CATEGORICAL_FAST_TYPES:
-        strings = [v for v in values if v is not None]
-        return strings, len(values) - len(strings), 0  # type: ignore[return-value]
-    strings = []
+        present = [cast(str, v) for v in values if v is not None]
+        return present, len(values) - len(present), 0
+    strings: list[str] = []
     missing = mismatch = 0
     for value in values:
         if isinstance(value, str):

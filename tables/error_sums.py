@@ -50,7 +50,7 @@ def exact_units_sum(values: np.ndarray) -> int:
     low_sums = np.add.reduceat(mantissas & ((1 << 27) - 1), starts)
     return sum(
         ((int(high) << 27) + int(low_)) << int(shift)
-        for high, low_, shift in zip(high_sums, low_sums, shifts[starts])
+        for high, low_, shift in zip(high_sums, low_sums, shifts[starts], strict=True)
     )
 
 

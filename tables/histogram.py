@@ -45,7 +45,7 @@ class FeatureHistogram:
             elif len(ours) != len(theirs):
                 raise ValueError(f"{name}: cannot merge {len(ours)} bins with {len(theirs)} bins")
             else:
-                counts[name] = tuple(a + b for a, b in zip(ours, theirs))
+                counts[name] = tuple(a + b for a, b in zip(ours, theirs, strict=True))
         mismatch = dict(self.type_mismatch)
         for name, count in other.type_mismatch.items():
             mismatch[name] = mismatch.get(name, 0) + count
@@ -73,7 +73,8 @@ class FeatureHistogram:
         )
         if not isinstance(fingerprint, str) or not _is_count(n):
             raise ValueError("FeatureHistogram: bad fingerprint or n")
-        if not (isinstance(counts, dict) and all(isinstance(c, list) and all(map(_is_count, c)) for c in counts.values())):
+        if not (isinstance(counts, dict)
+                and all(isinstance(c, list) and all(map(_is_count, c)) for c in counts.values())):
             raise ValueError("FeatureHistogram: counts must map feature -> list of ints >= 0")
         if not (isinstance(mismatch, dict) and all(map(_is_count, mismatch.values()))):
             raise ValueError("FeatureHistogram: typeMismatch must map feature -> int >= 0")
@@ -85,7 +86,9 @@ class FeatureHistogram:
         )
 
 
-def count_batch(baseline: Baseline | None, feature_dicts: Sequence[Mapping[str, object]]) -> FeatureHistogram:
+def count_batch(
+    baseline: Baseline | None, feature_dicts: Sequence[Mapping[str, object]]
+) -> FeatureHistogram:
     """Bin a batch of records' ``features`` mappings: one vectorised ``bin_values`` per feature.
 
     Features absent from a record count as missing; features unknown to the baseline are ignored

@@ -107,7 +107,7 @@ def evaluate_feature(
     actual = counts / current
     bins = tuple(
         {"bin": b, "expected": float(e), "actual": float(a), "contribution": float(c)}
-        for b, e, a, c in zip(labels, expected, actual, contributions)
+        for b, e, a, c in zip(labels, expected, actual, contributions, strict=True)
     )
     if current < thresholds.min_samples:
         return FeatureVerdict(value, "insufficient_data", None, warning, gate, current, bins)

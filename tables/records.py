@@ -17,7 +17,9 @@ import orjson
 
 from schemas.validation import MessageRejected, parse_timestamp_ms, split_envelope
 
-RESERVED_COLUMNS = ("prediction", "outcome", "predictionId", "tenantId", "modelId", "modelVersion", "segment", "timestamp")
+RESERVED_COLUMNS = (
+    "prediction", "outcome", "predictionId", "tenantId", "modelId", "modelVersion", "segment", "timestamp"
+)
 _ID_FIELDS = ("predictionId", "tenantId", "modelId", "modelVersion")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -78,6 +80,7 @@ def read_inference_records(path: str, *, task: str | None = None) -> list[Line]:
 def read_outcomes(path: str, *, task: str | None = None) -> list[Line]:
     """Outcome records (``predictionId``, ``outcome``, optional ``tenantId``/``modelId``/``timestamp``)
     of a JSON Lines file, or of a ``.csv`` file with those columns."""
+    rows: Iterator[tuple[int, object]]
     if Path(path).suffix.lower() == ".csv":
         rows = ((n, {k: _csv_cell(v) if k == "outcome" else (v or None) for k, v in row.items()})
                 for n, row in _csv_rows(path))
@@ -191,14 +194,15 @@ def _csv_rows(path: str) -> Iterator[tuple[int, dict[str, str]]]:
                 continue
             if len(row) != len(header):
                 raise InputError(path, reader.line_num, f"{len(row)} cells for {len(header)} columns")
-            yield reader.line_num, dict(zip(header, row))
+            yield reader.line_num, dict(zip(header, row, strict=True))
     except csv.Error as exc:
         raise InputError(path, reader.line_num, f"malformed CSV: {exc}") from None
 
 
 def _csv_record(row: Mapping[str, str]) -> dict[str, object]:
     """A CSV row as an inference record: reserved columns, all others are features."""
-    record: dict[str, object] = {"features": {k: _csv_cell(v) for k, v in row.items() if k not in RESERVED_COLUMNS}}
+    features = {k: _csv_cell(v) for k, v in row.items() if k not in RESERVED_COLUMNS}
+    record: dict[str, object] = {"features": features}
     for key in ("predictionId", "tenantId", "modelId", "modelVersion", "segment"):
         if row.get(key):
             record[key] = row[key]

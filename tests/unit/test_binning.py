@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -177,7 +178,7 @@ def test_infinities_in_the_reference_do_not_make_edges() -> None:
 def test_edges_are_strictly_increasing_finite_and_leave_no_empty_bin(values: list[float], n_bins: int) -> None:
     edges = numeric_edges(np.array(values), n_bins)
     assert all(math.isfinite(e) for e in edges)
-    assert all(a < b for a, b in zip(edges, edges[1:]))
+    assert all(a < b for a, b in pairwise(edges))
     assert len(edges) <= n_bins - 1
     present = [v for v in values if not math.isnan(v)]
     if present:

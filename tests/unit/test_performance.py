@@ -37,7 +37,7 @@ def test_regression_mae_equals_numpy_and_river() -> None:
     y_hat = y + rng.normal(5, 50, 3_000)
     sums = PerformanceSums.empty().update_many(y_hat, y)
     river_mae = metrics.MAE()
-    for truth, guess in zip(y.tolist(), y_hat.tolist()):
+    for truth, guess in zip(y.tolist(), y_hat.tolist(), strict=True):
         river_mae.update(truth, guess)
     assert sums.absolute.mean() == pytest.approx(float(np.mean(np.abs(y_hat - y))), rel=1e-12)
     assert sums.absolute.mean() == pytest.approx(river_mae.get(), rel=1e-12)
@@ -47,7 +47,7 @@ def test_classification_mae_equals_river_streaming_mae() -> None:
     p, y = classification_sample(2_000, 5)
     river_mae = metrics.MAE()
     sums = ErrorSums()
-    for truth, guess in zip(y.tolist(), p.tolist()):
+    for truth, guess in zip(y.tolist(), p.tolist(), strict=True):
         river_mae.update(truth, guess)
         sums = sums.update(abs(guess - truth))
     assert sums.mean() == pytest.approx(river_mae.get(), abs=1e-12)

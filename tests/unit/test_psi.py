@@ -25,7 +25,7 @@ def direct_psi(expected: list[float], counts: list[int]) -> float:
     """PSI written out term by term with math.log, from the definition."""
     total = sum(counts)
     value = 0.0
-    for e, c in zip(expected, counts):
+    for e, c in zip(expected, counts, strict=True):
         a = max(c / total, 1e-4)
         e = max(e, 1e-4)
         value += (a - e) * math.log(a / e)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from itertools import pairwise
 
 import numpy as np
 import orjson
@@ -18,6 +19,7 @@ from tables.histogram import FeatureHistogram, count_batch
 from tables.psi import psi
 
 SETTINGS = settings(max_examples=150, deadline=None)
+SLOW_SETTINGS = settings(max_examples=50, deadline=None)  # each example builds a baseline
 
 FINGERPRINT = "f" * 16
 SHAPE = {"amount": 5, "industry": 4}
@@ -131,12 +133,12 @@ def _records(draw: st.DrawFn, n: int) -> list[dict[str, object]]:
 
 BASELINE = build_baseline(
     [{"features": {"amount": float(v), "industry": c}, "prediction": 0.5}
-     for v, c in zip(range(100), ["a", "b", "c", "a"] * 25)],
+     for v, c in zip(range(100), ["a", "b", "c", "a"] * 25, strict=True)],
     model_id="m", model_version="1", tenant_id=None, task="classification",
 )
 
 
-@SETTINGS
+@SLOW_SETTINGS
 @given(st.data())
 def test_counting_parts_and_merging_equals_counting_the_whole(data: st.DataObject) -> None:
     records = _records(data.draw, data.draw(st.integers(0, 40)))
@@ -144,7 +146,7 @@ def test_counting_parts_and_merging_equals_counting_the_whole(data: st.DataObjec
     cuts = sorted(data.draw(st.lists(st.integers(0, len(features)), max_size=5)))
     bounds = [0, *cuts, len(features)]
     merged = FeatureHistogram.empty()
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in pairwise(bounds):
         merged = count_batch(BASELINE, features[lo:hi]).merge(merged)  # type: ignore[arg-type]
     whole = count_batch(BASELINE, features)  # type: ignore[arg-type]
     assert merged == whole
@@ -152,7 +154,7 @@ def test_counting_parts_and_merging_equals_counting_the_whole(data: st.DataObjec
     p = data.draw(st.lists(st.floats(0, 1), min_size=len(records), max_size=len(records)))
     y = data.draw(st.lists(st.sampled_from([0, 1]), min_size=len(records), max_size=len(records)))
     merged_perf = PerformanceSums.empty()
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in pairwise(bounds):
         merged_perf = merged_perf.merge(PerformanceSums.empty().update_many(p[lo:hi], y[lo:hi]))
     assert merged_perf == PerformanceSums.empty().update_many(p, y)
 
@@ -185,7 +187,7 @@ def test_state_encodings_round_trip_exactly_through_orjson_bytes(
     assert PerformanceSums.from_json(_roundtrip(performance.to_json())) == performance
 
 
-@SETTINGS
+@SLOW_SETTINGS
 @given(st.data())
 def test_baseline_round_trips_through_orjson_bytes(data: st.DataObject) -> None:
     records = _records(data.draw, data.draw(st.integers(1, 30)))
