@@ -2,10 +2,12 @@
 
 Thin shells over `tables.ingest.IngestFold`: decode and validate, fold, write each touched table
 key once, then dead-letter what could not be used. Nothing awaits between reading the table
-values and writing the new ones, so no commit can slip in between."""
+values and writing the new ones but the acknowledgement of the join entries, under a lock per
+partition, so no other fold of the partition can interleave."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Callable, Sequence
@@ -59,12 +61,21 @@ class IngestShell:
     def __init__(self, monitor: Monitor) -> None:
         self.m = monitor
         self.baselines = monitor.state["baseline_cache"]
+        self._locks: dict[int, asyncio.Lock] = {}
+        monitor.state["ingest_shell"] = self
 
-    def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]) -> FoldResult:
+    def lock(self, partition: int) -> asyncio.Lock:
+        """One fold at a time per partition: the features and the outcomes actors of a
+        partition, and the expiry timer, share its join entries and partials."""
+        lock = self._locks.get(partition)
+        if lock is None:
+            lock = self._locks[partition] = asyncio.Lock()
+        return lock
+
+    async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]) -> FoldResult:
         s, t = self.m.settings, self.m.tables
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
                           baseline_for=self.baselines.lookup)
-        meta = _read_meta(t.partials, partition)
 
         def get_partial(k: bytes) -> PartialState | None:
             raw = t.partials.get(k)
@@ -75,19 +86,25 @@ class IngestShell:
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
         slot = FEATURES if kind == "features" else OUTCOMES
-        if kind == "features":
-            result = fold.fold_predictions(records, get_partial, get_join, meta.get(slot, -1))
-        else:
-            result = fold.fold_outcomes(records, get_partial, get_join, meta.get(slot, -1),
-                                        s.join_ttl_ms)
-        # one write per touched key, all before the next await
-        for key, state in result.partials.items():
-            t.partials[key] = state.to_bytes()
-        for key, entry in result.joins.items():
-            t.join_buffer[key] = entry.to_bytes()
-        if result.max_event_ms > meta.get(slot, -1):
-            meta[slot] = result.max_event_ms
-            t.partials[meta_key(partition)] = orjson.dumps(meta)
+        async with self.lock(partition):
+            meta = _read_meta(t.partials, partition)
+            if kind == "features":
+                result = fold.fold_predictions(records, get_partial, get_join, meta.get(slot, -1))
+            else:
+                result = fold.fold_outcomes(records, get_partial, get_join, meta.get(slot, -1),
+                                            s.join_ttl_ms)
+            # Join entries first, acknowledged, then the partials: a partial that survives a
+            # crash then always has the join entries that explain it, so a replay can tell a
+            # counted pair from an uncounted one (tests/unit/test_ingest_fold.py).
+            for key, entry in result.joins.items():
+                t.join_buffer[key] = entry.to_bytes()
+            if result.joins and result.partials:
+                await self.m.app.producer.flush()
+            for key, state in result.partials.items():
+                t.partials[key] = state.to_bytes()
+            if result.max_event_ms > meta.get(slot, -1):
+                meta[slot] = result.max_event_ms
+                t.partials[meta_key(partition)] = orjson.dumps(meta)
         return result
 
     async def handle(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
@@ -97,14 +114,14 @@ class IngestShell:
         partition = events[0].message.partition
         topic = events[0].message.topic
         try:
-            result = self.fold(partition, kind, records)
+            result = await self.fold(partition, kind, records)
             rejected = [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
         except Exception:  # a defect must not take the partition down: isolate the record
             log.exception("batch fold failed on %s[%d]; folding record by record", topic, partition)
             result, rejected = FoldResult(), []
             for rec in records:
                 try:
-                    one = self.fold(partition, kind, [rec])
+                    one = await self.fold(partition, kind, [rec])
                     result.counts.update(one.counts)
                     rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
                 except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr

@@ -28,9 +28,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.admin import TopicLayoutError
     from streams.worker import run_worker
 
-    return run_worker(_settings(args))
+    try:
+        return run_worker(_settings(args))
+    except (TopicLayoutError, ValueError) as exc:  # configuration the worker cannot run with
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:

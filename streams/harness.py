@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import free_port
+from streams.highwater import true_end_offsets
 
 
 def service_env(bootstrap: str, data_dir: Path, *, app_id: str = "model-monitoring",
@@ -33,6 +34,8 @@ def service_env(bootstrap: str, data_dir: Path, *, app_id: str = "model-monitori
         "MODEL_MONITORING_DATA_DIR": str(data_dir),
         "MODEL_MONITORING_WEB_PORT": str(web_port or free_port()),
         "PYTHONUNBUFFERED": "1",
+        # a fresh HS256 secret per service; callers mint tokens from env[...] (≥ 32 bytes)
+        "MODEL_MONITORING_JWT_SECRET": os.urandom(32).hex(),
     })
     if topic_prefix:
         for name, default in TOPIC_DEFAULTS.items():
@@ -193,7 +196,7 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await true_end_offsets({"bootstrap_servers": bootstrap}, tps, await consumer.end_offsets(tps))
         out: list[Any] = []
         started = time.monotonic()
         while True:
@@ -204,7 +207,8 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
             if all(positions[tp] >= ends[tp] for tp in tps):
                 if len(out) >= min_messages:
                     return out
-                ends = await consumer.end_offsets(tps)  # wait for more to arrive
+                ends = await true_end_offsets({"bootstrap_servers": bootstrap}, tps,
+                                              await consumer.end_offsets(tps))  # more may arrive
             if time.monotonic() - started > timeout:
                 return out
     finally:
@@ -222,7 +226,7 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
         if not tps:
             return 0
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await true_end_offsets({"bootstrap_servers": bootstrap}, tps, await consumer.end_offsets(tps))
         lag = 0
         for tp in tps:
             done = await consumer.committed(tp)

@@ -1,0 +1,66 @@
+"""End offsets that are right on the embedded broker too.
+
+Measured here: Tansu answers ListOffsets(latest) with the base offset of the partition's last
+record batch + 1, not the last offset + 1 (five records produced as one batch at offsets 2–6:
+ListOffsets says 3, a Fetch response's high watermark says 7). Faust's table recovery reads a
+changelog up to that "highwater", so after a crash it would stop short of the last batch — and
+its consistency check refuses to start when the local store holds an offset past it. The Fetch
+response is right, so the end offset is read from a one-record fetch at the reported end − 1:
+the broker returns the whole last batch and the true high watermark. On Apache Kafka the two
+agree and the correction changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+async def true_end_offsets(consumer_kwargs: Mapping[str, Any], tps: Iterable[TopicPartition],
+                           reported: Mapping[TopicPartition, int], timeout: float = 5.0
+                           ) -> dict[TopicPartition, int]:
+    """Correct reported end offsets with the high watermark of a fetch at end − 1."""
+    tps = [tp for tp in tps if reported.get(tp)]
+    result = dict(reported)
+    if not tps:
+        return result
+    probe = AIOKafkaConsumer(**consumer_kwargs, group_id=None, enable_auto_commit=False,
+                             max_partition_fetch_bytes=64 * 1024, fetch_max_wait_ms=100)
+    await probe.start()
+    try:
+        probe.assign(tps)
+        for tp in tps:
+            probe.seek(tp, max(0, reported[tp] - 1))
+        pending = set(tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while pending and loop.time() < deadline:
+            batch = await probe.getmany(*pending, timeout_ms=200, max_records=1)
+            for tp in list(pending):
+                hw = probe.highwater(tp)
+                if hw is not None and (tp in batch or hw >= reported[tp]):
+                    result[tp] = max(reported[tp], hw)
+                    pending.discard(tp)
+    finally:
+        await probe.stop()
+    return result
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, with highwaters read the way `true_end_offsets` does."""
+
+    async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
+        reported = dict(await super()._highwaters(partitions))
+        if self.consumer.in_transaction:
+            return reported
+        conf = self.app.conf
+        transport = self.transport
+        kwargs: dict[str, Any] = dict(
+            bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
+            **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
+        corrected = await true_end_offsets(kwargs, [TopicPartition(tp.topic, tp.partition) for tp in partitions],
+                                           {TopicPartition(tp.topic, tp.partition): v for tp, v in reported.items()
+                                            if v is not None})
+        return {tp: corrected.get(TopicPartition(tp.topic, tp.partition), v) for tp, v in reported.items()}
