@@ -3,32 +3,46 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from streams.app import Monitor
 from tables.expiry import expired_joins, expired_partials, high_water_marks
+from tables.partitioned import partition_of_key
 
 log = logging.getLogger("model_monitoring.maintenance")
 
 
-def expire_state(monitor: Monitor) -> tuple[int, int]:
-    """Delete expired partials and join entries on this worker's active partitions."""
+async def expire_state(monitor: Monitor) -> tuple[int, int]:
+    """Delete expired partials and join entries on this worker's active partitions, each
+    partition under the lock its ingest folds take."""
     s, t, m = monitor.settings, monitor.tables, monitor.metrics
+    shell = monitor.state["ingest_shell"]
     marks = high_water_marks((k, v) for k, v in t.partials.items() if k.endswith(b"|~meta"))
-    old_partials = list(expired_partials(list(t.partials.keys()), marks, s.bucket_ms, s.retention_ms))
-    for key in old_partials:
-        del t.partials[key]
-    old_joins = list(expired_joins(list(t.join_buffer.items()), marks, s.join_ttl_ms))
-    for key, state in old_joins:
-        del t.join_buffer[key]
-        m.join_expired.labels(state).inc()
-    m.partials_expired.inc(len(old_partials))
+    by_partition: dict[int, list[tuple[str, bytes, str]]] = defaultdict(list)
+    for key in expired_partials(list(t.partials.keys()), marks, s.bucket_ms, s.retention_ms):
+        by_partition[partition_of_key(key)].append(("partial", key, ""))
+    for key, state in expired_joins(list(t.join_buffer.items()), marks, s.join_ttl_ms):
+        by_partition[partition_of_key(key)].append(("join", key, state))
+    partials = joins = 0
+    for partition, doomed in by_partition.items():
+        async with shell.lock(partition):
+            for kind, key, state in doomed:
+                table = t.partials if kind == "partial" else t.join_buffer
+                if table.pop(key, None) is None:
+                    continue
+                if kind == "partial":
+                    partials += 1
+                else:
+                    joins += 1
+                    m.join_expired.labels(state).inc()
+    m.partials_expired.inc(partials)
     m.join_buffer_size.set(len(t.join_buffer))
-    if old_partials or old_joins:
-        log.info("expired %d partials and %d join entries", len(old_partials), len(old_joins))
-    return len(old_partials), len(old_joins)
+    if partials or joins:
+        log.info("expired %d partials and %d join entries", partials, joins)
+    return partials, joins
 
 
 def register(monitor: Monitor) -> None:
     @monitor.app.timer(monitor.settings.maintenance_interval_seconds, name="expire-state")
     async def expire() -> None:
-        expire_state(monitor)
+        await expire_state(monitor)

@@ -148,7 +148,7 @@ def run_demo(args: argparse.Namespace) -> int:
                            seed=args.seed, scenario=DEMO_SCENARIO)
         messages = list(generate(cfg))
         print(f"4. two weeks of traffic for tenants acme, globex, initech: {len(messages):,} messages "
-              "(injected: acme:risk-scoring `amount` ×3 in the last week; globex:churn accuracy drop; "
+              "(injected: acme:risk-scoring `pipeline_value` ×3 in the last week; globex:churn accuracy drop; "
               "initech too small to judge; plus duplicates, early outcomes, malformed messages)")
         asyncio.run(stream_messages(bootstrap, s, messages))
         asyncio.run(wait_caught_up(bootstrap, s))

@@ -20,14 +20,15 @@ from schemas.validation import format_timestamp
 DAY_MS = 86_400_000
 INDUSTRIES = ("retail", "tech", "finance", "health", "manufacturing", "media")
 REGIONS = ("emea", "amer", "apac")
+LEAD_SOURCES = ("web", "referral", "partner", "event")
 
 
 @dataclass(frozen=True)
 class Scenario:
     """What to inject. Keys are "tenant:model"."""
 
-    numeric_shift: tuple[str, ...] = ()        # amount ×3 in the last week
-    unseen_category: tuple[str, ...] = ()      # industry "crypto" for 40% in the last week
+    numeric_shift: tuple[str, ...] = ()        # pipeline_value ×3 in the last week
+    unseen_category: tuple[str, ...] = ()      # lead_source "chatbot" (unseen) for 40% in the last week
     accuracy_drop: tuple[str, ...] = ()        # outcomes unrelated to predictions in the last week
     small_tenants: tuple[str, ...] = ()        # tenants with ~30 events a week
     duplicate_rate: float = 0.0                # share of messages sent twice
@@ -52,20 +53,25 @@ class StreamConfig:
 def _features(rng: np.random.Generator, n: int, model: str, shifted: np.ndarray,
               crypto: np.ndarray) -> list[dict[str, Any]]:
     amount = rng.lognormal(mean=7.0 if model == "risk-scoring" else 5.5, sigma=0.8, size=n)
-    amount = np.where(shifted, amount * 3.0, amount)
+    # the injected shifts touch inputs the score does not use, so that the drift they cause
+    # is the only thing that changes: predictions and accuracy stay as they were
+    pipeline = rng.lognormal(mean=9.0, sigma=0.6, size=n)
+    pipeline = np.where(shifted, pipeline * 3.0, pipeline)
+    source = rng.choice(LEAD_SOURCES, size=n, p=(0.45, 0.25, 0.2, 0.1))
+    source = np.where(crypto & (rng.random(n) < 0.4), "chatbot", source)
     age = rng.gamma(2.0, 30.0, size=n)
     age_missing = rng.random(n) < 0.05
     discount = np.where(rng.random(n) < 0.9, 0.0, rng.uniform(0.05, 0.4, size=n))
     contacts = rng.poisson(3.0, size=n)
     industry = rng.choice(INDUSTRIES, size=n, p=(0.3, 0.25, 0.2, 0.1, 0.1, 0.05))
-    industry = np.where(crypto & (rng.random(n) < 0.4), "crypto", industry)
     champion = rng.random(n) < 0.4
     out = []
     for i in range(n):
         out.append({"amount": round(float(amount[i]), 2),
                     "age_days": None if age_missing[i] else round(float(age[i]), 1),
                     "discount": round(float(discount[i]), 3), "contacts": int(contacts[i]),
-                    "industry": str(industry[i]), "has_champion": bool(champion[i])})
+                    "industry": str(industry[i]), "has_champion": bool(champion[i]),
+                    "pipeline_value": round(float(pipeline[i]), 2), "lead_source": str(source[i])})
     return out
 
 

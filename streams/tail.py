@@ -141,7 +141,8 @@ def dedup_key(kind: str, body: Mapping[str, Any]) -> str | None:
     if isinstance(event_id, str) and event_id:
         return f"{kind}|{event_id}"
     if kind == "snapshot":
-        return "|".join(str(body.get(k)) for k in ("jobRunId", "tenantId", "modelId", "modelVersion", "segment"))
+        return "|".join(["snapshot", *(str(body.get(k)) for k in
+                                       ("jobRunId", "tenantId", "modelId", "modelVersion", "segment"))])
     if kind in ("completed", "failed") and body.get("jobRunId"):
         return f"{kind}|{body['jobRunId']}"
     return None
@@ -343,7 +344,10 @@ async def run_tail(s: Settings, opts: TailOptions, out: IO[str] = sys.stdout,
     consumer = AIOKafkaConsumer(
         *kind_of, **s.kafka_client_kwargs(), group_id=opts.group, client_id="model-monitoring-tail",
         enable_auto_commit=False, auto_offset_reset="earliest" if opts.from_beginning else "latest",
-        metadata_max_age_ms=5_000, session_timeout_ms=10_000, heartbeat_interval_ms=1_000)
+        # a new topic is seen within seconds; 6 s is the least Kafka allows and lets the embedded
+        # broker form the group in ~3 s (it waits about half the session timeout)
+        metadata_max_age_ms=5_000, session_timeout_ms=6_000, heartbeat_interval_ms=1_000,
+        rebalance_timeout_ms=6_000)
     sink = (WebhookSink(opts.webhook, opts.webhook_retries, opts.webhook_backoff,
                         timeout=opts.webhook_timeout, dead_letter_file=opts.dead_letter_file)
             if opts.webhook else None)
@@ -357,7 +361,9 @@ async def run_tail(s: Settings, opts: TailOptions, out: IO[str] = sys.stdout,
         while not stop.is_set():
             if opts.max_events is not None and tail.handled >= opts.max_events:
                 return 0
-            batch = await consumer.getmany(timeout_ms=500, max_records=100)
+            # with a webhook, one event per poll: each is committed as soon as it is delivered,
+            # and retries (up to a minute or so) never hold a batch past max.poll.interval.ms
+            batch = await consumer.getmany(timeout_ms=500, max_records=1 if sink else 100)
             done: dict[TopicPartition, int] = {}
             try:
                 for tp, records in batch.items():

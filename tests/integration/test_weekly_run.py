@@ -1,0 +1,224 @@
+"""The weekly run on a real broker: 3 tenants × 2 models × 2 weeks in which one numeric feature
+drifts, one categorical feature gains an unseen category, one model's accuracy drops and one
+tenant is too small to judge. The run publishes exactly the alerts that `model-monitoring check`
+finds on the same data, and the completion counts what was checked."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pytest
+
+from schemas.validation import format_timestamp, parse_timestamp_ms
+from streams.admin import ensure_topics
+from streams.auth import mint_token
+from streams.broker import EmbeddedBroker
+from streams.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from streams.settings import Settings, load_settings
+from streams.simulate import DAY_MS, Scenario, StreamConfig, generate
+from tests.integration.oracle import baseline_message
+from tests.integration.test_ingest_crash import build_baselines
+
+pytestmark = pytest.mark.integration
+
+END_MS = 1_795_046_400_000  # a midnight UTC: the window is the 7 whole days before it
+SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), unseen_category=("globex:churn",),
+                    accuracy_drop=("acme:churn",), small_tenants=("initech",),
+                    duplicate_rate=0.01, early_outcome_rate=0.03)
+RUN = "/api/v1/ml/model-monitoring/run"
+
+
+class Service:
+    def __init__(self, broker: EmbeddedBroker, env: dict[str, str], settings: Settings,
+                 worker: WorkerProcess, messages: list[Any], baselines: dict) -> None:
+        self.broker, self.env, self.s, self.worker = broker, env, settings, worker
+        self.messages, self.baselines = messages, baselines
+
+    def trigger(self, job_run_id: str | None, tenant_ids: list[str] | None = None) -> None:
+        doc: dict[str, Any] = {"job": "model-monitoring",
+                               "metadata": {"windowEnd": format_timestamp(END_MS)}}
+        if job_run_id:
+            doc["jobRunId"] = job_run_id
+        if tenant_ids is not None:
+            doc["metadata"]["tenantIds"] = tenant_ids
+        asyncio.run(produce(self.broker.bootstrap, [(self.s.trigger_topic, b"k", orjson.dumps(doc))]))
+
+    def completion(self, job_run_id: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for rec in asyncio.run(read_topic(self.broker.bootstrap, self.s.completed_topic, timeout=0.5)):
+                doc = orjson.loads(rec.value)
+                if doc["jobRunId"] == job_run_id:
+                    return doc
+            time.sleep(0.5)
+        raise AssertionError(f"no completion for {job_run_id}:\n{self.worker.log_tail()}")
+
+    def events(self, topic: str, job_run_id: str) -> list[dict[str, Any]]:
+        docs = [orjson.loads(r.value) for r in asyncio.run(read_topic(self.broker.bootstrap, topic, timeout=0.5))]
+        return [d for d in docs if d["jobRunId"] == job_run_id]
+
+    def token(self, **kw: Any) -> str:
+        return mint_token(self.env["MODEL_MONITORING_JWT_SECRET"], **kw)
+
+
+@pytest.fixture(scope="module")
+def service(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("weekly")
+    env = service_env(broker.bootstrap, tmp / "data", app_id="weekly-mm", topic_prefix="weekly.",
+                      extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false"})
+    s = load_settings(env)
+    asyncio.run(ensure_topics(s))
+    baselines = build_baselines()
+    asyncio.run(produce(broker.bootstrap, [(s.baselines_topic, *baseline_message(b)) for b in baselines.values()]))
+    messages = list(generate(StreamConfig(events_per_key=3000, days=14, end_ms=END_MS, seed=3,
+                                          scenario=SCENARIO)))
+    worker = WorkerProcess(env, tmp / "worker.log").start()
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 60
+        while worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) < 2:
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.3)
+        topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
+        asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
+        deadline = time.monotonic() + 240
+        while asyncio.run(group_lag(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic])):
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(1)
+        yield Service(broker, env, s, worker, messages, baselines)
+    finally:
+        worker.stop()
+
+
+def write_check_inputs(svc: Service, tmp: Path, tenant: str, model: str) -> tuple[Path, Path]:
+    """The window's first prediction per predictionId and first outcome per predictionId."""
+    preds: dict[str, bytes] = {}
+    outs: dict[str, bytes] = {}
+    for m in svc.messages:
+        doc = orjson.loads(m.value)
+        if doc["tenantId"] != tenant or doc["modelId"] != model:
+            continue
+        if m.kind == "features":
+            ts = parse_timestamp_ms(doc["timestamp"])
+            if END_MS - 7 * DAY_MS <= ts < END_MS:
+                preds.setdefault(doc["predictionId"], m.value)
+        else:
+            outs.setdefault(doc["predictionId"], m.value)
+    current, outcomes = tmp / f"{tenant}-{model}.jsonl", tmp / f"{tenant}-{model}-outcomes.jsonl"
+    current.write_bytes(b"\n".join(preds.values()) + b"\n")
+    outcomes.write_bytes(b"\n".join(v for k, v in outs.items() if k in preds) + b"\n")
+    return current, outcomes
+
+
+def offline_check(svc: Service, tmp: Path, tenant: str, model: str, segment: str | None = None) -> dict[str, Any]:
+    baseline_file = tmp / f"{model}.baseline.json"
+    baseline_file.write_bytes(orjson.dumps(svc.baselines[(model, "3")].to_dict()))
+    current, outcomes = write_check_inputs(svc, tmp, tenant, model)
+    cmd = [sys.executable, "-m", "streams.cli", "check", "--baseline", str(baseline_file),
+           "--current", str(current), "--outcomes", str(outcomes), "--format", "json"]
+    if segment:
+        cmd += ["--segment", segment]
+    out = subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return orjson.loads(out.stdout)
+
+
+def test_run_publishes_exactly_the_expected_alerts(service: Service, tmp_path: Path) -> None:
+    service.trigger("scenario-1")
+    done = service.completion("scenario-1")
+    drift = service.events(service.s.drift_topic, "scenario-1")
+    degraded = service.events(service.s.degraded_topic, "scenario-1")
+    snapshots = service.events(service.s.snapshot_topic, "scenario-1")
+
+    whole = {(d["tenantId"], d["modelId"], d["feature"]) for d in drift if d["segment"] is None}
+    assert whole == {("acme", "risk-scoring", "pipeline_value"), ("globex", "churn", "lead_source")}
+    assert {(d["tenantId"], d["modelId"]) for d in degraded} == {("acme", "churn")}
+    assert {d["metric"] for d in degraded if d["segment"] is None} == {"brier", "mae"}
+    assert not [d for d in drift + degraded if d["tenantId"] == "initech"]
+    initech = [s for s in snapshots if s["tenantId"] == "initech" and s["segment"] is None]
+    assert initech and all(f["status"] == "insufficient_data"
+                           for s in initech for f in s["features"].values())
+
+    # every snapshot (segment null) equals the offline check of the same data
+    for snap in (s for s in snapshots if s["segment"] is None):
+        offline = offline_check(service, tmp_path, snap["tenantId"], snap["modelId"])
+        for name, verdict in snap["features"].items():
+            theirs = offline["features"][name]
+            assert (verdict["value"], verdict["status"], verdict["sampleSize"]) == \
+                   (theirs["value"], theirs["status"], theirs["sampleSize"]), (snap["tenantId"], name)
+        for metric, verdict in snap["performance"].items():
+            theirs = offline["performance"][metric]
+            assert (verdict["value"], verdict["status"], verdict["sampleSize"]) == \
+                   (theirs["value"], theirs["status"], theirs["sampleSize"]), (snap["tenantId"], metric)
+    # one segment too
+    seg = next(s for s in snapshots if (s["tenantId"], s["modelId"], s["segment"]) == ("acme", "risk-scoring", "emea"))
+    offline = offline_check(service, tmp_path, "acme", "risk-scoring", "emea")
+    assert seg["features"]["pipeline_value"]["value"] == offline["features"]["pipeline_value"]["value"]
+
+    # the alerts are exactly the snapshots' drift/degraded verdicts, each once
+    expected_drift = {(s["tenantId"], s["modelId"], s["segment"], f) for s in snapshots
+                      for f, v in s["features"].items() if v["status"] == "drift"}
+    assert {(d["tenantId"], d["modelId"], d["segment"], d["feature"]) for d in drift} == expected_drift
+    assert len({d["eventId"] for d in drift + degraded}) == len(drift) + len(degraded)
+    counts = Counter()
+    for s in snapshots:
+        counts["driftChecked"] += sum(1 for v in s["features"].values() if v["status"] != "no_baseline")
+        counts["performanceChecked"] += len(s["performance"])
+    assert done["driftChecked"] == counts["driftChecked"] > 0
+    assert done["performanceChecked"] == counts["performanceChecked"] > 0
+    assert done["driftDetected"] == len(drift) and done["performanceDegraded"] == len(degraded)
+    assert done["tenants"] == ["acme", "globex", "initech"]
+    log = [d for d in service.worker.json_lines() if d.get("message") == "model-monitoring completed"
+           and d.get("jobRunId") == "scenario-1"]
+    assert log and log[0]["driftChecked"] == done["driftChecked"]
+
+
+def test_duplicate_trigger_publishes_nothing_twice(service: Service) -> None:
+    for _ in range(3):
+        service.trigger("dup-1")
+    service.completion("dup-1")
+    time.sleep(3)
+    drift = service.events(service.s.drift_topic, "dup-1")
+    snaps = service.events(service.s.snapshot_topic, "dup-1")
+    completed = [d for d in (orjson.loads(r.value) for r in asyncio.run(
+        read_topic(service.broker.bootstrap, service.s.completed_topic, timeout=0.5))) if d["jobRunId"] == "dup-1"]
+    assert len(completed) == 1
+    assert len({d["eventId"] for d in drift}) == len(drift) > 0
+    keys = [(s["tenantId"], s["modelId"], s["modelVersion"], s["segment"]) for s in snaps]
+    assert len(keys) == len(set(keys))
+
+
+def test_tenant_filter(service: Service) -> None:
+    service.trigger("only-globex", ["globex"])
+    done = service.completion("only-globex")
+    assert done["tenants"] == ["globex"]
+    for topic in (service.s.drift_topic, service.s.degraded_topic, service.s.snapshot_topic):
+        assert {d["tenantId"] for d in service.events(topic, "only-globex")} <= {"globex"}
+    assert service.events(service.s.snapshot_topic, "only-globex")
+
+
+def test_http_route_with_good_and_bad_tokens(service: Service) -> None:
+    w = service.worker
+    good = service.token()
+    status, body = w.post(RUN, orjson.dumps({"tenantIds": ["acme"]}), {"Authorization": f"Bearer {good}"})
+    assert status == 202, body
+    job_run_id = orjson.loads(body)["jobRunId"]
+    done = service.completion(job_run_id)
+    assert done["tenants"] == ["acme"]
+    status, body = w.get(f"/api/v1/ml/model-monitoring/runs/{job_run_id}", headers={"Authorization": f"Bearer {good}"})
+    assert status == 200 and orjson.loads(body)["status"] == "completed"
+
+    assert w.post(RUN, b"{}")[0] == 401
+    assert w.post(RUN, b"{}", {"Authorization": f"Bearer {service.token(scope='other:thing')}"})[0] == 403
+    assert w.post(RUN, b"{}", {"Authorization": f"Bearer {service.token(ttl_seconds=-120)}"})[0] == 401
+    limited = service.token(tenant_ids=["globex"])
+    assert w.post(RUN, orjson.dumps({"tenantIds": ["acme"]}), {"Authorization": f"Bearer {limited}"})[0] == 403
+    assert w.post(RUN, b"not json", {"Authorization": f"Bearer {good}"})[0] == 400
+    assert w.post(RUN, b"{" + b" " * 200_000 + b"}", {"Authorization": f"Bearer {good}"})[0] == 413
+    assert w.get("/api/v1/ml/model-monitoring/runs/nope", headers={"Authorization": f"Bearer {good}"})[0] == 404
