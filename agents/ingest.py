@@ -72,7 +72,9 @@ class IngestShell:
             lock = self._locks[partition] = asyncio.Lock()
         return lock
 
-    async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]) -> FoldResult:
+    def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
+                meta: dict[str, int]) -> FoldResult:
+        """The pure fold over the current table values (reads only)."""
         s, t = self.m.settings, self.m.tables
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
                           baseline_for=self.baselines.lookup)
@@ -85,27 +87,55 @@ class IngestShell:
             raw = t.join_buffer.get(k)
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
+        high_water = meta.get(FEATURES if kind == "features" else OUTCOMES, -1)
+        if kind == "features":
+            return fold.fold_predictions(records, get_partial, get_join, high_water)
+        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms)
+
+    async def write(self, partition: int, kind: str, result: FoldResult, meta: dict[str, int]) -> None:
+        """Join entries first, acknowledged, then the partials: a partial that survives a crash
+        then always has the join entries that explain it, so a replay can tell a counted pair
+        from an uncounted one (tests/unit/test_ingest_fold.py). Errors here are the broker's,
+        not the records': they propagate, and the batch is redelivered after the restart."""
+        t = self.m.tables
+        for key, entry in result.joins.items():
+            t.join_buffer[key] = entry.to_bytes()
+        if result.joins and result.partials:
+            await self.m.app.producer.flush()
+        for key, state in result.partials.items():
+            t.partials[key] = state.to_bytes()
         slot = FEATURES if kind == "features" else OUTCOMES
+        if result.max_event_ms > meta.get(slot, -1):
+            meta[slot] = result.max_event_ms
+            t.partials[meta_key(partition)] = orjson.dumps(meta)
+
+    async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]
+                   ) -> tuple[FoldResult, list[tuple[int, int, str, str]]]:
         async with self.lock(partition):
-            meta = _read_meta(t.partials, partition)
-            if kind == "features":
-                result = fold.fold_predictions(records, get_partial, get_join, meta.get(slot, -1))
-            else:
-                result = fold.fold_outcomes(records, get_partial, get_join, meta.get(slot, -1),
-                                            s.join_ttl_ms)
-            # Join entries first, acknowledged, then the partials: a partial that survives a
-            # crash then always has the join entries that explain it, so a replay can tell a
-            # counted pair from an uncounted one (tests/unit/test_ingest_fold.py).
-            for key, entry in result.joins.items():
-                t.join_buffer[key] = entry.to_bytes()
-            if result.joins and result.partials:
-                await self.m.app.producer.flush()
-            for key, state in result.partials.items():
-                t.partials[key] = state.to_bytes()
-            if result.max_event_ms > meta.get(slot, -1):
-                meta[slot] = result.max_event_ms
-                t.partials[meta_key(partition)] = orjson.dumps(meta)
-        return result
+            meta = _read_meta(self.m.tables.partials, partition)
+            try:
+                result = self.compute(partition, kind, records, meta)
+            except Exception:  # a defect must not take the partition down: isolate the record
+                log.exception("batch fold failed on %s partition %d; folding record by record",
+                              kind, partition)
+                return await self._one_by_one(partition, kind, records, meta)
+            await self.write(partition, kind, result, meta)
+            return result, [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
+
+    async def _one_by_one(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
+                          meta: dict[str, int]) -> tuple[FoldResult, list[tuple[int, int, str, str]]]:
+        total, rejected = FoldResult(), []
+        for rec in records:
+            try:
+                one = self.compute(partition, kind, [rec], meta)
+            except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr
+                rejected.append((rec[0], rec[1], "internal_error", repr(exc)[:300]))
+                continue
+            await self.write(partition, kind, one, meta)
+            total.counts.update(one.counts)
+            total.label_lags_ms += one.label_lags_ms
+            rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
+        return total, rejected
 
     async def handle(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
         started = time.perf_counter()
@@ -113,19 +143,7 @@ class IngestShell:
         records, letters = parse_batch(events, kind, self.m, make)
         partition = events[0].message.partition
         topic = events[0].message.topic
-        try:
-            result = await self.fold(partition, kind, records)
-            rejected = [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
-        except Exception:  # a defect must not take the partition down: isolate the record
-            log.exception("batch fold failed on %s[%d]; folding record by record", topic, partition)
-            result, rejected = FoldResult(), []
-            for rec in records:
-                try:
-                    one = await self.fold(partition, kind, [rec])
-                    result.counts.update(one.counts)
-                    rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
-                except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr
-                    rejected.append((rec[0], rec[1], "internal_error", repr(exc)[:300]))
+        result, rejected = await self.fold(partition, kind, records)
         by_offset = {e.message.offset: e.message for e in events}
         for offset, index, reason, detail in rejected:
             msg = by_offset[offset]

@@ -261,6 +261,11 @@ def test_prometheus_scrapes_the_worker() -> None:
     assert f"worker:{WEB_PORT}" in targets
     worker_ports = [str(p) for p in service("worker").get("ports", [])]
     assert any(p.endswith(f":{WEB_PORT}") for p in worker_ports)
+    # panels that select on the scrape job name the one configured here
+    for name in DASHBOARD_FILES:
+        for place, expr in dashboard_queries(load_dashboard(name)):
+            for job_name in re.findall(r'\bup\{[^}]*\bjob="([^"]+)"', expr):
+                assert job_name in jobs, f"{place}: no scrape job {job_name!r}"
 
 
 def test_grafana_provisioning_points_at_the_dashboards() -> None:
@@ -322,7 +327,8 @@ def test_batch_jobs_dashboard_shows_the_job_duration() -> None:
 
 
 def test_metric_name_extraction() -> None:
-    assert metric_names('histogram_quantile(0.95, sum by (le) (rate(a_bucket{job="x", q=~"$v"}[$__rate_interval])))') == {"a_bucket"}
+    quantile = 'histogram_quantile(0.95, sum by (le) (rate(a_bucket{job="x", q=~"$v"}[$__rate_interval])))'
+    assert metric_names(quantile) == {"a_bucket"}
     assert metric_names("sum(increase(b_sum[1h])) / sum(increase(b_count[1h])) > 0") == {"b_sum", "b_count"}
     assert metric_names("last_over_time((x_total > 0)[30d:5m]) offset 1d") == {"x_total"}
     assert metric_names("topk(15, max by (tenant, model) (g{tenant=~\"$tenant\"})) or vector(0)") == {"g"}
