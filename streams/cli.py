@@ -102,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from streams.demo import add_demo_parsers
     from streams.offline import add_offline_parsers
+    from streams.tail import add_tail_parser
 
     add_offline_parsers(sub)
     add_demo_parsers(sub)
+    add_tail_parser(sub)
     return parser
 
 

@@ -175,12 +175,15 @@ def run_demo(args: argparse.Namespace) -> int:
             seg = f" segment={e['segment']}" if e["segment"] else ""
             print(f"  DEGRADED {e['tenantId']}:{e['modelId']} v{e['modelVersion']}{seg} {e['metric']}="
                   f"{e['value']:.4f} baseline={e['baseline']:.4f} threshold={e['threshold']:.4f} n={e['sampleSize']}")
+        for title, sample in (("a drift event", drift[:1]), ("a degraded event", degraded[:1])):
+            if sample:
+                print(f"\n{title} (JSON as published):\n  " + orjson.dumps(sample[0]).decode())
         print(f"\n{result['topic']}:")
         print("  " + orjson.dumps({k: v for k, v in result.items() if k != "topic"}).decode())
         logline = next((d for d in worker.json_lines() if d.get("message", "").startswith("model-monitoring ")), None)
         if logline:
             print("worker log line:\n  " + orjson.dumps(logline).decode())
-        print(f"\nWhere to look next:\n  metrics   http://127.0.0.1:{worker.web_port}/metrics (while the worker runs)\n"
+        print(f"\nWhere to look next:\n  metrics   http://127.0.0.1:{worker.web_port}/metrics (run the demo with --keep-running to keep it up)\n"
               f"  topics    {s.drift_topic}, {s.degraded_topic}, {s.snapshot_topic}, {s.completed_topic}\n"
               f"  runbook   docs/RUNBOOK.md\n  worker log {worker.log_path}")
         if args.keep_running:
