@@ -46,3 +46,26 @@ def register(monitor: Monitor) -> None:
     @monitor.app.timer(monitor.settings.maintenance_interval_seconds, name="expire-state")
     async def expire() -> None:
         await expire_state(monitor)
+
+    register_lag(monitor)
+
+
+async def export_consumer_lag(monitor: Monitor) -> None:
+    """Per assigned input partition: the fetched high watermark minus the consumer's position."""
+    consumer = monitor.app.consumer
+    s = monitor.settings
+    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic}
+    for tp in sorted(consumer.assignment()):
+        if tp.topic not in inputs:
+            continue
+        high = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if high is None or position is None:
+            continue
+        monitor.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+
+def register_lag(monitor: Monitor) -> None:
+    @monitor.app.timer(10.0, name="consumer-lag")
+    async def lag() -> None:
+        await export_consumer_lag(monitor)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import orjson
 from pydantic import ValidationError
 
 from streams.settings import Settings, load_settings
@@ -58,6 +59,35 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
     asyncio.run(send())
     print(job_run_id)
+    return 0
+
+
+def cmd_baseline_publish(args: argparse.Namespace) -> int:
+    """Validate a baseline file and publish it, keyed `{tenant or *}:{model}:{version}`."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.offline import load_baseline
+    from tables.baseline import BaselineError
+    from tables.records import InputError
+
+    s = _settings(args)
+    try:
+        baseline = load_baseline(args.file)
+    except (InputError, BaselineError, OSError) as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**s.kafka_client_kwargs())
+        await producer.start()
+        try:
+            await producer.send_and_wait(s.baselines_topic, orjson.dumps(baseline.to_dict()),
+                                         key=baseline.key().encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    print(f"published baseline {baseline.key()} to {s.baselines_topic}")
     return 0
 
 

@@ -205,6 +205,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    if args.reference:
+        records = reference_records(args.models[0], n=args.reference_size, seed=args.seed)
+        Path(args.reference).write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
+        print(f"wrote {len(records):,} reference records of {args.models[0]} to {args.reference}")
+        return 0
     s = load_settings(os.environ, None, **({"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}))
     scenario = {"none": Scenario(), "drift": Scenario(numeric_shift=(f"{args.tenants[0]}:{args.models[0]}",)),
                 "accuracy": Scenario(accuracy_drop=(f"{args.tenants[0]}:{args.models[-1]}",)),
@@ -245,4 +250,7 @@ def add_demo_parsers(sub: Any) -> None:
     p.add_argument("--envelope-size", type=int, default=1)
     p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo"], default="demo")
     p.add_argument("--baselines", action="store_true", help="also publish baselines for the models")
+    p.add_argument("--reference", metavar="FILE",
+                   help="only write a reference sample (JSON Lines with outcomes) of the first model")
+    p.add_argument("--reference-size", type=int, default=20_000)
     p.set_defaults(func=run_simulate)

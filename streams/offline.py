@@ -40,6 +40,11 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type
     build.add_argument("--output", help="write the baseline here (default: stdout)")
     build.set_defaults(func=cmd_baseline_build)
 
+    publish = actions.add_parser("publish", help="register a baseline: publish it to ml.model.baselines")
+    publish.add_argument("file", help="a baseline object (JSON), e.g. the output of `baseline build`")
+    publish.add_argument("--bootstrap", help="Kafka bootstrap servers (or KAFKA_BOOTSTRAP_SERVERS)")
+    publish.set_defaults(func=_publish)
+
     check = subparsers.add_parser("check", help="evaluate a current sample against a baseline, print the snapshot")
     check.add_argument("--baseline", required=True, help="a baseline object (JSON)")
     check.add_argument("--current", required=True, help="JSON Lines of inference records, or CSV")
@@ -56,6 +61,12 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type
     check.add_argument("--tolerance", type=float, default=defaults.tolerance)
     check.add_argument("--confidence", type=float, default=defaults.confidence)
     check.set_defaults(func=cmd_check)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from streams.cli import cmd_baseline_publish  # needs Kafka; the offline commands do not
+
+    return cmd_baseline_publish(args)
 
 
 def cmd_baseline_build(args: argparse.Namespace) -> int:
