@@ -43,7 +43,7 @@ def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
             letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                       exc.reason, exc.detail))
             continue
-        envelope = len(items) > 1 or (isinstance(obj, dict) and "records" in obj)
+        envelope = len(items) != 1 or items[0] is not obj  # split_envelope unwrapped it
         for index, item in enumerate(items):
             try:
                 validators.validate(kind, item)
@@ -147,8 +147,9 @@ class IngestShell:
         by_offset = {e.message.offset: e.message for e in events}
         for offset, index, reason, detail in rejected:
             msg = by_offset[offset]
-            letters.append(DeadLetter(msg.topic, msg.partition, offset, msg.key,
-                                      _record_bytes(msg.value, index), reason, detail, index))
+            value, at = _record_bytes(msg.value, index)
+            letters.append(DeadLetter(msg.topic, msg.partition, offset, msg.key, value, reason,
+                                      detail, at))
         m = self.m.metrics
         m.records.labels(topic).inc(len(records))
         for kind_name, n in result.counts.items():
@@ -165,15 +166,17 @@ def _read_meta(partials: Any, partition: int) -> dict[str, int]:
     return dict(orjson.loads(raw)) if raw is not None else {}
 
 
-def _record_bytes(value: bytes | None, index: int) -> bytes | None:
-    """The bytes of one record: the message itself, or the record's own JSON in an envelope."""
+def _record_bytes(value: bytes | None, index: int) -> tuple[bytes | None, int | None]:
+    """The bytes of one record and its index in the DLQ headers: the record's own JSON and its
+    index in an envelope; otherwise the message itself, with no index."""
     try:
         obj = orjson.loads(value or b"")
-        if isinstance(obj, dict) and isinstance(obj.get("records"), list):
-            return orjson.dumps(obj["records"][index])
-    except (orjson.JSONDecodeError, IndexError):
+        items = split_envelope(obj)
+        if len(items) != 1 or items[0] is not obj:
+            return orjson.dumps(items[index]), index
+    except (orjson.JSONDecodeError, MessageRejected, IndexError):
         pass
-    return value
+    return value, None
 
 
 def register(monitor: Monitor) -> None:
