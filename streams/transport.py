@@ -11,16 +11,23 @@ delivery that actually blocks is finished faust's way, in a task raced against `
 and the consumer's stop/crash events. With flow already suspended it uses faust's path as is.
 
 Installed through faust's own extension point (the `faust.transports` entry point of
-pyproject.toml, `broker="mmkafka://host:port"`); no library code is patched."""
+pyproject.toml, `broker="mmkafka://host:port"`); no library code is patched.
+
+`Topic` is the publishing side of the same per-message cost, for the app's `Topic` setting:
+faust's `Topic.publish_message` asks `app.maybe_start_producer()` for the producer on every
+message (each table write's changelog message), and that method is a mode `stampede`, which
+awaits `asyncio.sleep(0)` three times per call — three event-loop turns per message, and the
+Kafka client wakes in between to send a produce request every two or three messages."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, AsyncIterator, Callable, Coroutine, Generator, cast
 
+import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message
+from faust.types import Message, ProducerT
 from mode import Service, ServiceT
 
 Delivery = Callable[[Message], Coroutine[Any, Any, Any]]
@@ -62,6 +69,13 @@ class Consumer(faust_aiokafka.Consumer):
 
     #: deliveries that suspended and were finished in a task raced against `suspend_flow`
     suspended_deliveries: int = 0
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        # the consumer thread whose highwaters are right on the embedded broker too
+        # (streams/highwater.py: table recovery reads changelogs up to them)
+        from streams.highwater import ConsumerThread
+
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def deliver(self, callback: Delivery, message: Message) -> None:
         """Hand one message to the conductor; a rebalance can still interrupt a blocked one."""
@@ -153,3 +167,15 @@ class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the project's consumer (`mmkafka://`)."""
 
     Consumer = Consumer
+
+
+class Topic(faust.Topic):
+    """faust's Topic; publishing takes the running producer directly (see the module doc)."""
+
+    async def _get_producer(self) -> ProducerT:
+        app = self.app
+        if not app.in_transaction:
+            producer = app.producer
+            if producer.started:
+                return producer
+        return await super()._get_producer()  # starts it (or the transaction manager's)

@@ -92,7 +92,9 @@ def test_sigkill_mid_ingest_equals_offline_fold(broker: EmbeddedBroker, unique: 
     assert set(actual.states) == set(expected.states)
     mismatched = [k for k in expected.states
                   if actual.comparable()[k] != expected.comparable()[k]]
-    assert not mismatched, f"{len(mismatched)} partials differ, e.g. {mismatched[:3]}"
+    detail = [(k, actual.states[k].histogram.n, expected.states[k].histogram.n,
+               actual.states[k].performance.n, expected.states[k].performance.n) for k in mismatched[:8]]
+    assert not mismatched, f"{len(mismatched)} partials differ (key, n, n expected, outcomes, outcomes expected): {detail}"
     total = sum(s.histogram.n for s in actual.states.values())
     assert total == sum(s.histogram.n for s in expected.states.values())
     matched = sum(s.performance.n for s in actual.states.values())
