@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 from streams.app import Monitor
@@ -42,10 +43,34 @@ async def expire_state(monitor: Monitor) -> tuple[int, int]:
     return partials, joins
 
 
+RUN_HISTORY_MS = 60 * 86_400_000  # runs and their evaluations are kept 60 days
+
+
+def expire_runs(monitor: Monitor, now_ms: int) -> int:
+    """Forget finished runs (job tracker, evaluators, run status) after RUN_HISTORY_MS."""
+    from tables.evaluation_state import Evaluation
+    from tables.job_run import JobRun
+
+    t = monitor.tables
+    doomed = 0
+    for key, raw in list(t.job_runs.items()):
+        run = JobRun.from_bytes(raw)
+        if run.status != "running" and run.started_ms < now_ms - RUN_HISTORY_MS:
+            t.job_runs.pop(key, None)
+            t.run_status.pop(f"0|{run.job_run_id}".encode(), None)
+            doomed += 1
+    for key, raw in list(t.evaluations.items()):
+        if Evaluation.from_bytes(raw).window_end_ms < now_ms - RUN_HISTORY_MS:
+            t.evaluations.pop(key, None)
+            doomed += 1
+    return doomed
+
+
 def register(monitor: Monitor) -> None:
     @monitor.app.timer(monitor.settings.maintenance_interval_seconds, name="expire-state")
     async def expire() -> None:
         await expire_state(monitor)
+        expire_runs(monitor, int(time.time() * 1000))
 
     register_lag(monitor)
 

@@ -111,7 +111,7 @@ class Evaluator:
 
     async def evaluate(self, ev: Evaluation) -> dict[str, int]:
         started = time.perf_counter()
-        t, v, metrics = self.m.topics, self.m.validators, self.m.metrics
+        t, metrics = self.m.topics, self.m.metrics
         tenant, model = ev.model_key.split(":", 1)
         detected_at = format_timestamp(int(time.time() * 1000))
         thresholds = self.m.settings.thresholds()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
