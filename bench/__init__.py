@@ -1,0 +1,1 @@
+"""Benchmarks of the service (run as modules: `python -m bench.ingest`)."""

@@ -1,0 +1,297 @@
+"""The project transport (`mmkafka://`): its consumer's drain loop delivers every message once, in
+order, without a task per message while flow is active, and a rebalance (`stop_flow()`) still
+interrupts a delivery that is blocked, as faust's own drain loop does.
+
+The drain runs for real (faust's `getmany` and `_wait_next_records`); only the Kafka client
+below it (`_getmany`) and the conductor above it (`callback`) are stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, AsyncIterator
+
+import faust
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from mode import Service
+
+import streams.transport
+from streams.app import build_app
+from streams.settings import load_settings
+from streams.transport import Consumer, SuspendedDelivery, Transport
+
+TOPIC = "features"
+TP0, TP1 = TP(TOPIC, 0), TP(TOPIC, 1)
+
+
+def record(tp: TP, offset: int) -> ConsumerRecord:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 1_700_000_000_000, 0, b"k",
+                          f"{tp.partition}:{offset}".encode(), None, 1, 5, [])
+
+
+class FakeFetcher(Service):
+    """What `_drain_messages` needs of faust's Fetcher: a `_stopped` event."""
+
+
+class Harness:
+    """One consumer of a real faust.App on `mmkafka://`, fed from a queue of fetch results."""
+
+    def __init__(self) -> None:
+        self.app = faust.App("transport-test", broker="mmkafka://127.0.0.1:1", store="memory://")
+        consumer = self.app.consumer
+        assert isinstance(consumer, Consumer)
+        self.consumer: Consumer = consumer
+        self.fetches: deque[dict[TP, list[ConsumerRecord]]] = deque()
+        self.fetch_calls = 0
+        self.delivered: list[tuple[int, int]] = []
+        self.fetcher = FakeFetcher()
+        consumer._active_partitions = {TP0, TP1}
+        consumer.highwater = lambda tp: 1_000_000  # type: ignore[method-assign]
+        consumer._getmany = self._getmany  # type: ignore[method-assign]
+        consumer.callback = self.callback
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[TP, list[ConsumerRecord]]:
+        self.fetch_calls += 1
+        if self.fetches:
+            return self.fetches.popleft()
+        await asyncio.sleep(0.01)
+        return {}
+
+    async def callback(self, message: Any) -> None:
+        self.delivered.append((message.partition, message.offset))
+
+    def start(self) -> asyncio.Task[None]:
+        return asyncio.create_task(self.consumer._drain_messages(self.fetcher))
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        self.fetcher._stopped.set()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    yield Harness()  # built inside the test's event loop, as the worker builds its app
+
+
+# ---------------------------------------------------------------- the transport is the one loaded
+def test_mmkafka_url_loads_the_project_transport() -> None:
+    assert faust.transport.by_url("mmkafka://127.0.0.1:9092") is Transport
+    assert issubclass(Transport, faust_aiokafka.Transport)
+    assert issubclass(Transport.Consumer, faust_aiokafka.Consumer)
+    assert Transport.Consumer is Consumer
+    assert streams.transport.__file__.startswith(str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+async def test_the_service_app_runs_on_the_project_transport(tmp_path: Any) -> None:
+    settings = load_settings({"MODEL_MONITORING_DATA_DIR": str(tmp_path), "MODEL_MONITORING_STORE": "memory",
+                              "MODEL_MONITORING_JWT_SECRET": "x" * 32,
+                              "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1,127.0.0.1:2"})
+    app = build_app(settings).app
+    assert all(url.scheme == "mmkafka" for url in app.conf.broker)
+    assert type(app.transport) is Transport
+    assert type(app.consumer) is Consumer
+
+
+# ---------------------------------------------------------------- flow active: in order, once, no tasks
+async def test_delivers_in_order_each_once_without_a_task_per_message(harness: Harness) -> None:
+    batch = {TP0: [record(TP0, i) for i in range(150)], TP1: [record(TP1, i) for i in range(150)]}
+    harness.fetches.append(batch)
+    expected = [(tp.partition, r.offset) for tp, r in harness.consumer.scheduler.iterate(batch)]
+    loop = asyncio.get_running_loop()
+    created: list[Any] = []
+    previous = loop.get_task_factory()
+
+    def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+        created.append(coro)
+        return asyncio.Task(coro, loop=loop)
+
+    task = harness.start()
+    loop.set_task_factory(counting_factory)
+    try:
+        await until(lambda: len(harness.delivered) == 300)
+    finally:
+        loop.set_task_factory(previous)
+    await harness.stop(task)
+    assert harness.delivered == expected
+    assert sorted(harness.delivered) == sorted(set(harness.delivered))
+    assert harness.consumer._read_offset[TP0] == 149 and harness.consumer._read_offset[TP1] == 149
+    # faust's own loop makes 4 tasks per message (1,200 here); ours none in the fast path
+    assert len(created) < 20, f"{len(created)} tasks for 300 messages"
+    assert harness.consumer.suspended_deliveries == 0
+
+
+async def test_messages_at_or_below_the_read_offset_are_dropped(harness: Harness) -> None:
+    harness.consumer._read_offset[TP0] = 5
+    harness.fetches.append({TP0: [record(TP0, i) for i in range(3, 9)]})
+    task = harness.start()
+    await until(lambda: len(harness.delivered) == 4)
+    await harness.stop(task)
+    assert harness.delivered == [(0, 5), (0, 6), (0, 7), (0, 8)]
+
+
+async def test_a_delivery_that_suspends_is_finished_and_keeps_the_order(harness: Harness) -> None:
+    async def slow_now_and_then(message: Any) -> None:
+        if message.offset % 7 == 0:
+            await asyncio.sleep(0)  # e.g. a full stream buffer draining
+        harness.delivered.append((message.partition, message.offset))
+
+    harness.consumer.callback = slow_now_and_then
+    harness.fetches.append({TP0: [record(TP0, i) for i in range(50)]})
+    task = harness.start()
+    await until(lambda: len(harness.delivered) == 50)
+    await harness.stop(task)
+    assert harness.delivered == [(0, i) for i in range(50)]
+    assert harness.consumer.suspended_deliveries == 8
+
+
+async def test_callback_errors_propagate_from_both_paths(harness: Harness) -> None:
+    async def fails_at_once(message: Any) -> None:
+        raise ValueError("boom")
+
+    async def fails_after_suspending(message: Any) -> None:
+        await asyncio.sleep(0)
+        raise KeyError("later")
+
+    msg = harness.consumer._to_message(TP0, record(TP0, 0))
+    with pytest.raises(ValueError):
+        await harness.consumer.deliver(fails_at_once, msg)
+    with pytest.raises(KeyError):
+        await harness.consumer.deliver(fails_after_suspending, msg)
+
+
+# ---------------------------------------------------------------- flow suspended mid-drain (rebalance)
+async def test_stop_flow_interrupts_a_blocked_delivery_and_drain_waits(harness: Harness) -> None:
+    buffer_full = asyncio.Event()  # never set: the stream's buffer stays full
+    entered, cancelled = asyncio.Event(), []
+
+    async def blocks_at_3(message: Any) -> None:
+        harness.delivered.append((message.partition, message.offset))
+        if message.offset == 3 and not cancelled:
+            entered.set()
+            try:
+                await buffer_full.wait()
+            except asyncio.CancelledError:
+                cancelled.append(message.offset)
+                raise
+
+    harness.consumer.callback = blocks_at_3
+    harness.fetches.append({TP0: [record(TP0, i) for i in range(10)]})
+    task = harness.start()
+    await asyncio.wait_for(entered.wait(), timeout=5)
+    calls_before = harness.fetch_calls
+
+    harness.consumer.stop_flow()  # what faust's on_partitions_revoked does
+    await until(lambda: bool(cancelled))
+    await asyncio.sleep(0.1)
+    assert cancelled == [3], "the blocked delivery was not interrupted"
+    assert harness.delivered == [(0, i) for i in range(4)], "kept delivering after stop_flow"
+    assert not task.done(), "the drain loop must survive a rebalance"
+    assert harness.fetch_calls == calls_before, "fetched while flow was stopped"
+
+    # the rebalance ends; the fetcher restarts from the committed offsets
+    harness.consumer._read_offset[TP0] = None
+    harness.fetches.append({TP0: [record(TP0, i) for i in range(3, 10)]})
+    harness.consumer.resume_flow()
+    await until(lambda: len(harness.delivered) == 11)
+    await harness.stop(task)
+    assert harness.delivered[4:] == [(0, i) for i in range(3, 10)]
+
+
+async def test_consumer_stop_ends_a_blocked_delivery(harness: Harness) -> None:
+    never, entered = asyncio.Event(), asyncio.Event()
+
+    async def blocks(message: Any) -> None:
+        entered.set()
+        await never.wait()
+
+    harness.consumer.callback = blocks
+    harness.fetches.append({TP0: [record(TP0, 0), record(TP0, 1)]})
+    task = harness.start()
+    await asyncio.wait_for(entered.wait(), timeout=5)
+    harness.consumer._stopped.set()
+    await asyncio.wait_for(task, timeout=5)
+
+
+async def test_with_flow_already_stopped_delivery_uses_faust_race(harness: Harness) -> None:
+    harness.consumer.stop_flow()
+    never = asyncio.Event()
+    reached = []
+
+    async def blocks(message: Any) -> None:
+        reached.append(message.offset)
+        await never.wait()
+
+    msg = harness.consumer._to_message(TP0, record(TP0, 0))
+    await asyncio.wait_for(harness.consumer.deliver(blocks, msg), timeout=5)
+    assert harness.consumer.suspended_deliveries == 0
+
+
+# ---------------------------------------------------------------- the resumable rest of a coroutine
+async def test_suspended_delivery_passes_results_and_cancellation_through() -> None:
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def waits() -> int:
+        return await fut + 1
+
+    coro = waits()
+    first = coro.send(None)
+    assert first is fut
+    rest = asyncio.ensure_future(SuspendedDelivery(coro, first))
+    fut.set_result(41)
+    assert await rest == 42
+
+    fut2: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    seen = []
+
+    async def waits_forever() -> None:
+        try:
+            await fut2
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    coro2 = waits_forever()
+    rest2 = asyncio.ensure_future(SuspendedDelivery(coro2, coro2.send(None)))
+    await asyncio.sleep(0)
+    rest2.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rest2
+    assert seen == ["cancelled"] and fut2.cancelled()
+
+
+# ---------------------------------------------------------------- the publishing side
+async def test_topic_takes_the_running_producer_without_yielding() -> None:
+    app = faust.App("transport-topic-test", broker="mmkafka://127.0.0.1:1", store="memory://",
+                    Topic=streams.transport.Topic)
+    topic = app.topic("changelog-like")
+    assert isinstance(topic, streams.transport.Topic)
+    app.producer._started.set()  # what Service.start() sets once the producer runs
+    coro = topic._get_producer()
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # faust's Topic suspends here three times per message (mode stampede)
+    assert done.value.value is app.producer
+
+
+async def test_topic_starts_a_producer_that_is_not_running() -> None:
+    app = faust.App("transport-topic-test2", broker="mmkafka://127.0.0.1:1", store="memory://",
+                    Topic=streams.transport.Topic)
+    started = []
+
+    async def fake_start() -> None:
+        started.append(True)
+        app.producer._started.set()
+
+    app.producer.start = fake_start  # type: ignore[method-assign]
+    assert await app.topic("t")._get_producer() is app.producer
+    assert started == [True]
