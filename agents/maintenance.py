@@ -53,11 +53,17 @@ def expire_runs(monitor: Monitor, now_ms: int) -> int:
 
     t = monitor.tables
     doomed = 0
-    for key, raw in list(t.job_runs.items()):
-        run = JobRun.from_bytes(raw)
-        if run.status != "running" and run.started_ms < now_ms - RUN_HISTORY_MS:
+    old_runs: set[bytes] = set()
+    items = list(t.job_runs.items())
+    for key, raw in items:
+        if key.count(b"|") == 1:
+            run = JobRun.from_bytes(raw)
+            if run.status != "running" and run.started_ms < now_ms - RUN_HISTORY_MS:
+                old_runs.add(key.split(b"|")[1])
+                t.run_status.pop(f"0|{run.job_run_id}".encode(), None)
+    for key, _ in items:  # the runs and their reports and per-key evaluations
+        if key.split(b"|")[1] in old_runs:
             t.job_runs.pop(key, None)
-            t.run_status.pop(f"0|{run.job_run_id}".encode(), None)
             doomed += 1
     for key, raw in list(t.evaluations.items()):
         if Evaluation.from_bytes(raw).window_end_ms < now_ms - RUN_HISTORY_MS:

@@ -85,19 +85,21 @@ class Tracker:
     def __init__(self, monitor: Monitor) -> None:
         self.m = monitor
 
-    def _key(self, partition: int, job_run_id: str) -> bytes:
-        return f"{partition}|{job_run_id}".encode()
+    def _key(self, partition: int, job_run_id: str, *more: str) -> bytes:
+        """The run: b"p|id"; a partition's report: b"p|id|r|n"; a key's evaluation: b"p|id|d|key"."""
+        return "|".join((str(partition), job_run_id, *more)).encode()
 
     async def handle(self, event: EventT) -> None:
         doc = orjson.loads(event.message.value)
         partition = event.message.partition
+        table = self.m.tables.job_runs
         if doc["type"] == "start":
             new = JobRun.from_bytes(orjson.dumps(doc["run"]))
             job_run_id = new.job_run_id
         else:
             job_run_id = doc["jobRunId"]
         key = self._key(partition, job_run_id)
-        raw = self.m.tables.job_runs.get(key)
+        raw = table.get(key)
         run = JobRun.from_bytes(raw) if raw is not None else None
         if doc["type"] == "start":
             if run is not None:
@@ -107,11 +109,33 @@ class Tracker:
             log.warning("%s for unknown jobRunId=%s ignored", doc["type"], job_run_id)
             return
         elif doc["type"] == "report":
-            run, actions = tracker.report(run, int(doc["partition"]), list(doc["keys"]), now_ms())
+            report_key = self._key(partition, job_run_id, "r", str(doc["partition"]))
+            if report_key not in table:
+                table[report_key] = orjson.dumps(sorted(doc["keys"]))
+
+            def is_evaluated(model_key: str) -> bool:
+                return self._key(partition, job_run_id, "d", model_key) in table
+
+            run, actions = tracker.report(run, int(doc["partition"]), self.reports(partition, run),
+                                          is_evaluated, now_ms())
         else:
-            run, actions = tracker.evaluated(run, doc["key"], doc["counts"], now_ms())
+            done_key = self._key(partition, job_run_id, "d", doc["key"])
+            first_time = done_key not in table
+            if first_time:
+                table[done_key] = orjson.dumps(doc["counts"])
+            run, actions = tracker.evaluated(run, doc["counts"], first_time, now_ms(),
+                                             lambda: self.reports(partition, run))
         await self.perform(run, actions)
         self.save(key, run)
+
+    def reports(self, partition: int, run: JobRun) -> dict[int, list[str]]:
+        """The partitions' reports stored for a run."""
+        out = {}
+        for p in range(run.partitions):
+            stored = self.m.tables.job_runs.get(self._key(partition, run.job_run_id, "r", str(p)))
+            if stored is not None:
+                out[p] = orjson.loads(stored)
+        return out
 
     def save(self, key: bytes, run: JobRun) -> None:
         self.m.tables.job_runs[key] = run.to_bytes()
@@ -156,15 +180,17 @@ class Tracker:
         self.m.validators.validate("failed", payload)
         await self.m.topics.failed.send(key=run.job_run_id.encode(), value=orjson.dumps(payload))
         self.m.metrics.job_runs.labels("failed").inc()
-        totals = run.totals()
         runbook_log.error("model-monitoring failed", extra={"fields": {
-            "tenants": run.tenants(), "driftChecked": totals["driftChecked"],
-            "performanceChecked": totals["performanceChecked"], "jobRunId": run.job_run_id,
+            "tenants": list(run.tenant_ids or ()),
+            "driftChecked": run.totals["driftChecked"],
+            "performanceChecked": run.totals["performanceChecked"], "jobRunId": run.job_run_id,
             "durationMs": (run.finished_ms or now_ms()) - run.started_ms, "error": run.error}})
 
     async def check_deadlines(self) -> None:
         """Fail the runs this worker tracks that passed their deadline."""
         for key, raw in list(self.m.tables.job_runs.items()):
+            if key.count(b"|") != 1:
+                continue  # a report or an evaluation, not a run
             run = JobRun.from_bytes(raw)
             if run.status != "running":
                 continue

@@ -20,6 +20,7 @@ from tables.evaluation import evaluate_snapshot
 from tables.evaluation_state import Evaluation
 from tables.histogram import FeatureHistogram
 from tables.partial import PartialKey, PartialState, is_partial_key
+from tables.partitioned import partition_items
 
 log = logging.getLogger("model_monitoring.snapshot")
 
@@ -49,7 +50,7 @@ async def on_snapshot_request(monitor: Monitor, event: EventT) -> None:
     req = orjson.loads(event.message.value)
     partition = event.message.partition
     s, t = monitor.settings, monitor.topics
-    parts = window_parts(monitor.tables.partials.items(), partition, req["windowStartMs"],
+    parts = window_parts(partition_items(monitor.tables.partials, partition), partition, req["windowStartMs"],
                          req["windowEndMs"], s.bucket_ms, req.get("tenantIds"))
     for model_key, states in sorted(parts.items()):
         await t.snapshot_parts.send(key=model_key.encode(), value=orjson.dumps({

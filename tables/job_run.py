@@ -9,7 +9,7 @@ idempotent downstream, so a message redelivered after a crash may repeat them sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import orjson
 
@@ -43,6 +43,10 @@ Action = FanOut | Evaluate | Complete | Fail
 
 @dataclass(frozen=True)
 class JobRun:
+    """The run's own value: small and of constant size, whatever the number of keys. Each
+    partition's report and each key's evaluation are separate table entries (see `agents/run.py`),
+    so an `evaluated` message costs O(1), not O(keys)."""
+
     job_run_id: str
     window_start_ms: int
     window_end_ms: int
@@ -52,52 +56,43 @@ class JobRun:
     deadline_ms: int
     partitions: int
     status: str = "running"  # running | completed | failed
-    reported: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
-    evaluated: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    reported: tuple[int, ...] = ()
+    key_count: int | None = None  # known once every partition has reported
+    evaluated: int = 0
+    totals: Mapping[str, int] = field(default_factory=lambda: {f: 0 for f in COUNT_FIELDS})
     finished_ms: int | None = None
     error: str | None = None
-
-    # ------------------------------------------------------------------ derived
-    def keys(self) -> dict[str, tuple[int, ...]]:
-        """(tenant:model) -> the partitions that hold data for it."""
-        out: dict[str, list[int]] = {}
-        for partition, keys in sorted(self.reported.items()):
-            for key in keys:
-                out.setdefault(key, []).append(partition)
-        return {k: tuple(v) for k, v in out.items()}
 
     def all_reported(self) -> bool:
         return len(self.reported) >= self.partitions
 
-    def totals(self) -> dict[str, int]:
-        return {f: sum(int(c.get(f, 0)) for c in self.evaluated.values()) for f in COUNT_FIELDS}
-
-    def tenants(self) -> list[str]:
-        if self.tenant_ids is not None:
-            return sorted(self.tenant_ids)
-        return sorted({k.split(":", 1)[0] for k in self.keys()})
-
     def summary(self) -> dict[str, object]:
-        keys = self.keys()
         return {"jobRunId": self.job_run_id, "status": self.status, "source": self.source,
                 "windowStartMs": self.window_start_ms, "windowEndMs": self.window_end_ms,
                 "tenantIds": list(self.tenant_ids) if self.tenant_ids is not None else None,
                 "partitionsReported": len(self.reported), "partitions": self.partitions,
-                "keys": len(keys), "keysEvaluated": len(self.evaluated), **self.totals(),
+                "keys": self.key_count, "keysEvaluated": self.evaluated, **self.totals,
                 "startedMs": self.started_ms, "finishedMs": self.finished_ms, "error": self.error}
 
-    # ------------------------------------------------------------------ codec
     def to_bytes(self) -> bytes:
-        doc = {**self.__dict__, "reported": {str(k): list(v) for k, v in self.reported.items()},
-               "tenant_ids": list(self.tenant_ids) if self.tenant_ids is not None else None}
-        return orjson.dumps(doc)
+        return orjson.dumps(self.__dict__)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "JobRun":
         doc = orjson.loads(raw)
-        doc["reported"] = {int(k): tuple(v) for k, v in doc["reported"].items()}
-        doc["tenant_ids"] = tuple(doc["tenant_ids"]) if doc["tenant_ids"] is not None else None
+        for name in ("tenant_ids", "reported"):
+            if doc.get(name) is not None:
+                doc[name] = tuple(doc[name])
         return cls(**doc)
+
+
+def keys_of(reports: Mapping[int, Sequence[str]]) -> dict[str, tuple[int, ...]]:
+    """(tenant:model) -> the partitions that hold data for it."""
+    out: dict[str, list[int]] = {}
+    for partition, keys in sorted(reports.items()):
+        for key in keys:
+            out.setdefault(key, []).append(partition)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def start(run: JobRun | None, new: JobRun) -> tuple[JobRun, list[Action]]:
@@ -110,44 +105,61 @@ def start(run: JobRun | None, new: JobRun) -> tuple[JobRun, list[Action]]:
     return run, []
 
 
-def report(run: JobRun, partition: int, keys: list[str], now_ms: int) -> tuple[JobRun, list[Action]]:
+def report(run: JobRun, partition: int, reports: Mapping[int, Sequence[str]],
+           is_evaluated: Callable[[str], bool], now_ms: int) -> tuple[JobRun, list[Action]]:
+    """A partition's report. `reports` holds every report stored so far (this one included)."""
     if run.status != "running":
         return run, []
     if partition not in run.reported:
-        run = replace(run, reported={**run.reported, partition: tuple(sorted(keys))})
+        run = replace(run, reported=tuple(sorted((*run.reported, partition))))
     if not run.all_reported():
         return run, []
-    pending = {k: p for k, p in run.keys().items() if k not in run.evaluated}
+    keys = keys_of(reports)
+    if run.key_count is None:
+        run = replace(run, key_count=len(keys))
+    pending = {k: p for k, p in keys.items() if not is_evaluated(k)}
     if not pending:
-        return _complete(run, now_ms)
+        return _complete(run, now_ms, reports)
     return run, [Evaluate(pending)]
 
 
-def evaluated(run: JobRun, key: str, counts: Mapping[str, int], now_ms: int) -> tuple[JobRun, list[Action]]:
+def evaluated(run: JobRun, counts: Mapping[str, int], first_time: bool, now_ms: int,
+              reports: Callable[[], Mapping[int, Sequence[str]]]) -> tuple[JobRun, list[Action]]:
+    """A key's evaluation; `first_time` is False for a repeated report of the same key.
+    `reports` is only called on completion (the tenants of the run are read off them)."""
     if run.status != "running":
         return run, []
-    if key not in run.evaluated:
-        run = replace(run, evaluated={**run.evaluated, key: {f: int(counts.get(f, 0)) for f in COUNT_FIELDS}})
-    if run.all_reported() and set(run.keys()) <= set(run.evaluated):
-        return _complete(run, now_ms)
+    if first_time:
+        totals = {f: run.totals.get(f, 0) + int(counts.get(f, 0)) for f in COUNT_FIELDS}
+        run = replace(run, evaluated=run.evaluated + 1, totals=totals)
+    if run.key_count is not None and run.evaluated >= run.key_count:
+        return _complete(run, now_ms, reports())
     return run, []
 
 
 def check_deadline(run: JobRun, now_ms: int) -> tuple[JobRun, list[Action]]:
     if run.status != "running" or now_ms < run.deadline_ms:
         return run, []
-    keys = run.keys()
     error = (f"deadline of {(run.deadline_ms - run.started_ms) / 1000:.0f}s passed: "
              f"{len(run.reported)}/{run.partitions} partitions reported, "
-             f"{len(run.evaluated)}/{len(keys)} keys evaluated")
+             f"{run.evaluated}/{run.key_count if run.key_count is not None else '?'} keys evaluated")
     run = replace(run, status="failed", finished_ms=now_ms, error=error)
     return run, [Fail({"job": "model-monitoring", "jobRunId": run.job_run_id, "error": error,
                        "failedAtMs": now_ms})]
 
 
-def _complete(run: JobRun, now_ms: int) -> tuple[JobRun, list[Action]]:
+def tenants_of(run: JobRun, reports: Mapping[int, Sequence[str]]) -> list[str]:
+    """The tenants a run covered: those asked for, or those it found data for."""
+    if run.tenant_ids is not None:
+        return sorted(run.tenant_ids)
+    return sorted({k.split(":", 1)[0] for keys in reports.values() for k in keys})
+
+
+def _complete(run: JobRun, now_ms: int, reports: Mapping[int, Sequence[str]]
+              ) -> tuple[JobRun, list[Action]]:
     now_ms = max(now_ms, run.started_ms)
     run = replace(run, status="completed", finished_ms=now_ms)
-    payload = {"job": "model-monitoring", "jobRunId": run.job_run_id, "tenants": run.tenants(),
-               **run.totals(), "durationMs": now_ms - run.started_ms, "completedAtMs": now_ms}
+    payload = {"job": "model-monitoring", "jobRunId": run.job_run_id,
+               "tenants": tenants_of(run, reports), **run.totals,
+               "durationMs": now_ms - run.started_ms, "completedAtMs": now_ms}
     return run, [Complete(payload)]

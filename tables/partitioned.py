@@ -8,10 +8,23 @@ crashes and rebalances, whatever task writes it."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.table import Table
+
+
+def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """A partition's (key, value) pairs: straight from its own database with the RocksDB store,
+    by key prefix otherwise (the memory store of tests)."""
+    store = table.data
+    if isinstance(store, PartitionKeyedRocksDBStore):
+        yield from store.partition_items(partition)
+        return
+    prefix = f"{partition}|".encode()
+    for key, value in table.items():
+        if key.startswith(prefix):
+            yield key, value
 
 
 def partition_of_key(key: bytes) -> int:
@@ -36,6 +49,12 @@ class PartitionKeyedTable(Table):
 
 class PartitionKeyedRocksDBStore(RocksDBStore):
     """RocksDB store (one database per partition) that files a key under its own partition."""
+
+    def partition_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """The entries of one partition's database (one scan per partition, not of them all)."""
+        db = self._dbs.get(partition)
+        if db is not None:
+            yield from self._visible_items(db)
 
     def _set(self, key: bytes, value: Optional[bytes]) -> None:
         partition = partition_of_key(key)

@@ -1,10 +1,15 @@
 """The job tracker's state machine: fan-out once, complete exactly when every partition has
-reported and every key is evaluated, repeat nothing for duplicates, fail at the deadline."""
+reported and every key is evaluated, repeat nothing for duplicates, fail at the deadline —
+with a run value of constant size (reports and evaluations are separate entries)."""
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 from tables import job_run as tr
 from tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
+
+COUNTS = {"driftChecked": 6, "performanceChecked": 2, "driftDetected": 1, "performanceDegraded": 0}
 
 
 def new_run(partitions: int = 3, tenants: tuple[str, ...] | None = None) -> JobRun:
@@ -13,49 +18,62 @@ def new_run(partitions: int = 3, tenants: tuple[str, ...] | None = None) -> JobR
                   partitions=partitions)
 
 
+class Shell:
+    """What agents/run.py keeps beside the run: the reports and the per-key evaluations."""
+
+    def __init__(self, run: JobRun) -> None:
+        self.run = run
+        self.reports: dict[int, Sequence[str]] = {}
+        self.done: dict[str, Mapping[str, int]] = {}
+
+    def report(self, partition: int, keys: list[str], now: int) -> list:
+        self.reports.setdefault(partition, sorted(keys))
+        self.run, actions = tr.report(self.run, partition, self.reports, self.done.__contains__, now)
+        return actions
+
+    def evaluated(self, key: str, now: int) -> list:
+        first = key not in self.done
+        self.done.setdefault(key, COUNTS)
+        self.run, actions = tr.evaluated(self.run, COUNTS, first, now, lambda: self.reports)
+        return actions
+
+
 def test_start_fans_out_once_and_a_duplicate_trigger_starts_nothing_after_reports() -> None:
     run, actions = tr.start(None, new_run())
     assert actions == [FanOut()]
-    run, _ = tr.report(run, 0, ["acme:churn"], 2_000)
-    again, actions = tr.start(run, new_run())
-    assert actions == [] and again == run
+    shell = Shell(run)
+    shell.report(0, ["acme:churn"], 2_000)
+    again, actions = tr.start(shell.run, new_run())
+    assert actions == [] and again == shell.run
 
 
 def test_completes_only_when_all_partitions_and_keys_are_done() -> None:
-    run, _ = tr.start(None, new_run())
-    run, a = tr.report(run, 0, ["acme:churn", "globex:churn"], 2_000)
-    assert a == []
-    run, a = tr.report(run, 1, ["acme:churn"], 2_000)
-    assert a == []
-    run, a = tr.report(run, 2, [], 2_000)
-    assert a == [Evaluate({"acme:churn": (0, 1), "globex:churn": (0,)})]
-    counts = {"driftChecked": 6, "performanceChecked": 2, "driftDetected": 1, "performanceDegraded": 0}
-    run, a = tr.evaluated(run, "acme:churn", counts, 3_000)
-    assert a == [] and run.status == "running"
-    run, a = tr.evaluated(run, "acme:churn", counts, 3_100)  # redelivered: counted once
-    assert a == []
-    run, a = tr.evaluated(run, "globex:churn", counts, 4_000)
-    assert run.status == "completed"
-    (done,) = a
-    assert isinstance(done, Complete)
+    shell = Shell(tr.start(None, new_run())[0])
+    assert shell.report(0, ["acme:churn", "globex:churn"], 2_000) == []
+    assert shell.report(1, ["acme:churn"], 2_000) == []
+    assert shell.report(2, [], 2_000) == [Evaluate({"acme:churn": (0, 1), "globex:churn": (0,)})]
+    assert shell.evaluated("acme:churn", 3_000) == [] and shell.run.status == "running"
+    assert shell.evaluated("acme:churn", 3_100) == []  # redelivered: counted once
+    (done,) = shell.evaluated("globex:churn", 4_000)
+    assert isinstance(done, Complete) and shell.run.status == "completed"
     assert done.payload["driftChecked"] == 12 and done.payload["durationMs"] == 3_000
     assert done.payload["tenants"] == ["acme", "globex"]
-    run2, a = tr.evaluated(run, "globex:churn", counts, 5_000)
-    assert a == [] and run2 == run
+    before = shell.run
+    assert shell.evaluated("globex:churn", 5_000) == [] and shell.run == before
 
 
-def test_a_repeated_report_after_all_reported_repeats_the_evaluate_requests() -> None:
-    run, _ = tr.start(None, new_run(partitions=1))
-    run, a1 = tr.report(run, 0, ["acme:churn"], 2_000)
-    run, a2 = tr.report(run, 0, ["acme:churn"], 2_500)
-    assert a1 == a2 == [Evaluate({"acme:churn": (0,)})]
+def test_a_repeated_report_repeats_the_evaluate_requests_of_pending_keys_only() -> None:
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    assert shell.report(0, ["acme:churn", "acme:risk"], 2_000) == [
+        Evaluate({"acme:churn": (0,), "acme:risk": (0,)})]
+    shell.evaluated("acme:churn", 2_100)
+    assert shell.report(0, ["acme:churn", "acme:risk"], 2_500) == [Evaluate({"acme:risk": (0,)})]
 
 
 def test_no_data_completes_with_zero_counts() -> None:
-    run, _ = tr.start(None, new_run(partitions=2, tenants=("nobody",)))
-    run, _ = tr.report(run, 0, [], 1_500)
-    run, a = tr.report(run, 1, [], 1_700)
-    (done,) = a
+    shell = Shell(tr.start(None, new_run(partitions=2, tenants=("nobody",)))[0])
+    shell.report(0, [], 1_500)
+    (done,) = shell.report(1, [], 1_700)
     assert isinstance(done, Complete) and done.payload["driftChecked"] == 0
     assert done.payload["tenants"] == ["nobody"]
 
@@ -70,7 +88,19 @@ def test_deadline_fails_a_stuck_run_once() -> None:
     assert tr.check_deadline(run, 99_000)[1] == []
 
 
+def test_the_run_value_does_not_grow_with_keys() -> None:
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    keys = [f"t{i}:m" for i in range(2000)]
+    shell.report(0, keys, 2_000)
+    sizes = []
+    for i, k in enumerate(keys):
+        shell.evaluated(k, 3_000 + i)
+        sizes.append(len(shell.run.to_bytes()))
+    assert shell.run.status == "completed"
+    assert max(sizes) < 1024
+
+
 def test_codec_round_trip() -> None:
-    run, _ = tr.start(None, new_run(tenants=("a", "b")))
-    run, _ = tr.report(run, 1, ["a:m"], 2_000)
-    assert JobRun.from_bytes(run.to_bytes()) == run
+    shell = Shell(tr.start(None, new_run(tenants=("a", "b")))[0])
+    shell.report(1, ["a:m"], 2_000)
+    assert JobRun.from_bytes(shell.run.to_bytes()) == shell.run
