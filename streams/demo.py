@@ -218,6 +218,16 @@ def run_simulate(args: argparse.Namespace) -> int:
     cfg = StreamConfig(tenants=tuple(args.tenants), models=tuple(args.models), events_per_key=args.events_per_key,
                        days=args.days, end_ms=end, seed=args.seed, scenario=scenario,
                        envelope_size=args.envelope_size)
+    if args.output:  # files instead of a broker: for `check` and for other tools
+        messages = list(generate(cfg))
+        feats = [m.value for m in messages if m.kind == "features"]
+        outs = [m.value for m in messages if m.kind == "outcomes"]
+        Path(args.output).write_bytes(b"\n".join(feats) + b"\n")
+        if args.outcomes_output:
+            Path(args.outcomes_output).write_bytes(b"\n".join(outs) + b"\n")
+        print(f"wrote {len(feats):,} inference records to {args.output}"
+              + (f" and {len(outs):,} outcomes to {args.outcomes_output}" if args.outcomes_output else ""))
+        return 0
     asyncio.run(ensure_topics(s))
     if args.baselines:
         asyncio.run(produce(s.kafka_bootstrap_servers, [
@@ -253,4 +263,6 @@ def add_demo_parsers(sub: Any) -> None:
     p.add_argument("--reference", metavar="FILE",
                    help="only write a reference sample (JSON Lines with outcomes) of the first model")
     p.add_argument("--reference-size", type=int, default=20_000)
+    p.add_argument("--output", metavar="FILE", help="write the inference records to a JSON Lines file instead")
+    p.add_argument("--outcomes-output", metavar="FILE", help="with --output: also write the outcomes")
     p.set_defaults(func=run_simulate)
