@@ -83,6 +83,38 @@ class FeatureBins:
             return self._bin_numeric(values)
         return self._bin_categorical(values)
 
+    def bin_codes(self, values: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+        """Each value's bin index (int64) and whether it was a type mismatch (bool): what
+        `bin_values` counts, per value, so that one call can serve many groups of records."""
+        if self.kind == "numeric":
+            if set(map(type, values)) <= _NUMERIC_FAST_TYPES:
+                try:
+                    numbers = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+                    mismatch = np.zeros(len(values), dtype=bool)
+                except OverflowError:
+                    numbers, mismatch = _numeric_with_mask(values)
+            else:
+                numbers, mismatch = _numeric_with_mask(values)
+            is_missing = np.isnan(numbers)
+            codes = np.searchsorted(self._edge_array, np.where(is_missing, 0.0, numbers), side="right")
+            codes[is_missing] = self.missing_index
+            return codes.astype(np.int64), mismatch
+        other, missing_code = len(self.categories), self.missing_index
+        index = self._category_index
+        codes = np.empty(len(values), dtype=np.int64)
+        mismatch = np.zeros(len(values), dtype=bool)
+        for i, value in enumerate(values):
+            if isinstance(value, str):
+                codes[i] = index.get(value, other)
+            elif isinstance(value, (bool, np.bool_)):
+                codes[i] = index.get("true" if value else "false", other)
+            elif value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+                codes[i] = missing_code
+            else:
+                codes[i] = missing_code
+                mismatch[i] = True
+        return codes, mismatch
+
     def _bin_numeric(self, values: Sequence[object]) -> tuple[np.ndarray, int]:
         numbers, mismatch = numeric_array(values)
         is_missing = np.isnan(numbers)
@@ -104,6 +136,24 @@ class FeatureBins:
         counts = np.bincount(codes, minlength=self.n_bins).astype(np.int64)
         counts[self.missing_index] = missing
         return counts, mismatch
+
+
+def _numeric_with_mask(values: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+    """The slow path of `bin_codes`: floats with NaN for missing, and the mismatch mask."""
+    numbers = np.empty(len(values), dtype=np.float64)
+    mismatch = np.zeros(len(values), dtype=bool)
+    for i, value in enumerate(values):
+        if value is None:
+            numbers[i] = math.nan
+        elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            numbers[i] = math.nan
+            mismatch[i] = True
+        else:
+            try:
+                numbers[i] = float(value)
+            except OverflowError:
+                numbers[i] = math.inf if value > 0 else -math.inf
+    return numbers, mismatch
 
 
 def numeric_array(values: Sequence[object]) -> tuple[np.ndarray, int]:

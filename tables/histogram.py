@@ -106,6 +106,31 @@ def count_batch(
     return FeatureHistogram(counts, mismatch, len(feature_dicts), baseline.fingerprint())
 
 
+def count_groups(baseline: Baseline, feature_dicts: Sequence[Mapping[str, object]],
+                 groups: Sequence[int], n_groups: int) -> list[FeatureHistogram]:
+    """`count_batch` of many groups of records at once: each feature is binned in one call over
+    the whole batch and the codes are counted per group with one `bincount`. Equal to
+    `[count_batch(baseline, group) for group in …]` (a test says so); the cost no longer grows
+    with the number of groups, which is what many small partials per batch need."""
+    group_ids = np.asarray(groups, dtype=np.int64)
+    sizes = np.bincount(group_ids, minlength=n_groups)
+    per_group_counts: list[dict[str, tuple[int, ...]]] = [{} for _ in range(n_groups)]
+    per_group_mismatch: list[dict[str, int]] = [{} for _ in range(n_groups)]
+    for name in sorted(baseline.features):
+        bins = baseline.features[name].bins
+        codes, mismatch = bins.bin_codes([features.get(name) for features in feature_dicts])
+        table = np.bincount(group_ids * bins.n_bins + codes,
+                            minlength=n_groups * bins.n_bins).reshape(n_groups, bins.n_bins)
+        wrong = np.bincount(group_ids[mismatch], minlength=n_groups)
+        rows = table.tolist()
+        for g in range(n_groups):
+            per_group_counts[g][name] = tuple(rows[g])
+            per_group_mismatch[g][name] = int(wrong[g])
+    fingerprint = baseline.fingerprint()
+    return [FeatureHistogram(per_group_counts[g], per_group_mismatch[g], int(sizes[g]), fingerprint)
+            for g in range(n_groups)]
+
+
 def counts_array(histogram: FeatureHistogram, name: str, n_bins: int) -> np.ndarray:
     """One feature's counts as int64, zeros when it was never counted; checks the bin count."""
     counts = histogram.counts.get(name)

@@ -21,7 +21,7 @@ import numpy as np
 from schemas.models import InferenceRecord, OutcomeRecord
 from tables.baseline import Baseline
 from tables.error_sums import PerformanceSums
-from tables.histogram import FeatureHistogram, count_batch
+from tables.histogram import FeatureHistogram, count_groups
 from tables.join_buffer import JoinEntry, Outcome, Prediction, Source
 from tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialKey, PartialState
 
@@ -174,20 +174,17 @@ class IngestFold:
         out.label_lags_ms.append(outcome.timestamp_ms - pred.timestamp_ms)
 
     def _finish(self, pending: Mapping[PartialKey, _PendingPartial], out: FoldResult) -> None:
+        histograms = self._histograms(pending)
         for key, slot in pending.items():
             if not slot.max_offset:
                 continue  # everything in this batch for the key was counted before
             state = slot.before
-            histogram = None
-            if slot.features:
-                baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
-                histogram = (count_batch(baseline, slot.features) if baseline is not None
-                             else names_only(slot.features))
-                if state.histogram.fingerprint not in ("", histogram.fingerprint):
-                    # the version's baseline was replaced: counts under the old bins are void
-                    out.counts["baseline_changed"] += 1
-                    state = PartialState(FeatureHistogram.empty(histogram.fingerprint),
-                                         state.performance, state.watermarks, state.duplicates)
+            histogram = histograms.get(key)
+            if histogram is not None and state.histogram.fingerprint not in ("", histogram.fingerprint):
+                # the version's baseline was replaced: counts under the old bins are void
+                out.counts["baseline_changed"] += 1
+                state = PartialState(FeatureHistogram.empty(histogram.fingerprint),
+                                     state.performance, state.watermarks, state.duplicates)
             performance = None
             if slot.predictions:
                 performance = PerformanceSums.empty().update_many(
@@ -197,6 +194,28 @@ class IngestFold:
             for topic_slot, offset in slot.max_offset.items():
                 state = state.with_watermark(topic_slot, offset)
             out.partials[key.encode()] = state
+
+    def _histograms(self, pending: Mapping[PartialKey, _PendingPartial]) -> dict[PartialKey, FeatureHistogram]:
+        """The batch's new counts per key: all keys of one baseline binned in one pass."""
+        by_baseline: dict[int, tuple[Baseline, list[PartialKey]]] = {}
+        out: dict[PartialKey, FeatureHistogram] = {}
+        for key, slot in pending.items():
+            if not slot.features:
+                continue
+            baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
+            if baseline is None:
+                out[key] = names_only(slot.features)
+            else:
+                by_baseline.setdefault(id(baseline), (baseline, []))[1].append(key)
+        for baseline, keys in by_baseline.values():
+            features: list[Mapping[str, object]] = []
+            groups: list[int] = []
+            for g, key in enumerate(keys):
+                features += pending[key].features
+                groups += [g] * len(pending[key].features)
+            for key, histogram in zip(keys, count_groups(baseline, features, groups, len(keys))):
+                out[key] = histogram
+        return out
 
 
 def names_only(features: Sequence[Mapping[str, object]]) -> FeatureHistogram:
