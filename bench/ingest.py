@@ -212,8 +212,10 @@ class Variant:
 
     scheme: str = "mmkafka"
     overrides: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # service settings (MODEL_MONITORING_...)
 
     def worker(self, env: dict[str, str], log_path: Path) -> WorkerProcess:
+        env = {**env, **self.env}
         if self.scheme == "mmkafka" and not self.overrides:
             return WorkerProcess(env, log_path)
         variant = self
@@ -230,8 +232,9 @@ class Variant:
         return VariantWorker(env, log_path)
 
     def describe(self) -> str:
-        parts = [f"{self.scheme}://"] + [f"{k}={v}" for k, v in self.overrides.items()]
-        return " ".join(parts) + ("" if self.scheme != "mmkafka" or self.overrides else " (as shipped)")
+        parts = [f"{self.scheme}://"] + [f"{k}={v}" for k, v in {**self.overrides, **self.env}.items()]
+        shipped = self.scheme == "mmkafka" and not self.overrides and not self.env
+        return " ".join(parts) + (" (as shipped)" if shipped else "")
 
 
 def measure_worker(bootstrap: str, topic: str, baselines_topic: str, n: int, partitions: int,
@@ -326,11 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faust-setting", action="append", default=[], metavar="NAME=VALUE",
                     help="override a faust setting of the worker (JSON, or module:attr), to compare")
     ap.add_argument("--only", choices=("single", "envelope"), help="measure one shape only")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a service setting of the worker, e.g. MODEL_MONITORING_BATCH_SIZE=20")
     ap.add_argument("--timeout", type=float, default=0.0, help="seconds per phase (default: from N)")
     args = ap.parse_args(argv)
     n, parts = args.records, args.partitions
     timeout = args.timeout or max(120.0, n / 500)
-    variant = Variant(args.transport, dict(o.split("=", 1) for o in args.faust_setting))
+    variant = Variant(args.transport, dict(o.split("=", 1) for o in args.faust_setting),
+                      dict(o.split("=", 1) for o in args.worker_env))
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker = EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log").start()
     try:
