@@ -138,6 +138,23 @@ class IngestShell:
         return total, rejected
 
     async def handle(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
+        """A batch of messages, folded in chunks of at most `max_records_per_fold` records (a
+        batch of envelopes can hold hundreds of thousands: memory and event-loop stalls stay
+        bounded)."""
+        limit = self.m.settings.max_records_per_fold
+        chunk: list[EventT] = []
+        size = 0
+        for event in events:
+            chunk.append(event)
+            value = event.message.value or b""
+            size += value.count(b'"predictionId"') if kind == "features" else 1
+            if size >= limit:
+                await self.handle_chunk(chunk, kind, dlq)
+                chunk, size = [], 0
+        if chunk:
+            await self.handle_chunk(chunk, kind, dlq)
+
+    async def handle_chunk(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
         started = time.perf_counter()
         make = InferenceRecord.from_dict if kind == "features" else OutcomeRecord.from_dict
         records, letters = parse_batch(events, kind, self.m, make)

@@ -187,7 +187,7 @@ def proc_status(pid: int) -> tuple[float, float]:
 
 
 VARIANT = """
-import importlib, json, sys
+import importlib, json, os, sys
 import streams.app
 scheme, overrides = json.loads(sys.argv[1])
 def value(text):
@@ -198,7 +198,7 @@ def value(text):
         return json.loads(text)
     except ValueError:
         return text
-streams.app.BROKER_SCHEME = scheme
+os.environ["MODEL_MONITORING_KAFKA_TRANSPORT"] = scheme
 service_settings = streams.app.faust_settings
 streams.app.faust_settings = lambda s: {**service_settings(s), **{k: value(v) for k, v in overrides.items()}}
 from streams.cli import main
