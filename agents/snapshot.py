@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Iterable
+from typing import AbstractSet, Any, Iterable
 
 import orjson
 from faust.types import EventT, StreamT
 
+from agents.published import already_published, identity
 from schemas.validation import MessageRejected, format_timestamp
 from streams.app import Monitor
 from tables.alerts import degraded_events, drift_events, snapshot_counts
@@ -82,7 +83,17 @@ class Evaluator:
         else:
             ev = ev.expect(tuple(doc["partitions"]))
         if ev.ready():
-            counts = await self.evaluate(ev)
+            published: set[tuple[str, ...]] = set()
+            if ev.publishing_since_ms is None:
+                ev = ev.publishing(int(time.time() * 1000))
+                table[key] = ev.to_bytes()
+                await self.m.app.producer.flush()  # the mark is out before any event
+            else:  # an earlier attempt was interrupted: publish only what it did not
+                published = await already_published(self.m.settings, ev.job_run_id, ev.model_key,
+                                                     ev.publishing_since_ms)
+                log.warning("evaluation of %s for run %s resumed: %d events already published",
+                            ev.model_key, ev.job_run_id, len(published))
+            counts = await self.evaluate(ev, published)
             ev = ev.finished(counts)
             table[key] = ev.to_bytes()
             await self.report(ev)
@@ -110,7 +121,8 @@ class Evaluator:
             out.append(snap)
         return out
 
-    async def evaluate(self, ev: Evaluation) -> dict[str, int]:
+    async def evaluate(self, ev: Evaluation, published: AbstractSet[tuple[str, ...]] = frozenset()
+                       ) -> dict[str, int]:
         started = time.perf_counter()
         t, metrics = self.m.topics, self.m.metrics
         tenant, model = ev.model_key.split(":", 1)
@@ -120,13 +132,13 @@ class Evaluator:
         for snap in self.snapshots(ev):
             baseline = self.m.state["baseline_cache"].lookup(tenant, model, snap["modelVersion"])
             key = ev.model_key.encode()
-            await self.publish(t.snapshot, "snapshot", key, snap)
+            await self.publish(t.snapshot, "snapshot", key, snap, published)
             for alert in drift_events(snap, thresholds=thresholds, detected_at=detected_at,
                                       baseline_sample_size=baseline.sample_size if baseline else None):
-                await self.publish(t.drift, "drift", key, alert)
+                await self.publish(t.drift, "drift", key, alert, published)
                 metrics.alerts.labels("drift", alert["severity"]).inc()
             for alert in degraded_events(snap, detected_at=detected_at):
-                await self.publish(t.degraded, "degraded", key, alert)
+                await self.publish(t.degraded, "degraded", key, alert, published)
                 metrics.alerts.labels("degraded", "degraded").inc()
             for name, n in snapshot_counts(snap).items():
                 totals[name] += n
@@ -136,7 +148,10 @@ class Evaluator:
                  time.perf_counter() - started, totals)
         return totals
 
-    async def publish(self, topic: Any, kind: str, key: bytes, doc: dict[str, Any]) -> None:
+    async def publish(self, topic: Any, kind: str, key: bytes, doc: dict[str, Any],
+                      published: AbstractSet[tuple[str, ...]] = frozenset()) -> None:
+        if published and identity(kind, doc) in published:
+            return
         try:
             self.m.validators.validate(kind, doc)
         except MessageRejected as exc:  # a defect of ours: say so loudly, publish it anyway

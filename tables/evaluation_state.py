@@ -36,6 +36,7 @@ class Evaluation:
     expected: tuple[int, ...] | None = None
     done: bool = False
     counts: Mapping[str, int] = field(default_factory=dict)
+    publishing_since_ms: int | None = None  # set (and flushed) before the first event goes out
 
     def add_part(self, partition: int, states: Mapping[str, Any]) -> "Evaluation":
         if self.done or partition in self.parts:
@@ -61,6 +62,11 @@ class Evaluation:
                 for key in keys:
                     totals[key] = totals[key].merge(state) if key in totals else state
         return totals
+
+    def publishing(self, now_ms: int) -> "Evaluation":
+        """Marked before publishing: a redelivery that finds the mark knows some events may
+        already be out (agents/published.py)."""
+        return replace(self, publishing_since_ms=now_ms)
 
     def finished(self, counts: Mapping[str, int]) -> "Evaluation":
         """Done: drop the parts (state stays bounded), keep the counts for a repeated report."""

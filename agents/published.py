@@ -1,0 +1,75 @@
+"""What an interrupted evaluation already published. A worker killed between publishing a run's
+events and recording that it had would, on redelivery, publish them all again (found by
+bench/reliability.py, crash during the run). The evaluator marks the moment it starts
+publishing; a redelivered evaluation that finds the mark reads its own output topics back from
+that moment and publishes only what is missing, so each event goes out once. Kafka
+transactions would make this unnecessary; the embedded broker has none (DESIGN.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Mapping
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.highwater import true_end_offsets
+from streams.settings import Settings
+
+log = logging.getLogger("model_monitoring.snapshot")
+
+# the mark and the events carry the same worker's clock; a margin for a clock step between them
+READ_BACK_MARGIN_MS = 60_000
+
+
+def identity(kind: str, doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """What makes two published messages the same event (tail's dedup key, the same way)."""
+    if kind == "snapshot":
+        return ("snapshot", *(str(doc.get(k)) for k in
+                              ("jobRunId", "tenantId", "modelId", "modelVersion", "segment")))
+    return (kind, str(doc.get("eventId")))
+
+
+async def already_published(s: Settings, job_run_id: str, model_key: str, since_ms: int,
+                            timeout: float = 60.0) -> set[tuple[str, ...]]:
+    """Identities of the events of (job_run_id, tenant:model) on the output topics, published
+    since `since_ms`. Best effort: what cannot be read in time counts as not published (a
+    repeat, never a loss)."""
+    kinds = {s.snapshot_topic: "snapshot", s.drift_topic: "drift", s.degraded_topic: "degraded"}
+    client = s.kafka_client_kwargs()
+    consumer = AIOKafkaConsumer(**client, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    found: set[tuple[str, ...]] = set()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in kinds
+               for p in sorted(consumer.partitions_for_topic(t) or range(s.partitions))]
+        consumer.assign(tps)
+        starts = await consumer.offsets_for_times(
+            {tp: max(0, since_ms - READ_BACK_MARGIN_MS) for tp in tps})
+        for tp in tps:
+            at = starts.get(tp)
+            consumer.seek(tp, at.offset if at is not None else 0)
+        ends = await true_end_offsets(client, tps, await consumer.end_offsets(tps))
+        pending = {tp for tp in tps if ends.get(tp)}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            batch = await consumer.getmany(*pending, timeout_ms=200, max_records=5_000)
+            for tp, records in batch.items():
+                for rec in records:
+                    doc = orjson.loads(rec.value or b"null")
+                    if (isinstance(doc, dict) and doc.get("jobRunId") == job_run_id
+                            and f"{doc.get('tenantId')}:{doc.get('modelId')}" == model_key):
+                        found.add(identity(kinds[tp.topic], doc))
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        if pending:
+            log.warning("reading back %s of run %s: %d partitions unread after %.0fs",
+                        model_key, job_run_id, len(pending), timeout)
+    except (KafkaError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        log.warning("reading back %s of run %s failed: %r", model_key, job_run_id, exc)
+    finally:
+        await consumer.stop()
+    return found

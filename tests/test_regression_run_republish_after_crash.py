@@ -1,0 +1,115 @@
+"""Regression (found by bench/reliability.py, crash during the run): a worker killed while the
+evaluator was publishing a (tenant, model)'s events published all of them again after the
+restart — the redelivered part found the evaluation not done — so some events went out twice.
+The evaluator now marks (and flushes) the moment it starts publishing; a redelivery that finds
+the mark reads the output topics back and publishes only what is missing."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from agents import snapshot
+from agents.published import identity
+from schemas.validation import Validators
+from streams.metrics import Metrics
+from streams.settings import load_settings
+from streams.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
+from tables.baseline import build_baseline
+from tables.evaluation_state import Evaluation
+from tables.histogram import count_batch
+from tables.partial import PartialState
+
+END = 1_795_046_400_000
+
+
+class Recorder:
+    """Every send and flush, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def topic(self, name: str) -> Any:
+        async def send(key: bytes, value: bytes) -> None:
+            self.calls.append((name, orjson.loads(value)))
+        return SimpleNamespace(send=send)
+
+    async def flush(self) -> None:
+        self.calls.append(("flush", None))
+
+    def sent(self, name: str) -> list[dict[str, Any]]:
+        return [doc for topic, doc in self.calls if topic == name]
+
+
+@pytest.fixture
+def monitor() -> Any:
+    baseline = build_baseline(reference_records("churn", n=2000, seed=11), model_id="churn",
+                              model_version="3", tenant_id=None, task="classification")
+    rec = Recorder()
+    topics = SimpleNamespace(**{n: rec.topic(n) for n in ("snapshot", "drift", "degraded", "runs")})
+    return SimpleNamespace(
+        settings=load_settings({"MODEL_MONITORING_JWT_SECRET": "x" * 32}), topics=topics,
+        tables=SimpleNamespace(evaluations={}), validators=Validators(), metrics=Metrics(),
+        state={"baseline_cache": SimpleNamespace(lookup=lambda t, m, v: baseline)},
+        app=SimpleNamespace(producer=rec), recorder=rec, baseline=baseline)
+
+
+def part(monitor: Any) -> dict[str, Any]:
+    """A drifting week of acme:churn (an unseen category for 40%), as one partition's part."""
+    messages = generate(StreamConfig(tenants=("acme",), models=("churn",), events_per_key=1500,
+                                     end_ms=END, seed=3, scenario=Scenario(unseen_category=("acme:churn",))))
+    features = [orjson.loads(m.value)["features"] for m in messages if m.kind == "features"
+                and orjson.loads(m.value)["timestamp"] >= "2026-11-12"]
+    state = PartialState().add(count_batch(monitor.baseline, features))
+    return {"3|emea": state.to_json()}
+
+
+def message(doc: dict[str, Any]) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(value=orjson.dumps(doc), partition=0))
+
+
+def evaluate_message() -> Any:
+    return message({"type": "evaluate", "jobRunId": "run-1", "key": "acme:churn", "partitions": [0],
+                    "windowStartMs": END - 7 * DAY_MS, "windowEndMs": END})
+
+
+async def test_first_attempt_marks_before_it_publishes(monitor: Any) -> None:
+    key = b"0|run-1|acme:churn"
+    ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
+    monitor.tables.evaluations[key] = ev.to_bytes()
+    await snapshot.Evaluator(monitor).handle(evaluate_message())
+    calls = monitor.recorder.calls
+    assert calls[0] == ("flush", None)  # the mark was out before the first event
+    assert monitor.recorder.sent("drift"), "the test data must hold an alert"
+    assert Evaluation.from_bytes(monitor.tables.evaluations[key]).done
+
+
+async def test_a_resumed_evaluation_publishes_only_what_is_missing(
+        monitor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what a complete first attempt publishes
+    key = b"0|run-1|acme:churn"
+    ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
+    monitor.tables.evaluations[key] = ev.to_bytes()
+    await snapshot.Evaluator(monitor).handle(evaluate_message())
+    everything = {k: monitor.recorder.sent(k) for k in ("snapshot", "drift", "degraded")}
+    # the interrupted attempt got the first snapshot and the first drift event out
+    out = {identity("snapshot", everything["snapshot"][0]), identity("drift", everything["drift"][0])}
+
+    async def read_back(settings: Any, job_run_id: str, model_key: str, since_ms: int) -> set:
+        assert (job_run_id, model_key, since_ms) == ("run-1", "acme:churn", 1234)
+        return out
+
+    monitor.recorder.calls.clear()
+    monitor.tables.evaluations[key] = ev.publishing(1234).to_bytes()  # recovered, not done
+    monkeypatch.setattr(snapshot, "already_published", read_back)
+    await snapshot.Evaluator(monitor).handle(evaluate_message())
+    again = {k: monitor.recorder.sent(k) for k in ("snapshot", "drift", "degraded")}
+    assert ("flush", None) not in monitor.recorder.calls
+    for kind in again:
+        assert [identity(kind, d) for d in again[kind]] == \
+            [identity(kind, d) for d in everything[kind] if identity(kind, d) not in out]
+    done = Evaluation.from_bytes(monitor.tables.evaluations[key])
+    assert done.done and done.counts["driftDetected"] == len(everything["drift"])
