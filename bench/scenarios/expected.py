@@ -1,0 +1,133 @@
+"""The oracle of a weekly run: the offline fold of the input log, cut to the run's window and
+tenants, evaluated with the same pure functions as the service — the events a run must
+publish, each once — and the comparison of what was published with them."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any, Mapping
+
+from agents.snapshot import usable_histogram
+from streams.settings import Settings
+from tables.alerts import degraded_events, drift_events, snapshot_counts
+from tables.baseline import Baseline
+from tables.evaluation import evaluate_snapshot
+from tables.job_run import COUNT_FIELDS
+from tables.partial import PartialState
+from tables.trigger import window_for
+from tests.integration.oracle import Fold
+from schemas.validation import format_timestamp
+
+from bench.scenarios.common import Result
+
+IGNORED_FIELDS = ("detectedAt",)
+
+
+def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: Settings,
+                 job_run_id: str, window_end_ms: int,
+                 tenant_ids: list[str] | None = None) -> dict[str, Any]:
+    """{"snapshot": [...], "drift": [...], "degraded": [...], "counts": {...}, "tenants": [...]}"""
+    start, end = window_for(window_end_ms, s.window_ms, s.bucket_ms)
+    groups: dict[tuple[str, str], dict[tuple[str, str | None], PartialState]] = defaultdict(dict)
+    for (tenant, model, version, segment, day), state in fold.states.items():
+        if day * s.bucket_ms < start or (day + 1) * s.bucket_ms > end:
+            continue
+        if tenant_ids is not None and tenant not in tenant_ids:
+            continue
+        for key in [(version, None)] + ([(version, segment)] if segment else []):
+            totals = groups[(tenant, model)]
+            totals[key] = totals[key].merge(state) if key in totals else state
+    thresholds = s.thresholds()
+    out: dict[str, Any] = {"snapshot": [], "drift": [], "degraded": [],
+                           "counts": Counter(dict.fromkeys(COUNT_FIELDS, 0)), "tenants": sorted({t for t, _ in groups})}
+    if tenant_ids is not None:
+        out["tenants"] = sorted(tenant_ids)
+    for (tenant, model), totals in sorted(groups.items()):
+        for (version, segment), state in sorted(totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            baseline = baselines.get((model, version))
+            histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
+            snap = evaluate_snapshot(
+                baseline=baseline, histogram=histogram, performance=state.performance,
+                thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
+                segment=segment, window_start=format_timestamp(start), window_end=format_timestamp(end),
+                job_run_id=job_run_id, feature_names=list(histogram.counts))
+            out["snapshot"].append(snap)
+            out["drift"] += drift_events(snap, thresholds=thresholds, detected_at="",
+                                         baseline_sample_size=baseline.sample_size if baseline else None)
+            out["degraded"] += degraded_events(snap, detected_at="")
+            out["counts"].update(snapshot_counts(snap))
+    return out
+
+
+def event_key(kind: str, doc: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes an event the same event: its eventId, or for a snapshot what it is about."""
+    if kind == "snapshot":
+        return (doc["jobRunId"], doc["tenantId"], doc["modelId"], doc["modelVersion"], doc["segment"])
+    return (doc["eventId"],)
+
+
+def same_values(a: Any, b: Any, path: str = "") -> str | None:
+    """First difference between two JSON values (floats to 1e-9 relative), or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k in IGNORED_FIELDS:
+                continue
+            if k not in a or k not in b:
+                return f"{path}.{k}: present on one side only"
+            diff = same_values(a[k], b[k], f"{path}.{k}")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} items != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = same_values(x, y, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(
+                a, b, rel_tol=1e-9, abs_tol=1e-12):
+            return None
+        return f"{path}: {a!r} != {b!r}"
+    return None if a == b else f"{path}: {a!r} != {b!r}"
+
+
+def check_run(result: Result, expected: Mapping[str, Any], published: Mapping[str, list[dict[str, Any]]],
+              label: str = "") -> None:
+    """Every expected event published exactly once with the expected values, nothing else, and
+    one completion that counts what was checked. Adds to the row's event figures."""
+    tag = f"{label}: " if label else ""
+    completions, failures = published["completed"], published["failed"]
+    for kind in ("drift", "degraded", "snapshot"):
+        want = {event_key(kind, d): d for d in expected[kind]}
+        got: dict[tuple[Any, ...], dict[str, Any]] = {}
+        copies = Counter(event_key(kind, d) for d in published[kind])
+        for d in published[kind]:
+            got.setdefault(event_key(kind, d), d)
+        result.events_expected += len(want)
+        result.events_published += len(got)
+        repeated = sum(n - 1 for n in copies.values())
+        result.duplicates += repeated
+        result.check(not repeated, f"{tag}{kind}: {repeated} events published more than once")
+        result.check(set(got) == set(want), f"{tag}{kind}: {len(set(want) - set(got))} missing, "
+                                            f"{len(set(got) - set(want))} unexpected")
+        for key in set(got) & set(want):
+            diff = same_values(got[key], want[key])
+            if diff:
+                result.problems.append(f"{tag}{kind} {key}: {diff}")
+                break
+    result.events_expected += 1
+    result.events_published += min(1, len(completions))
+    result.duplicates += max(0, len(completions) - 1)
+    result.check(len(completions) == 1 and not failures,
+                 f"{tag}{len(completions)} completions, {len(failures)} failures {failures[:1]}")
+    if completions:
+        done = completions[0]
+        counts = {k: done.get(k) for k in expected["counts"]}
+        result.check(counts == dict(expected["counts"]), f"{tag}completion counts {counts} != "
+                                                          f"{dict(expected['counts'])}")
+        result.check(done.get("tenants") == expected["tenants"],
+                     f"{tag}completion tenants {done.get('tenants')} != {expected['tenants']}")

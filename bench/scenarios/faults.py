@@ -1,0 +1,170 @@
+"""Scenarios of infrastructure faults during ingest: workers killed with SIGKILL, a worker
+leaving and rejoining the group, the broker stalled with SIGSTOP. The final state must equal
+the offline fold of the log exactly, every malformed message in the DLQ, no partition behind."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from streams.harness import WorkerProcess
+from streams.simulate import Message, Scenario
+from tests.integration.oracle import offline_fold
+
+from bench.scenarios.common import (Context, ScenarioFailed, Service, account, compare_state,
+                                    progress, wait_until)
+from bench.scenarios.load import baselines, stream
+
+# what real traffic brings besides the faults: duplicates, early outcomes, malformed messages
+NOISY = Scenario(duplicate_rate=0.02, early_outcome_rate=0.05, malformed_rate=0.005)
+
+
+def consumed(worker: WorkerProcess) -> float:
+    """Input records this worker process has consumed (0 when it does not answer)."""
+    try:
+        return worker.metric("model_monitoring_records_consumed_total")
+    except OSError:
+        return 0.0
+
+
+def alive(worker: WorkerProcess) -> bool:
+    return worker.process is not None and worker.process.poll() is None
+
+
+def verify(ctx: Context, svc: Service, messages: list[Message], refs: Any, timeout: float) -> None:
+    """Lag 0 on every input partition, the state equals the offline fold, all accounted for."""
+    if not svc.wait_consumed(timeout):
+        raise ScenarioFailed(f"input lag {svc.input_lag()} after {timeout}s:\n"
+                             + "\n".join(w.log_tail(8) for w in svc.workers.values()))
+    expected = offline_fold(messages, refs)
+    actual = svc.final_state()
+    compare_state(ctx.result, actual, expected)
+    account(ctx.result, actual, expected, svc.dead_letters("features", "outcomes"))
+    ctx.result.check(expected.malformed > 0, "the log holds no malformed message")
+
+
+def start_ingest(ctx: Context, svc: Service, records: int, seed_offset: int,
+                 workers: int = 1) -> tuple[list[Message], Any]:
+    refs = baselines()
+    messages = stream(records, ctx.seed + seed_offset, NOISY)
+    svc.publish_baselines(refs)
+    for i in range(workers):
+        svc.start_worker(i, wait=False)
+    for i in range(workers):
+        svc.workers[i].wait_ready(timeout=180)
+    # the group splits the baselines topic; every worker's global table gets them all
+    svc.wait_baselines(list(svc.workers.values()), len(refs))
+    progress(f"  producing {len(messages):,} messages")
+    svc.produce(messages)
+    return messages, refs
+
+
+# ---------------------------------------------------------------------- 1. crash during ingest
+def crash_during_ingest(ctx: Context) -> None:
+    r = ctx.result
+    records, kills = (5_000, 1) if ctx.quick else (200_000, 5)
+    rng = random.Random(ctx.seed + 1)
+    r.load = f"{records:,} records"
+    svc = ctx.service("crashingest", partitions=4)
+    messages, refs = start_ingest(ctx, svc, records, 1)
+    total = len(messages)
+    done = 0
+    # one kill (full variant) lands while the restarted worker starts up and recovers its tables
+    early = rng.randrange(1, kills) if kills > 1 else -1
+    for k in range(kills):
+        worker = svc.worker
+        if k == early:
+            time.sleep(rng.uniform(0.5, 5.0))
+            moment = "during start-up/recovery"
+        else:
+            worker.wait_ready(timeout=180)
+            # a random moment: after a random share of the log this incarnation consumed
+            target = rng.uniform(0.1, 0.7 if ctx.quick else 0.26) * total
+            wait_until(lambda: consumed(worker) >= target or not alive(worker), 600, 0.05)
+            if not alive(worker):
+                raise ScenarioFailed(f"the worker died by itself:\n{worker.log_tail()}")
+            time.sleep(rng.uniform(0, 0.2))
+            at = consumed(worker)
+            moment = f"after {at:,.0f} records of this incarnation"
+        worker.kill()
+        lag = svc.input_lag()
+        if lag == 0:
+            r.problems.append(f"kill {k + 1} came after the ingest")
+        else:
+            done += 1
+        progress(f"  SIGKILL {k + 1}/{kills} {moment}, lag {lag:,}")
+        svc.start_worker(0, wait=False)
+    svc.worker.wait_ready(timeout=180)
+    r.faults = f"{done} SIGKILL at random moments + restart"
+    r.notes["kills"] = done
+    verify(ctx, svc, messages, refs, timeout=900 if not ctx.quick else 180)
+
+
+# ---------------------------------------------------------------------- 3. rebalance
+def rebalance(ctx: Context) -> None:
+    """Two workers share the partitions; the log arrives in three parts: while both run, while
+    one is dead (after the group noticed), and after it came back."""
+    r = ctx.result
+    records = 6_000 if ctx.quick else 100_000
+    r.load = f"{records:,} records, 2 workers"
+    svc = ctx.service("rebalance", partitions=4)
+    refs = baselines()
+    messages = stream(records, ctx.seed + 3, NOISY)
+    first, second, third = (messages[:len(messages) * 6 // 10],
+                            messages[len(messages) * 6 // 10:len(messages) * 8 // 10],
+                            messages[len(messages) * 8 // 10:])
+    svc.publish_baselines(refs)
+    for i in (0, 1):
+        svc.start_worker(i, wait=False)
+    for i in (0, 1):
+        svc.workers[i].wait_ready(timeout=180)
+    svc.wait_baselines(list(svc.workers.values()), len(refs))
+    survivor, leaver = svc.workers[0], svc.workers[1]
+    svc.produce(first)
+    # mid-stream: the leaver has consumed part of its share
+    share = len(first) / 2
+    reached = wait_until(lambda: consumed(leaver) >= share * 0.3, 300, 0.02)
+    at = consumed(leaver)
+    leaver.kill()
+    r.check(reached and at < share, f"worker 2 was killed after its share ({at:,.0f})")
+    progress(f"  SIGKILL worker 2 after {at:,.0f} of its ~{share:,.0f} records")
+    # the group notices (session timeout), the survivor takes every partition
+    took_over = wait_until(lambda: svc.input_lag() == 0, 180, 1.0)
+    r.check(took_over, "the survivor did not take over the dead worker's partitions")
+    svc.produce(second)
+    wait_until(lambda: svc.input_lag() == 0, 120, 1.0)
+    svc.start_worker(1)
+    progress("  worker 2 is back")
+    svc.produce(third)
+    r.faults = "1 of 2 workers SIGKILLed mid-stream, rejoins"
+    verify(ctx, svc, messages, refs, timeout=600 if not ctx.quick else 180)
+    r.check(consumed(svc.workers[1]) > 0, "the returned worker consumed nothing: no rebalance back")
+    r.check(survivor.process is not None and survivor.process.poll() is None,
+            "the surviving worker died")
+
+
+# ---------------------------------------------------------------------- 6. broker stall
+def broker_stall(ctx: Context) -> None:
+    r = ctx.result
+    records, stall = (8_000, 3.0) if ctx.quick else (60_000, 20.0)
+    r.load = f"{records:,} records"
+    svc = ctx.service("stall", partitions=4)
+    messages, refs = start_ingest(ctx, svc, records, 6)
+    worker = svc.worker
+    pid = worker.process.pid  # type: ignore[union-attr]
+    total = len(messages)
+    wait_until(lambda: consumed(worker) >= total * 0.2, 300, 0.02)
+    ctx.broker.pause()
+    try:
+        at = consumed(worker)
+        progress(f"  broker SIGSTOP for {stall:.0f}s after {at:,.0f}/{total:,} records")
+        time.sleep(stall)
+    finally:
+        ctx.broker.resume()
+    r.check(at < total, "the stall came after the ingest")
+    r.faults = f"broker SIGSTOP {stall:.0f}s mid-stream, SIGCONT"
+    verify(ctx, svc, messages, refs, timeout=300 if not ctx.quick else 120)
+    alive = worker.process is not None and worker.process.poll() is None
+    r.check(alive and worker.process.pid == pid, "the worker did not survive the stall by itself")
+    r.check(worker.get("/readyz", timeout=5)[0] == 200 if alive else False, "worker not ready")

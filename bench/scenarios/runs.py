@@ -1,0 +1,188 @@
+"""Scenarios of the weekly run: a crash between fan-out and completion, duplicated inputs and
+triggers, and tenant isolation. Each checks the run against the offline oracle
+(bench/scenarios/expected.py): every expected event once, with the expected values."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.validation import format_timestamp
+from streams.simulate import Message, Scenario
+from tests.integration.oracle import offline_fold
+
+from bench.scenarios.common import (END_MS, OUTPUT_KINDS, Context, ScenarioFailed, Service, account,
+                                    compare_state, progress, run_async, wait_until)
+from bench.scenarios.expected import check_run, expected_run
+from bench.scenarios.load import TENANTS, baselines, ingest, stream
+
+MANY_TENANTS = TENANTS + ("umbrella", "hooli", "vandelay")  # 12 keys: a run long enough to stop in
+
+# drift in one tenant's models, an unseen category and an accuracy drop in another's: a run
+# has alerts to publish, and the tenants differ
+ALERTING = Scenario(numeric_shift=("acme:risk-scoring", "globex:risk-scoring"),
+                    unseen_category=("globex:churn",), accuracy_drop=("globex:risk-scoring",),
+                    early_outcome_rate=0.03)
+
+
+def prepared(ctx: Context, name: str, records: int, scenario: Scenario = ALERTING,
+             messages: list[Message] | None = None, partitions: int = 4,
+             tenants: tuple[str, ...] = TENANTS) -> tuple[Service, Any, Any]:
+    """A service that has ingested a log whose final state equals the offline fold."""
+    refs = baselines()
+    messages = messages if messages is not None else stream(records, ctx.seed, scenario, tenants)
+    svc = ctx.service(name, partitions=partitions)
+    ingest(svc, messages, refs)
+    fold = offline_fold(messages, refs)
+    actual = svc.final_state()
+    compare_state(ctx.result, actual, fold)
+    account(ctx.result, actual, fold, svc.dead_letters("features", "outcomes"))
+    return svc, fold, refs
+
+
+def finish_run(ctx: Context, svc: Service, fold: Any, refs: Any, job_run_id: str,
+               tenant_ids: list[str] | None = None, label: str = "", settle: float = 3.0) -> dict[str, Any]:
+    """Wait for the run's end, let late copies arrive, check it against the oracle."""
+    if not svc.wait_completed(job_run_id, 120):
+        raise ScenarioFailed(f"run {job_run_id} did not finish:\n{svc.worker.log_tail()}")
+    time.sleep(settle)
+    published = svc.outputs(job_run_id)
+    expected = expected_run(fold, refs, svc.s, job_run_id, END_MS, tenant_ids)
+    check_run(ctx.result, expected, published, label or job_run_id)
+    return published
+
+
+# ---------------------------------------------------------------------- 2. crash during the run
+STAGES = ("fan-out", "snapshot part", "published event")
+
+
+async def _freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout: float = 60
+                     ) -> bool:
+    """Trigger the run and SIGSTOP the worker as soon as the run reaches `stage` (seen on the
+    topic the stage writes); True if it got there in time."""
+    topic = {"fan-out": svc.s.snapshot_requests_topic, "snapshot part": svc.s.snapshot_parts_topic,
+             "published event": svc.s.snapshot_topic}[stage]
+    consumer = AIOKafkaConsumer(bootstrap_servers=svc.broker.bootstrap, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(svc.s.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        producer = AIOKafkaProducer(bootstrap_servers=svc.broker.bootstrap)
+        await producer.start()
+        try:
+            doc = {"job": "model-monitoring", "jobRunId": job_run_id,
+                   "metadata": {"windowEnd": format_timestamp(END_MS)}}
+            await producer.send_and_wait(svc.s.trigger_topic, orjson.dumps(doc), key=job_run_id.encode())
+        finally:
+            await producer.stop()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=5)
+            for records in batch.values():
+                if any(job_run_id.encode() in (r.value or b"") for r in records):
+                    os.kill(pid, signal.SIGSTOP)
+                    return True
+        return False
+    finally:
+        await consumer.stop()
+
+
+def crash_during_run(ctx: Context) -> None:
+    """Kill the worker at a stage of a run (frozen there with SIGSTOP first, so that the moment is
+    known to lie before the completion), restart it, and check the run against the oracle. A
+    freeze that came too late is retried with a new run, up to three times."""
+    r = ctx.result
+    records = 8_000 if ctx.quick else 40_000
+    stages = ["published event"] if ctx.quick else list(STAGES)
+    r.load = f"{records:,} records, 12 keys"
+    svc, fold, refs = prepared(ctx, "crashrun", records, tenants=MANY_TENANTS)
+    kills, midway = 0, 0
+    for i, stage in enumerate(stages):
+        for attempt in range(3):
+            job_run_id = f"crash-run-{i}-{attempt}"
+            worker = svc.worker
+            pid = worker.process.pid  # type: ignore[union-attr]
+            reached = run_async(_freeze_at(svc, pid, job_run_id, stage))
+            if reached and not svc.completions(job_run_id):
+                worker.kill()  # SIGKILL a stopped process: it dies where it stood
+                out = svc.outputs(job_run_id)
+                before = sum(len(out[k]) for k in OUTPUT_KINDS)
+                midway += before > 0
+                progress(f"  killed at the {stage} of {job_run_id}, {before} events out")
+                svc.start_worker(0)
+                finish_run(ctx, svc, fold, refs, job_run_id)
+                kills += 1
+                break
+            os.kill(pid, signal.SIGCONT)
+            progress(f"  {job_run_id}: the freeze at the {stage} came "
+                     f"{'after completion' if reached else 'never'}; again")
+            finish_run(ctx, svc, fold, refs, job_run_id, settle=0.5)
+    r.check(kills == len(stages), f"{len(stages) - kills} stage(s) never killed before completion")
+    r.faults = f"{kills} SIGKILL between fan-out and completion ({midway} mid-publication)"
+    r.notes["kills"], r.notes["stages"] = kills, stages
+
+
+# ---------------------------------------------------------------------- 4. duplicates
+def twice(messages: list[Message], rng: random.Random) -> list[Message]:
+    """A producer retry storm: every message again, a few to a few hundred messages later."""
+    slots: list[list[Message]] = [[m] for m in messages]
+    for i, m in enumerate(messages):
+        j = min(len(messages) - 1, i + rng.randint(0, 300))
+        slots[j].append(m)
+    return [m for slot in slots for m in slot]
+
+
+def duplicates(ctx: Context) -> None:
+    r = ctx.result
+    records = 5_000 if ctx.quick else 50_000
+    once = stream(records, ctx.seed + 4, ALERTING)
+    doubled = twice(once, random.Random(ctx.seed))
+    r.load = f"{records:,} records"
+    svc, fold, refs = prepared(ctx, "dups", records, messages=doubled)
+    refs_fold = offline_fold(once, refs)
+    r.check(fold.comparable() == refs_fold.comparable(), "oracle: the doubled log folds differently")
+    svc.publish_baselines(refs)  # the baselines twice as well
+    job_run_id = "dup-run"
+    svc.trigger(job_run_id)
+    svc.trigger(job_run_id)
+    wait_until(lambda: bool(svc.completions(job_run_id)), 60)
+    svc.trigger(job_run_id)  # and once more after it completed
+    finish_run(ctx, svc, fold, refs, job_run_id, settle=3.0)
+    r.faults = f"{len(doubled) - len(once):,} duplicate messages, trigger x3"
+
+
+# ---------------------------------------------------------------------- 8. tenant isolation
+def tenant_isolation(ctx: Context) -> None:
+    r = ctx.result
+    records = 6_000 if ctx.quick else 60_000
+    r.load = f"{records:,} records, 3 tenants"
+    r.faults = "run for one tenant next to tenants with drift"
+    svc, fold, refs = prepared(ctx, "isolation", records)
+    svc.trigger("only-acme", ["acme"])
+    only = finish_run(ctx, svc, fold, refs, "only-acme", ["acme"], settle=1.0)
+    svc.trigger("all-tenants")
+    every = finish_run(ctx, svc, fold, refs, "all-tenants", settle=1.0)
+    leaked = [d for kind in OUTPUT_KINDS for d in only[kind] if d["tenantId"] != "acme"]
+    r.check(not leaked, f"{len(leaked)} events of the acme run are about other tenants")
+    text = b"".join(orjson.dumps(d) for kind in only for d in only[kind])
+    others = [t for t in ("globex", "initech") if t.encode() in text]
+    r.check(not others, f"the acme run's events name {others}")
+
+    def acme(events: dict[str, list[dict[str, Any]]]) -> dict[tuple[Any, ...], Any]:
+        return {(k, d["modelId"], d["modelVersion"], d["segment"], d.get("feature") or d.get("metric")):
+                {f: v for f, v in d.items() if f not in ("jobRunId", "eventId", "detectedAt")}
+                for k in OUTPUT_KINDS for d in events[k] if d["tenantId"] == "acme"}
+
+    r.check(acme(only) == acme(every), "acme's events differ between the acme run and the all-tenant run")
+    r.check(any(d["tenantId"] != "acme" for k in OUTPUT_KINDS for d in every[k]),
+            "the all-tenant run has no other tenant: the comparison proves nothing")

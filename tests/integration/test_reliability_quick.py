@@ -1,0 +1,24 @@
+"""The quick variants of the reliability scenarios (bench/reliability.py --quick), one test each,
+on the session's broker: crash during ingest and during a run, a rebalance, duplicates, bad
+input, a broker stall, attacks on the HTTP route and tenant isolation. The full variants run
+only in the script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.scenarios import NAMES, run_scenario
+from streams.broker import EmbeddedBroker
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_scenario(name: str, broker: EmbeddedBroker, tmp_path: Path) -> None:
+    result = run_scenario(name, broker, tmp_path, quick=True)
+    assert result.passed, f"{name}: " + "\n".join(result.problems)
+    assert result.messages_in > 0 and result.accounted == result.messages_in
+    assert result.duplicates == 0
+    assert result.events_published == result.events_expected
