@@ -105,8 +105,10 @@ def build_app(s: Settings) -> Monitor:
                       validators=Validators(max_features=s.max_features),
                       metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap))
     from agents import baselines, ingest, maintenance, run, snapshot, web
+    from streams import rewind
 
     monitor.state["baseline_cache"] = baselines.BaselineCache(tables.baselines)
     for module in (ingest, baselines, maintenance, run, snapshot, web):
         module.register(monitor)
+    rewind.register(app)  # no record skipped on a partition the group has not committed yet
     return monitor
