@@ -37,7 +37,7 @@ from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 from bench.scenarios import NAMES, run_scenario  # noqa: E402
 from bench.scenarios.common import Result, progress  # noqa: E402
 
-COLUMNS = (("scenario", 19), ("load", 31), ("faults injected", 56), ("in", 8), ("accounted", 9),
+COLUMNS = (("scenario", 19), ("load", 33), ("faults injected", 60), ("in", 8), ("accounted", 9),
            ("ev.exp", 6), ("ev.pub", 6), ("dups", 4), ("result", 6))
 
 

@@ -174,7 +174,7 @@ class Service:
                                                   for b in baselines.values()]))
 
     def wait_baselines(self, workers: WorkerProcess | list[WorkerProcess], n: int,
-                       timeout: float = 180) -> None:
+                       timeout: float = 60) -> None:
         """Until the workers together have stored `n` baselines (then a moment for the global
         table's changelog to reach every worker)."""
         group = workers if isinstance(workers, list) else [workers]

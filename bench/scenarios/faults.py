@@ -94,6 +94,7 @@ def crash_during_ingest(ctx: Context) -> None:
         else:
             done += 1
         progress(f"  SIGKILL {k + 1}/{kills} {moment}, lag {lag:,}")
+        r.notes.setdefault("kill_moments", []).append(moment)
         svc.start_worker(0, wait=False)
     svc.worker.wait_ready(timeout=180)
     r.faults = f"{done} SIGKILL at random moments + restart"

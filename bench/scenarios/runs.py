@@ -128,7 +128,7 @@ def crash_during_run(ctx: Context) -> None:
                      f"{'after completion' if reached else 'never'}; again")
             finish_run(ctx, svc, fold, refs, job_run_id, settle=0.5)
     r.check(kills == len(stages), f"{len(stages) - kills} stage(s) never killed before completion")
-    r.faults = f"{kills} SIGKILL between fan-out and completion ({midway} mid-publication)"
+    r.faults = f"{kills} SIGKILL between fan-out and completion, {midway} mid-publication"
     r.notes["kills"], r.notes["stages"] = kills, stages
 
 
