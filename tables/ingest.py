@@ -224,11 +224,3 @@ def names_only(features: Sequence[Mapping[str, object]]) -> FeatureHistogram:
     names = sorted({name for f in features for name in f})
     return FeatureHistogram(counts={n: () for n in names}, type_mismatch={}, n=len(features),
                             fingerprint="")
-
-
-def merge_partials(states: Sequence[PartialState]) -> PartialState:
-    """Sum of partials (the weekly run's gather step)."""
-    total = PartialState()
-    for s in states:
-        total = total.merge(s)
-    return total

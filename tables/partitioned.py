@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Optional
 
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.globaltable import GlobalTable
 from faust.tables.table import Table
 
 
@@ -63,15 +64,5 @@ class PartitionKeyedRocksDBStore(RocksDBStore):
         db.put(key, value)
 
 
-class PartitionKeyedGlobalTable(PartitionKeyedTable):
+class PartitionKeyedGlobalTable(PartitionKeyedTable, GlobalTable):
     """The same rule for a GlobalTable (every worker holds every partition)."""
-
-
-def _make_global() -> type:
-    from faust.tables.globaltable import GlobalTable
-
-    return type("PartitionKeyedGlobalTable", (PartitionKeyedTable, GlobalTable), {
-        "__doc__": PartitionKeyedGlobalTable.__doc__, "__module__": __name__})
-
-
-PartitionKeyedGlobalTable = _make_global()  # type: ignore[misc]  # noqa: F811
