@@ -27,7 +27,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 COPY . .
 RUN pip install --no-deps . \
-    && python -c "import streams.cli, streams.worker, agents.web"
+    && python -c "import model_monitoring.commands.cli, model_monitoring.commands.worker, model_monitoring.agents.web"
 
 # ---- runtime: the virtualenv only, run by an unprivileged user ------------------------------
 FROM ${PYTHON_IMAGE}

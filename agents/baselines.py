@@ -8,10 +8,10 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from schemas.validation import MessageRejected, decode_json
-from streams.app import Monitor
-from streams.dlq import DeadLetter, send_dead_letters
-from tables.baseline import Baseline, BaselineError
+from model_monitoring.schemas.validation import MessageRejected, decode_json
+from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.tables.baseline import Baseline, BaselineError
 
 log = logging.getLogger("model_monitoring.baselines")
 

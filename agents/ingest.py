@@ -15,13 +15,13 @@ from typing import Any, Callable, Sequence
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
-from schemas.models import InferenceRecord, OutcomeRecord
-from schemas.validation import MessageRejected, decode_json, split_envelope
-from streams.app import Monitor
-from streams.dlq import DeadLetter, send_dead_letters
-from tables.ingest import FoldResult, IngestFold, meta_key
-from tables.join_buffer import JoinEntry
-from tables.partial import FEATURES, OUTCOMES, PartialState
+from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
+from model_monitoring.schemas.validation import MessageRejected, decode_json, split_envelope
+from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
+from model_monitoring.tables.join_buffer import JoinEntry
+from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState
 
 log = logging.getLogger("model_monitoring.ingest")
 

@@ -6,9 +6,9 @@ import logging
 import time
 from collections import defaultdict
 
-from streams.app import Monitor
-from tables.expiry import expired_joins, expired_partials, high_water_marks
-from tables.partitioned import partition_of_key
+from model_monitoring.streams.app import Monitor
+from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks
+from model_monitoring.streams.partitioned import partition_of_key
 
 log = logging.getLogger("model_monitoring.maintenance")
 
@@ -48,8 +48,8 @@ RUN_HISTORY_MS = 60 * 86_400_000  # runs and their evaluations are kept 60 days
 
 def expire_runs(monitor: Monitor, now_ms: int) -> int:
     """Forget finished runs (job tracker, evaluators, run status) after RUN_HISTORY_MS."""
-    from tables.evaluation_state import Evaluation
-    from tables.job_run import JobRun
+    from model_monitoring.tables.evaluation_state import Evaluation
+    from model_monitoring.tables.job_run import JobRun
 
     t = monitor.tables
     doomed = 0

@@ -16,8 +16,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.highwater import true_end_offsets
-from streams.settings import Settings
+from model_monitoring.streams.highwater import true_end_offsets
+from model_monitoring.streams.settings import Settings
 
 log = logging.getLogger("model_monitoring.snapshot")
 

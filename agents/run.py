@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import orjson
 from faust.types import EventT, StreamT
 
-from schemas.validation import MessageRejected, decode_json, format_timestamp
-from streams.app import Monitor
-from streams.dlq import DeadLetter, send_dead_letters
-from tables import job_run as tracker
-from tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
-from tables.trigger import JOB_NAME, derived_job_run_id, plan_run
+from model_monitoring.schemas.validation import MessageRejected, decode_json, format_timestamp
+from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.tables import job_run as tracker
+from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
+from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
 
 log = logging.getLogger("model_monitoring.run")
 runbook_log = logging.getLogger("model_monitoring.job")

@@ -13,15 +13,15 @@ from typing import AbstractSet, Any, Iterable
 import orjson
 from faust.types import EventT, StreamT
 
-from agents.published import already_published, identity
-from schemas.validation import MessageRejected, format_timestamp
-from streams.app import Monitor
-from tables.alerts import degraded_events, drift_events, snapshot_counts
-from tables.evaluation import evaluate_snapshot
-from tables.evaluation_state import Evaluation
-from tables.histogram import FeatureHistogram
-from tables.partial import PartialKey, PartialState, is_partial_key
-from tables.partitioned import partition_items
+from model_monitoring.agents.published import already_published, identity
+from model_monitoring.schemas.validation import MessageRejected, format_timestamp
+from model_monitoring.streams.app import Monitor
+from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
+from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.evaluation_state import Evaluation
+from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
+from model_monitoring.streams.partitioned import partition_items
 
 log = logging.getLogger("model_monitoring.snapshot")
 

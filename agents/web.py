@@ -12,9 +12,9 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.run import publish_trigger
-from streams.app import Monitor
-from streams.auth import AuthConfig, AuthError, TokenVerifier
+from model_monitoring.agents.run import publish_trigger
+from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.auth import AuthConfig, AuthError, TokenVerifier
 
 log = logging.getLogger("model_monitoring.web")
 API = "/api/v1/ml/model-monitoring"

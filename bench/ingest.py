@@ -31,13 +31,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.validation import (Validators, decode_json, format_timestamp, parse_timestamp_ms,
+from model_monitoring.schemas.validation import (Validators, decode_json, format_timestamp, parse_timestamp_ms,
                                 split_envelope)
-from streams.broker import EmbeddedBroker, free_port
-from streams.harness import WorkerProcess, latest_values, produce, service_env
-from tables.baseline import Baseline, build_baseline
-from tables.histogram import count_batch
-from tables.partial import PartialState, is_partial_key
+from model_monitoring.commands.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.harness import WorkerProcess, latest_values, produce, service_env
+from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.histogram import count_batch
+from model_monitoring.tables.partial import PartialState, is_partial_key
 
 TENANTS = ("acme", "globex", "initech", "umbrella")
 MODEL, VERSION = "bench-model", "1"
@@ -188,7 +188,7 @@ def proc_status(pid: int) -> tuple[float, float]:
 
 VARIANT = """
 import importlib, json, os, sys
-import streams.app
+import model_monitoring.streams.app
 scheme, overrides = json.loads(sys.argv[1])
 def value(text):
     if ":" in text and not text.startswith(("{", "[", '"')):
@@ -199,9 +199,9 @@ def value(text):
     except ValueError:
         return text
 os.environ["MODEL_MONITORING_KAFKA_TRANSPORT"] = scheme
-service_settings = streams.app.faust_settings
-streams.app.faust_settings = lambda s: {**service_settings(s), **{k: value(v) for k, v in overrides.items()}}
-from streams.cli import main
+service_settings = model_monitoring.streams.app.faust_settings
+model_monitoring.streams.app.faust_settings = lambda s: {**service_settings(s), **{k: value(v) for k, v in overrides.items()}}
+from model_monitoring.commands.cli import main
 sys.exit(main(["worker"]))
 """
 

@@ -32,7 +32,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repo root holds bench/ and tests/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from model_monitoring.commands.broker import EmbeddedBroker, free_port  # noqa: E402
 
 from bench.scenarios import NAMES, run_scenario  # noqa: E402
 from bench.scenarios.common import Result, progress  # noqa: E402

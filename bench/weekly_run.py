@@ -63,12 +63,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas.validation import format_timestamp
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.harness import WorkerProcess, group_lag, produce, service_env
-from streams.settings import Settings, load_settings
-from tables.baseline import build_baseline
+from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.commands.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
+from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.tables.baseline import build_baseline
 
 DAY_MS = 86_400_000
 END_MS = 1_795_305_600_000          # 2026-11-22T00:00:00Z, a midnight: the window is the 7 days before

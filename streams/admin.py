@@ -9,8 +9,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.settings import Settings
-from streams.topics import topic_specs
+from model_monitoring.streams.settings import Settings
+from model_monitoring.streams.topics import topic_specs
 
 log = logging.getLogger("model_monitoring.admin")
 

@@ -11,11 +11,11 @@ from typing import Any
 import faust
 from faust.types import TableT
 
-from schemas.validation import Validators
-from streams.metrics import Metrics
-from streams.settings import Settings
-from streams.topics import Topics, declare_topics
-from tables.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
+from model_monitoring.schemas.validation import Validators
+from model_monitoring.streams.metrics import Metrics
+from model_monitoring.streams.settings import Settings
+from model_monitoring.streams.topics import Topics, declare_topics
+from model_monitoring.streams.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
 
 FETCH_BYTES = 16 * 1024 * 1024
 
@@ -57,7 +57,7 @@ def faust_settings(s: Settings) -> dict[str, Any]:
         Table=PartitionKeyedTable,
         # the project's Topic publishes through the running producer without three event-loop
         # turns per message (streams/transport.py); with faust's own transport, faust's Topic
-        **({"Topic": "streams.transport:Topic"} if s.kafka_transport == "mmkafka" else {}),
+        **({"Topic": "model_monitoring.streams.transport:Topic"} if s.kafka_transport == "mmkafka" else {}),
         GlobalTable=PartitionKeyedGlobalTable,
         consumer_max_fetch_size=FETCH_BYTES,
         producer_max_request_size=FETCH_BYTES,
@@ -104,8 +104,8 @@ def build_app(s: Settings) -> Monitor:
     monitor = Monitor(settings=s, app=app, topics=topics, tables=tables,
                       validators=Validators(max_features=s.max_features),
                       metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap))
-    from agents import baselines, ingest, maintenance, run, snapshot, web
-    from streams import rewind
+    from model_monitoring.agents import baselines, ingest, maintenance, run, snapshot, web
+    from model_monitoring.streams import rewind
 
     monitor.state["baseline_cache"] = baselines.BaselineCache(tables.baselines)
     for module in (ingest, baselines, maintenance, run, snapshot, web):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from faust.types import TopicT
 
-from streams.metrics import Metrics
+from model_monitoring.streams.metrics import Metrics
 
 log = logging.getLogger("model_monitoring.dlq")
 

@@ -29,7 +29,7 @@ def logging_config(level: str) -> dict[str, Any]:
     lvl = level.upper()
     return {
         "version": 1, "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "streams.logs.JsonLineFormatter"}},
+        "formatters": {"json": {"()": "model_monitoring.streams.logs.JsonLineFormatter"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
                                 "stream": "ext://sys.stderr"}},
         "root": {"handlers": ["stderr"], "level": "WARNING"},

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 
 if TYPE_CHECKING:
-    from tables.thresholds import Thresholds
+    from model_monitoring.tables.thresholds import Thresholds
 
 DAY_MS = 86_400_000
 
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         return f"{source_topic}.dlq"
 
     def thresholds(self) -> "Thresholds":
-        from tables.thresholds import Thresholds
+        from model_monitoring.tables.thresholds import Thresholds
 
         return Thresholds(
             psi_warning=self.psi_warning, psi_critical=self.psi_critical,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import faust
 from faust.types import TopicT
 
-from streams.settings import Settings
+from model_monitoring.streams.settings import Settings
 
 
 @dataclass(frozen=True)

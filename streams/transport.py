@@ -73,7 +73,7 @@ class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         # the consumer thread whose highwaters are right on the embedded broker too
         # (streams/highwater.py: table recovery reads changelogs up to them)
-        from streams.highwater import ConsumerThread
+        from model_monitoring.streams.highwater import ConsumerThread
 
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

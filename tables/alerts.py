@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tables.evaluation_state import event_id
-from tables.thresholds import Thresholds
+from model_monitoring.tables.evaluation_state import event_id
+from model_monitoring.tables.thresholds import Thresholds
 
 
 def drift_events(snapshot: Mapping[str, Any], *, thresholds: Thresholds,

@@ -13,8 +13,8 @@ from typing import Literal, cast
 import numpy as np
 import orjson
 
-from tables.binning import FeatureBins, category_list, category_strings, numeric_array, numeric_edges
-from tables.error_sums import PerformanceSums
+from model_monitoring.tables.binning import FeatureBins, category_list, category_strings, numeric_array, numeric_edges
+from model_monitoring.tables.error_sums import PerformanceSums
 
 SHARE_TOLERANCE = 1e-6
 TASKS = ("classification", "regression")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tables.baseline import Baseline
-from tables.error_sums import ErrorSums, PerformanceSums
-from tables.histogram import FeatureHistogram, counts_array
-from tables.performance import MetricVerdict, evaluate_metric
-from tables.psi import FeatureVerdict, evaluate_feature
-from tables.thresholds import Thresholds
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.error_sums import ErrorSums, PerformanceSums
+from model_monitoring.tables.histogram import FeatureHistogram, counts_array
+from model_monitoring.tables.performance import MetricVerdict, evaluate_metric
+from model_monitoring.tables.psi import FeatureVerdict, evaluate_feature
+from model_monitoring.tables.thresholds import Thresholds
 
 
 def evaluate_snapshot(

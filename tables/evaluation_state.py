@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from tables.partial import PartialState
+from model_monitoring.tables.partial import PartialState
 
 EVENT_NAMESPACE = uuid.UUID("6b2f3c1e-58a4-4c1b-9a53-0d7c2f0e9b11")
 ALL_SEGMENTS = None  # the segment of the evaluation over all events

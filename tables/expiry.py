@@ -7,8 +7,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
-from tables.join_buffer import JoinEntry
-from tables.partial import PartialKey, is_partial_key
+from model_monitoring.tables.join_buffer import JoinEntry
+from model_monitoring.tables.partial import PartialKey, is_partial_key
 
 
 def expired_partials(keys: Iterable[bytes], high_water_ms: dict[int, int], bucket_ms: int,

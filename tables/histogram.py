@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tables.baseline import Baseline
+from model_monitoring.tables.baseline import Baseline
 
 
 @dataclass(frozen=True)

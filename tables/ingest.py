@@ -18,12 +18,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from schemas.models import InferenceRecord, OutcomeRecord
-from tables.baseline import Baseline
-from tables.error_sums import PerformanceSums
-from tables.histogram import FeatureHistogram, count_groups
-from tables.join_buffer import JoinEntry, Outcome, Prediction, Source
-from tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialKey, PartialState
+from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.histogram import FeatureHistogram, count_groups
+from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
+from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialKey, PartialState
 
 BaselineLookup = Callable[[str, str, str], Baseline | None]
 PartialGetter = Callable[[bytes], PartialState | None]

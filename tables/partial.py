@@ -9,8 +9,8 @@ from typing import Mapping
 
 import orjson
 
-from tables.error_sums import PerformanceSums
-from tables.histogram import FeatureHistogram
+from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.histogram import FeatureHistogram
 
 FEATURES = "f"  # watermark slot of the inference-features topic
 OUTCOMES = "o"  # watermark slot of the outcomes topic

@@ -8,8 +8,8 @@ from typing import Literal, cast
 
 from scipy.stats import norm
 
-from tables.error_sums import ErrorSums
-from tables.thresholds import Thresholds
+from model_monitoring.tables.error_sums import ErrorSums
+from model_monitoring.tables.thresholds import Thresholds
 
 Metric = Literal["brier", "mae"]
 MetricStatus = Literal["ok", "degraded", "insufficient_data"]

@@ -9,8 +9,8 @@ from typing import Literal
 import numpy as np
 from scipy.stats import chi2
 
-from tables.baseline import FeatureBaseline
-from tables.thresholds import Thresholds
+from model_monitoring.tables.baseline import FeatureBaseline
+from model_monitoring.tables.thresholds import Thresholds
 
 EPSILON = 1e-4  # shares are clipped here so that an empty bin gives a large, finite term
 

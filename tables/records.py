@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import orjson
 
-from schemas.validation import MessageRejected, parse_timestamp_ms, split_envelope
+from model_monitoring.schemas.validation import MessageRejected, parse_timestamp_ms, split_envelope
 
 RESERVED_COLUMNS = (
     "prediction", "outcome", "predictionId", "tenantId", "modelId", "modelVersion", "segment", "timestamp"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Mapping
 
-from schemas.validation import parse_timestamp_ms
-from tables.job_run import JobRun
+from model_monitoring.schemas.validation import parse_timestamp_ms
+from model_monitoring.tables.job_run import JobRun
 
 JOB_NAME = "model-monitoring"
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.broker import EmbeddedBroker, free_port
 
 
 @pytest.fixture(scope="session")

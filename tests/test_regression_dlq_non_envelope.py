@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import orjson
 
-from agents.ingest import parse_batch
-from schemas.models import InferenceRecord, OutcomeRecord
-from schemas.validation import Validators
+from model_monitoring.agents.ingest import parse_batch
+from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
+from model_monitoring.schemas.validation import Validators
 
 MONITOR = SimpleNamespace(settings=SimpleNamespace(max_message_bytes=1 << 20), validators=Validators())
 
@@ -54,7 +54,7 @@ def test_envelope_records_keep_their_index() -> None:
 
 def test_a_record_the_fold_rejects_is_dead_lettered_whole_unless_enveloped() -> None:
     """The same on the fold's path (too_late, join_mismatch): index 0 of a plain message."""
-    from agents.ingest import _record_bytes
+    from model_monitoring.agents.ingest import _record_bytes
 
     plain = b'{"predictionId": "p-1", "records": [1], "timestamp": "2000-01-01T00:00:00Z"}'
     assert _record_bytes(plain, 0) == (plain, None)

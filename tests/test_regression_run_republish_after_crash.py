@@ -12,16 +12,16 @@ from typing import Any
 import orjson
 import pytest
 
-from agents import snapshot
-from agents.published import identity
-from schemas.validation import Validators
-from streams.metrics import Metrics
-from streams.settings import load_settings
-from streams.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
-from tables.baseline import build_baseline
-from tables.evaluation_state import Evaluation
-from tables.histogram import count_batch
-from tables.partial import PartialState
+from model_monitoring.agents import snapshot
+from model_monitoring.agents.published import identity
+from model_monitoring.schemas.validation import Validators
+from model_monitoring.streams.metrics import Metrics
+from model_monitoring.streams.settings import load_settings
+from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.evaluation_state import Evaluation
+from model_monitoring.tables.histogram import count_batch
+from model_monitoring.tables.partial import PartialState
 
 END = 1_795_046_400_000
 

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from streams.broker import EmbeddedBroker
+from model_monitoring.commands.broker import EmbeddedBroker
 
 from bench.scenarios.common import Context, Result, progress
 

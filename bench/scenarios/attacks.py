@@ -17,7 +17,7 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from streams.auth import mint_token
+from model_monitoring.streams.auth import mint_token
 
 from bench.scenarios.common import Context, progress, worker_unaffected
 

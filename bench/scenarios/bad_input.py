@@ -15,8 +15,8 @@ import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from streams.harness import group_lag
-from streams.simulate import Message, Scenario
+from model_monitoring.commands.harness import group_lag
+from model_monitoring.commands.simulate import Message, Scenario
 from tests.integration.oracle import offline_fold
 
 from bench.scenarios.common import (Context, ScenarioFailed, check_dead_letters, compare_state, counted,

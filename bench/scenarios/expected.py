@@ -8,16 +8,16 @@ import math
 from collections import Counter, defaultdict
 from typing import Any, Mapping
 
-from agents.snapshot import usable_histogram
-from streams.settings import Settings
-from tables.alerts import degraded_events, drift_events, snapshot_counts
-from tables.baseline import Baseline
-from tables.evaluation import evaluate_snapshot
-from tables.job_run import COUNT_FIELDS
-from tables.partial import PartialState
-from tables.trigger import window_for
+from model_monitoring.agents.snapshot import usable_histogram
+from model_monitoring.streams.settings import Settings
+from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.job_run import COUNT_FIELDS
+from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.trigger import window_for
 from tests.integration.oracle import Fold
-from schemas.validation import format_timestamp
+from model_monitoring.schemas.validation import format_timestamp
 
 from bench.scenarios.common import Result
 

@@ -8,8 +8,8 @@ import random
 import time
 from typing import Any
 
-from streams.harness import WorkerProcess
-from streams.simulate import Message, Scenario
+from model_monitoring.commands.harness import WorkerProcess
+from model_monitoring.commands.simulate import Message, Scenario
 from tests.integration.oracle import offline_fold
 
 from bench.scenarios.common import (Context, ScenarioFailed, Service, account, compare_state,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from streams.harness import WorkerProcess
-from streams.simulate import Message, Scenario, StreamConfig, generate
+from model_monitoring.commands.harness import WorkerProcess
+from model_monitoring.commands.simulate import Message, Scenario, StreamConfig, generate
 from tests.integration.test_ingest_crash import build_baselines
 
 from bench.scenarios.common import END_MS, ScenarioFailed, Service, progress

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.validation import format_timestamp
-from streams.simulate import Message, Scenario
+from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.commands.simulate import Message, Scenario
 from tests.integration.oracle import offline_fold
 
 from bench.scenarios.common import (END_MS, OUTPUT_KINDS, Context, ScenarioFailed, Service, account,

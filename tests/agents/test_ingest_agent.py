@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.baselines import baseline_table_key
-from streams.app import build_app
-from streams.settings import load_settings
-from streams.simulate import reference_records
-from tables.baseline import build_baseline
-from tables.partial import PartialKey, PartialState, is_partial_key
+from model_monitoring.agents.baselines import baseline_table_key
+from model_monitoring.streams.app import build_app
+from model_monitoring.streams.settings import load_settings
+from model_monitoring.commands.simulate import reference_records
+from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ async def test_regression_producer_failure_is_not_dead_lettered(monitor: Any) ->
     """Found by this tier: with the producer down, the record-by-record fallback sent every good
     record to the DLQ as `internal_error`. A broker failure is not a record defect: it must
     propagate (the worker restarts and the batch is redelivered), and no record is rejected."""
-    from schemas.models import InferenceRecord
+    from model_monitoring.schemas.models import InferenceRecord
 
     shell = monitor.state["ingest_shell"]
     records = [(0, 0, InferenceRecord.from_dict(record(0))), (1, 0, InferenceRecord.from_dict(record(1)))]

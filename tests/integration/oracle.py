@@ -12,15 +12,15 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 
-from schemas.models import InferenceRecord, OutcomeRecord
-from schemas.validation import MessageRejected, Validators, decode_json, split_envelope
-from streams.harness import latest_values
-from streams.simulate import Message
-from tables.baseline import Baseline
-from tables.error_sums import PerformanceSums
-from tables.histogram import FeatureHistogram, count_batch
-from tables.ingest import names_only
-from tables.partial import PartialKey, PartialState, is_partial_key
+from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
+from model_monitoring.schemas.validation import MessageRejected, Validators, decode_json, split_envelope
+from model_monitoring.commands.harness import latest_values
+from model_monitoring.commands.simulate import Message
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.histogram import FeatureHistogram, count_batch
+from model_monitoring.tables.ingest import names_only
+from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
 
 GroupKey = tuple[str, str, str, str, int]  # tenant, model, version, segment, day
 

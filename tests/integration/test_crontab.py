@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.harness import WorkerProcess, read_topic, service_env
-from streams.settings import load_settings
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import WorkerProcess, read_topic, service_env
+from model_monitoring.streams.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

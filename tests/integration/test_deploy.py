@@ -13,9 +13,9 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from streams.broker import EmbeddedBroker
-from streams.harness import WorkerProcess, service_env
-from streams.metrics import Metrics
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import WorkerProcess, service_env
+from model_monitoring.streams.metrics import Metrics
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from streams.settings import load_settings
-from streams.simulate import Scenario, StreamConfig, generate, reference_records
-from tables.baseline import build_baseline
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from model_monitoring.streams.settings import load_settings
+from model_monitoring.commands.simulate import Scenario, StreamConfig, generate, reference_records
+from model_monitoring.tables.baseline import build_baseline
 from tests.integration.oracle import (baseline_message, dlq_positions, offline_fold,
                                       stream_state, wait_for_stable_changelog)
 

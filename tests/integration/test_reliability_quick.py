@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.scenarios import NAMES, run_scenario
-from streams.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.broker import EmbeddedBroker, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.harness import WorkerProcess, service_env
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import WorkerProcess, service_env
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

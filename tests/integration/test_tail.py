@@ -11,11 +11,11 @@ from typing import Callable
 
 import pytest
 
-from streams.admin import ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.harness import group_lag, produce, service_env
-from streams.settings import Settings, load_settings
-from streams.tail import TailOptions, run_tail, topics_by_kind
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import group_lag, produce, service_env
+from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.commands.tail import TailOptions, run_tail, topics_by_kind
 from tests.unit.test_tail import COMPLETED, DEGRADED, DRIFT, FAILED, SNAPSHOT, Receiver
 
 pytestmark = pytest.mark.integration

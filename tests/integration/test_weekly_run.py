@@ -16,13 +16,13 @@ from typing import Any, Iterator
 import orjson
 import pytest
 
-from schemas.validation import format_timestamp, parse_timestamp_ms
-from streams.admin import ensure_topics
-from streams.auth import mint_token
-from streams.broker import EmbeddedBroker
-from streams.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from streams.settings import Settings, load_settings
-from streams.simulate import DAY_MS, Scenario, StreamConfig, generate
+from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.auth import mint_token
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
 from tests.integration.oracle import baseline_message
 from tests.integration.test_ingest_crash import build_baselines
 
@@ -121,7 +121,7 @@ def offline_check(svc: Service, tmp: Path, tenant: str, model: str, segment: str
     baseline_file = tmp / f"{model}.baseline.json"
     baseline_file.write_bytes(orjson.dumps(svc.baselines[(model, "3")].to_dict()))
     current, outcomes = write_check_inputs(svc, tmp, tenant, model)
-    cmd = [sys.executable, "-m", "streams.cli", "check", "--baseline", str(baseline_file),
+    cmd = [sys.executable, "-m", "model_monitoring.commands.cli", "check", "--baseline", str(baseline_file),
            "--current", str(current), "--outcomes", str(outcomes), "--format", "json"]
     if segment:
         cmd += ["--segment", segment]

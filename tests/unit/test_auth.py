@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import streams.auth
-from streams.auth import AuthConfig, AuthError, ServicePrincipal, TokenVerifier, mint_token
+import model_monitoring.streams.auth
+from model_monitoring.streams.auth import AuthConfig, AuthError, ServicePrincipal, TokenVerifier, mint_token
 
 SECRET = "s3cret-for-unit-tests-only-0123456789abcdef"
 ISSUER = "https://workflow.internal"
@@ -84,7 +84,7 @@ def _claims(**overrides) -> dict:
 
 
 def test_project_module_is_imported():
-    assert Path(streams.auth.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[2])
+    assert Path(model_monitoring.streams.auth.__file__).resolve().is_relative_to(Path(__file__).resolve().parents[2])
 
 
 # --- good tokens -------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from tables.baseline import Baseline, BaselineError, build_baseline
-from tables.binning import FeatureBins
+from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
+from model_monitoring.tables.binning import FeatureBins
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "tenantId": None, "modelId": "risk-scoring", "modelVersion": "3", "task": "classification",

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.binning import MISSING, OTHER, FeatureBins, category_list, numeric_edges
-from tables.psi import psi
+from model_monitoring.tables.binning import MISSING, OTHER, FeatureBins, category_list, numeric_edges
+from model_monitoring.tables.psi import psi
 
 AMOUNT = FeatureBins("amount", "numeric", edges=(10.0, 25.5, 40.0))
 INDUSTRY = FeatureBins("industry", "categorical", categories=("retail", "tech"))

@@ -8,9 +8,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.simulate import reference_records
-from tables.baseline import build_baseline
-from tables.histogram import count_batch, count_groups
+from model_monitoring.commands.simulate import reference_records
+from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.histogram import count_batch, count_groups
 
 BASELINE = build_baseline(reference_records("churn", n=1000, seed=4), model_id="churn",
                           model_version="3", tenant_id=None, task="classification")

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tables.baseline import FeatureBaseline
-from tables.binning import FeatureBins, numeric_edges
-from tables.psi import evaluate_feature, sample_size_gate
-from tables.thresholds import Thresholds
+from model_monitoring.tables.baseline import FeatureBaseline
+from model_monitoring.tables.binning import FeatureBins, numeric_edges
+from model_monitoring.tables.psi import evaluate_feature, sample_size_gate
+from model_monitoring.tables.thresholds import Thresholds
 
 SEED = 20_261_126
 N = 20_000

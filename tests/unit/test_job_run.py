@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from tables import job_run as tr
-from tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
+from model_monitoring.tables import job_run as tr
+from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
 
 COUNTS = {"driftChecked": 6, "performanceChecked": 2, "driftDetected": 1, "performanceDegraded": 0}
 

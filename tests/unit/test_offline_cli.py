@@ -11,14 +11,14 @@ import numpy as np
 import orjson
 import pytest
 
-from schemas.validation import Validators
-from streams.offline import main
-from tables.baseline import Baseline, build_baseline
-from tables.error_sums import PerformanceSums
-from tables.evaluation import evaluate_snapshot
-from tables.histogram import FeatureHistogram, count_batch
-from tables.records import read_inference_records
-from tables.thresholds import Thresholds
+from model_monitoring.schemas.validation import Validators
+from model_monitoring.commands.offline import main
+from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.histogram import FeatureHistogram, count_batch
+from model_monitoring.tables.records import read_inference_records
+from model_monitoring.tables.thresholds import Thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = Validators()
@@ -60,7 +60,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.offline", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "model_monitoring.commands.offline", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 

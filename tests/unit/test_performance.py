@@ -10,9 +10,9 @@ import pytest
 from river import metrics
 from scipy.stats import norm
 
-from tables.error_sums import ErrorSums, PerformanceSums, units_from_text, units_to_text
-from tables.performance import evaluate_metric
-from tables.thresholds import Thresholds
+from model_monitoring.tables.error_sums import ErrorSums, PerformanceSums, units_from_text, units_to_text
+from model_monitoring.tables.performance import evaluate_metric
+from model_monitoring.tables.thresholds import Thresholds
 
 
 def classification_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

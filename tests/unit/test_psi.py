@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from tables.baseline import FeatureBaseline
-from tables.binning import FeatureBins
-from tables.psi import EPSILON, evaluate_feature, psi, sample_size_gate
-from tables.thresholds import Thresholds
+from model_monitoring.tables.baseline import FeatureBaseline
+from model_monitoring.tables.binning import FeatureBins
+from model_monitoring.tables.psi import EPSILON, evaluate_feature, psi, sample_size_gate
+from model_monitoring.tables.thresholds import Thresholds
 
 AMOUNT = FeatureBaseline(
     FeatureBins("amount", "numeric", edges=(10.0, 25.5, 40.0)), (0.2, 0.3, 0.3, 0.2), other=0.0, missing=0.0

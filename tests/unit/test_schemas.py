@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import schemas
-from schemas import validation
-from schemas.models import InferenceRecord, JobTrigger, OutcomeRecord
-from schemas.validation import (
+import model_monitoring.schemas as schemas
+from model_monitoring.schemas import validation
+from model_monitoring.schemas.models import InferenceRecord, JobTrigger, OutcomeRecord
+from model_monitoring.schemas.validation import (
     MAX_TIMESTAMP_MS,
     SCHEMA_FILES,
     TOPIC_KINDS,

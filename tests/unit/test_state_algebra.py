@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tables.baseline import Baseline, build_baseline
-from tables.error_sums import ErrorSums, PerformanceSums, exact_units, exact_units_sum
-from tables.histogram import FeatureHistogram, count_batch
-from tables.psi import psi
+from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.error_sums import ErrorSums, PerformanceSums, exact_units, exact_units_sum
+from model_monitoring.tables.histogram import FeatureHistogram, count_batch
+from model_monitoring.tables.psi import psi
 
 SETTINGS = settings(max_examples=150, deadline=None)
 SLOW_SETTINGS = settings(max_examples=50, deadline=None)  # each example builds a baseline

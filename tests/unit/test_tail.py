@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from streams.tail import (KINDS, DeliveryFailed, SeenEvents, Tail, TailEvent, WebhookSink,
+from model_monitoring.commands.tail import (KINDS, DeliveryFailed, SeenEvents, Tail, TailEvent, WebhookSink,
                           add_tail_parser, backoff_delays, clean, dedup_key, fmt_time,
                           format_event, retry_after_seconds)
 

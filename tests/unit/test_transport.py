@@ -18,10 +18,10 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode import Service
 
-import streams.transport
-from streams.app import build_app
-from streams.settings import load_settings
-from streams.transport import Consumer, SuspendedDelivery, Transport
+import model_monitoring.streams.transport
+from model_monitoring.streams.app import build_app
+from model_monitoring.streams.settings import load_settings
+from model_monitoring.streams.transport import Consumer, SuspendedDelivery, Transport
 
 TOPIC = "features"
 TP0, TP1 = TP(TOPIC, 0), TP(TOPIC, 1)
@@ -90,7 +90,7 @@ def test_mmkafka_url_loads_the_project_transport() -> None:
     assert issubclass(Transport, faust_aiokafka.Transport)
     assert issubclass(Transport.Consumer, faust_aiokafka.Consumer)
     assert Transport.Consumer is Consumer
-    assert streams.transport.__file__.startswith(str(__import__("pathlib").Path(__file__).parents[2]))
+    assert model_monitoring.streams.transport.__file__.startswith(str(__import__("pathlib").Path(__file__).parents[2]))
 
 
 async def test_the_service_app_runs_on_the_project_transport(tmp_path: Any) -> None:
@@ -273,9 +273,9 @@ async def test_suspended_delivery_passes_results_and_cancellation_through() -> N
 # ---------------------------------------------------------------- the publishing side
 async def test_topic_takes_the_running_producer_without_yielding() -> None:
     app = faust.App("transport-topic-test", broker="mmkafka://127.0.0.1:1", store="memory://",
-                    Topic=streams.transport.Topic)
+                    Topic=model_monitoring.streams.transport.Topic)
     topic = app.topic("changelog-like")
-    assert isinstance(topic, streams.transport.Topic)
+    assert isinstance(topic, model_monitoring.streams.transport.Topic)
     app.producer._started.set()  # what Service.start() sets once the producer runs
     coro = topic._get_producer()
     with pytest.raises(StopIteration) as done:
@@ -285,7 +285,7 @@ async def test_topic_takes_the_running_producer_without_yielding() -> None:
 
 async def test_topic_starts_a_producer_that_is_not_running() -> None:
     app = faust.App("transport-topic-test2", broker="mmkafka://127.0.0.1:1", store="memory://",
-                    Topic=streams.transport.Topic)
+                    Topic=model_monitoring.streams.transport.Topic)
     started = []
 
     async def fake_start() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import faust
 
-from streams.admin import ensure_topics
-from streams.app import build_app
-from streams.logs import logging_config
-from streams.settings import Settings
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.app import build_app
+from model_monitoring.streams.logs import logging_config
+from model_monitoring.streams.settings import Settings
 
 log = logging.getLogger("model_monitoring.worker")
 

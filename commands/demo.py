@@ -21,13 +21,13 @@ from typing import Any, Iterable
 
 import orjson
 
-from streams.admin import ensure_topics
-from streams.auth import mint_token
-from streams.broker import EmbeddedBroker, free_port
-from streams.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from streams.settings import Settings, load_settings
-from streams.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
-from tables.baseline import Baseline, build_baseline
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.auth import mint_token
+from model_monitoring.commands.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.commands.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.tables.baseline import Baseline, build_baseline
 
 DEMO_SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("globex:churn",),
                          small_tenants=("initech",), duplicate_rate=0.01,

@@ -13,13 +13,13 @@ from typing import cast
 
 import orjson
 
-from schemas.validation import format_timestamp, parse_timestamp_ms
-from tables.baseline import Baseline, BaselineError, build_baseline
-from tables.error_sums import PerformanceSums
-from tables.evaluation import evaluate_snapshot
-from tables.histogram import count_batch
-from tables.records import InputError, Line, read_inference_records, read_outcomes
-from tables.thresholds import Thresholds
+from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
+from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
+from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.histogram import count_batch
+from model_monitoring.tables.records import InputError, Line, read_inference_records, read_outcomes
+from model_monitoring.tables.thresholds import Thresholds
 
 EXIT_BAD_INPUT = 2
 
@@ -64,7 +64,7 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from streams.cli import cmd_baseline_publish  # needs Kafka; the offline commands do not
+    from model_monitoring.commands.cli import cmd_baseline_publish  # needs Kafka; the offline commands do not
 
     return cmd_baseline_publish(args)
 
@@ -292,7 +292,7 @@ def _fail(exc: InputError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m streams.offline baseline build …`` / ``check …`` (the same as the console script)."""
+    """``python -m model_monitoring.commands.offline baseline build …`` / ``check …`` (the same as the console script)."""
     parser = argparse.ArgumentParser(prog="model-monitoring")
     add_offline_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from streams.settings import Settings, load_settings
-from tables.trigger import JOB_NAME
+from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.tables.trigger import JOB_NAME
 
 KINDS = ("drift", "degraded", "snapshot", "completed", "failed")
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -457,7 +457,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m streams.tail …`, the same as `model-monitoring tail …`."""
+    """`python -m model_monitoring.commands.tail …`, the same as `model-monitoring tail …`."""
     parser = argparse.ArgumentParser(prog="model-monitoring")
     parser.add_argument("--config")
     add_tail_parser(parser.add_subparsers(dest="command", required=True))

@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import free_port
-from streams.highwater import true_end_offsets
+from model_monitoring.commands.broker import free_port
+from model_monitoring.streams.highwater import true_end_offsets
 
 
 def service_env(bootstrap: str, data_dir: Path, *, app_id: str = "model-monitoring",
@@ -68,7 +68,7 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log,
+            [sys.executable, "-m", "model_monitoring.commands.cli", "worker"], env=self.env, stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
-from schemas.validation import format_timestamp
+from model_monitoring.schemas.validation import format_timestamp
 
 DAY_MS = 86_400_000
 INDUSTRIES = ("retail", "tech", "finance", "health", "manufacturing", "media")

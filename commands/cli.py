@@ -12,7 +12,7 @@ from typing import Sequence
 import orjson
 from pydantic import ValidationError
 
-from streams.settings import Settings, load_settings
+from model_monitoring.streams.settings import Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -23,14 +23,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streams.broker import run_foreground
+    from model_monitoring.commands.broker import run_foreground
 
     return run_foreground(args.port)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.admin import TopicLayoutError
-    from streams.worker import run_worker
+    from model_monitoring.streams.admin import TopicLayoutError
+    from model_monitoring.commands.worker import run_worker
 
     try:
         return run_worker(_settings(args))
@@ -43,7 +43,7 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     """Publish a `workflow.job.trigger` message (what the workflow service sends)."""
     from aiokafka import AIOKafkaProducer
 
-    from agents.run import trigger_message
+    from model_monitoring.agents.run import trigger_message
 
     s = _settings(args)
     job_run_id = args.job_run_id or f"cli-{os.urandom(8).hex()}"
@@ -66,9 +66,9 @@ def cmd_baseline_publish(args: argparse.Namespace) -> int:
     """Validate a baseline file and publish it, keyed `{tenant or *}:{model}:{version}`."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.offline import load_baseline
-    from tables.baseline import BaselineError
-    from tables.records import InputError
+    from model_monitoring.commands.offline import load_baseline
+    from model_monitoring.tables.baseline import BaselineError
+    from model_monitoring.tables.records import InputError
 
     s = _settings(args)
     try:
@@ -94,7 +94,7 @@ def cmd_baseline_publish(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     """Mint a service token for the HTTP route from the configured HS256 secret (for operators
     and the demo; production tokens come from the platform's identity provider)."""
-    from streams.auth import mint_token
+    from model_monitoring.streams.auth import mint_token
 
     s = _settings(args)
     if not s.jwt_secret:
@@ -130,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=300)
     p.set_defaults(func=cmd_token)
 
-    from streams.demo import add_demo_parsers
-    from streams.offline import add_offline_parsers
-    from streams.tail import add_tail_parser
+    from model_monitoring.commands.demo import add_demo_parsers
+    from model_monitoring.commands.offline import add_offline_parsers
+    from model_monitoring.commands.tail import add_tail_parser
 
     add_offline_parsers(sub)
     add_demo_parsers(sub)
