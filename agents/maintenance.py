@@ -7,8 +7,8 @@ import time
 from collections import defaultdict
 
 from model_monitoring.streams.app import Monitor
-from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks
 from model_monitoring.streams.partitioned import partition_of_key
+from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks
 
 log = logging.getLogger("model_monitoring.maintenance")
 

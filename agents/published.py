@@ -7,10 +7,10 @@ transactions would make this unnecessary; the embedded broker has none (DESIGN.m
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -68,7 +68,7 @@ async def already_published(s: Settings, job_run_id: str, model_key: str, since_
         if pending:
             log.warning("reading back %s of run %s: %d partitions unread after %.0fs",
                         model_key, job_run_id, len(pending), timeout)
-    except (KafkaError, asyncio.TimeoutError, OSError, ValueError) as exc:
+    except (TimeoutError, KafkaError, OSError, ValueError) as exc:
         log.warning("reading back %s of run %s failed: %r", model_key, job_run_id, exc)
     finally:
         await consumer.stop()

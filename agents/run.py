@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -221,7 +221,7 @@ def register(monitor: Monitor) -> None:
     if s.cron_enabled:
         @app.crontab(s.cron, timezone=ZoneInfo(s.cron_timezone), on_leader=True)
         async def weekly() -> None:
-            scheduled = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M")
+            scheduled = datetime.now(UTC).strftime("%Y%m%dT%H%M")
             job_run_id = f"cron-{scheduled}"  # two leaders in one minute name the same run
             log.info("crontab %r fired: jobRunId=%s", s.cron, job_run_id)
             await publish_trigger(monitor, job_run_id, None, "cron")

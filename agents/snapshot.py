@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import AbstractSet, Any, Iterable
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
+from typing import Any
 
 import orjson
 from faust.types import EventT, StreamT
@@ -16,12 +18,12 @@ from faust.types import EventT, StreamT
 from model_monitoring.agents.published import already_published, identity
 from model_monitoring.schemas.validation import MessageRejected, format_timestamp
 from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.partitioned import partition_items
 from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
-from model_monitoring.streams.partitioned import partition_items
 
 log = logging.getLogger("model_monitoring.snapshot")
 

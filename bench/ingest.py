@@ -16,25 +16,30 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from model_monitoring.schemas.validation import (Validators, decode_json, format_timestamp, parse_timestamp_ms,
-                                split_envelope)
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, latest_values, produce, service_env
+from model_monitoring.schemas.validation import (
+    Validators,
+    decode_json,
+    format_timestamp,
+    parse_timestamp_ms,
+    split_envelope,
+)
 from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.partial import PartialState, is_partial_key
@@ -221,13 +226,8 @@ class Variant:
         variant = self
 
         class VariantWorker(WorkerProcess):
-            def start(self) -> "VariantWorker":
-                log = open(self.log_path, "ab")
-                self.process = subprocess.Popen(
-                    [sys.executable, "-c", VARIANT, json.dumps([variant.scheme, variant.overrides])],
-                    env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True)
-                return self
+            def command(self) -> list[str]:
+                return [sys.executable, "-c", VARIANT, json.dumps([variant.scheme, variant.overrides])]
 
         return VariantWorker(env, log_path)
 
@@ -390,7 +390,7 @@ def print_table(n: int, results: dict[str, tuple[Plain, WorkerRun]]) -> None:
                      f"{w.binned:,}/{n:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)))
     print("plain: first record received to N committed. worker: N / (the /metrics poll that saw "
           "all N consumed - /readyz first 200); first-to-last: from the first poll that saw "
           "records (NaN: all in one lump). CPU: the consumer's process (worker: all its threads, "

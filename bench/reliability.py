@@ -32,10 +32,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repo root holds bench/ and tests/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_monitoring.commands.broker import EmbeddedBroker, free_port  # noqa: E402
-
 from bench.scenarios import NAMES, run_scenario  # noqa: E402
 from bench.scenarios.common import Result, progress  # noqa: E402
+from model_monitoring.commands.broker import EmbeddedBroker, free_port  # noqa: E402
 
 COLUMNS = (("scenario", 19), ("load", 33), ("faults injected", 60), ("in", 8), ("accounted", 9),
            ("ev.exp", 6), ("ev.pub", 6), ("dups", 4), ("result", 6))
@@ -44,7 +43,7 @@ COLUMNS = (("scenario", 19), ("load", 33), ("faults injected", 60), ("in", 8), (
 def table(results: list[Result]) -> str:
     def row(cells: list[str]) -> str:
         return "  ".join(str(c)[:w].ljust(w) if i < 3 else str(c).rjust(w)
-                         for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))
+                         for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS, strict=False)))
 
     lines = [row([name for name, _ in COLUMNS]), row(["-" * w for _, w in COLUMNS])]
     for r in results:

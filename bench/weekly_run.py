@@ -50,23 +50,26 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import contextlib
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from model_monitoring.schemas.validation import format_timestamp
-from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
+from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.tables.baseline import build_baseline
 
@@ -103,8 +106,8 @@ def feature_rows(rng: np.random.Generator, m: int, n_features: int) -> list[dict
     for i in range(m):
         features: dict[str, Any] = {
             name: (None if miss else value)
-            for name, value, miss in zip(num_names, num_rows[i], miss_rows[i])}
-        for name, c in zip(cat_names, cat_rows[i]):
+            for name, value, miss in zip(num_names, num_rows[i], miss_rows[i], strict=False)}
+        for name, c in zip(cat_names, cat_rows[i], strict=False):
             features[name] = CATEGORIES[c]
         out.append(features)
     return out
@@ -291,10 +294,8 @@ def log_phases(worker: WorkerProcess, job_run_id: str) -> dict[str, Any]:
             accepted = ts(line)
         elif msg.startswith("evaluated ") and marker in msg:
             evaluated.append(ts(line))
-            try:
+            with contextlib.suppress(ValueError):
                 eval_sum += float(msg.split(marker, 1)[1].split("s:", 1)[0])
-            except ValueError:
-                pass
         elif msg in ("model-monitoring completed", "model-monitoring failed") and line.get("jobRunId") == job_run_id:
             completed = ts(line)
     out: dict[str, Any] = {"keys_evaluated": len(evaluated), "eval_sum_s": eval_sum}

@@ -54,12 +54,12 @@ class EmbeddedBroker:
         return [str(tansu_binary()), "broker", "--listener-url", url,
                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
 
-    def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+    def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
         env["RUST_LOG"] = "warn"
-        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        with open(self.log_path or os.devnull, "ab") as out:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
             wait_for_port(self.host, self.port, timeout)
         except TimeoutError:
@@ -87,7 +87,7 @@ class EmbeddedBroker:
             proc.kill()
             proc.wait(timeout=5)
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

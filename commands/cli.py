@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import orjson
 from pydantic import ValidationError
@@ -29,8 +29,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from model_monitoring.streams.admin import TopicLayoutError
     from model_monitoring.commands.worker import run_worker
+    from model_monitoring.streams.admin import TopicLayoutError
 
     try:
         return run_worker(_settings(args))

@@ -15,18 +15,19 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.auth import mint_token
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.commands.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.auth import mint_token
+from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.tables.baseline import Baseline, build_baseline
 
 DEMO_SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("globex:churn",),
@@ -107,7 +108,7 @@ def checks_table(snapshots: list[dict[str, Any]]) -> str:
             value = "-" if v.get("value") is None else f"{v['value']:.4f}"
             rows.append((who, snap["modelVersion"], name, value, v["status"], "", str(v.get("sampleSize", ""))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -234,7 +235,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             (s.baselines_topic, b.key().encode(), orjson.dumps(b.to_dict())) for b in demo_baselines(args.models)]))
     messages = list(generate(cfg))
     asyncio.run(stream_messages(s.kafka_bootstrap_servers, s, messages, rate=args.rate))
-    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, timezone.utc).isoformat()}).decode())
+    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, UTC).isoformat()}).decode())
     return 0
 
 

@@ -4,6 +4,7 @@ process started and stopped by PID, producing to and reading from topics, consum
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -12,9 +13,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -65,11 +67,14 @@ class WorkerProcess:
     def web_port(self) -> int:
         return int(self.env["MODEL_MONITORING_WEB_PORT"])
 
-    def start(self) -> "WorkerProcess":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "model_monitoring.commands.cli", "worker"], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "model_monitoring.commands.cli", "worker"]
+
+    def start(self) -> WorkerProcess:
+        with open(self.log_path, "ab") as log:  # the child holds its own copy of the descriptor
+            self.process = subprocess.Popen(
+                self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 
     def get(self, path: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None
@@ -146,10 +151,8 @@ class WorkerProcess:
         out = []
         for line in self.log_path.read_text(errors="replace").splitlines():
             if line.startswith("{"):
-                try:
+                with contextlib.suppress(ValueError):
                     out.append(json.loads(line))
-                except ValueError:
-                    pass
         return out
 
 

@@ -9,8 +9,9 @@ judge, plus duplicated, early and malformed messages."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import orjson

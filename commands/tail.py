@@ -15,10 +15,11 @@ import signal
 import sys
 import unicodedata
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Mapping, Sequence
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -50,7 +51,7 @@ def fmt_time(value: Any, fallback_ms: int | None = None) -> str:
     """ISO-8601 UTC to the second, from an ISO string with a zone or epoch milliseconds."""
     moment: datetime | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value / 1000, timezone.utc)
+        moment = datetime.fromtimestamp(value / 1000, UTC)
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -59,8 +60,8 @@ def fmt_time(value: Any, fallback_ms: int | None = None) -> str:
         if moment.tzinfo is None:
             return clean(value, 40)
     elif fallback_ms is not None:
-        moment = datetime.fromtimestamp(fallback_ms / 1000, timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+        moment = datetime.fromtimestamp(fallback_ms / 1000, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
 
 
 def _model(body: Mapping[str, Any]) -> str:
@@ -222,7 +223,7 @@ class WebhookSink:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
-    async def __aenter__(self) -> "WebhookSink":
+    async def __aenter__(self) -> WebhookSink:
         import aiohttp
 
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
@@ -253,7 +254,7 @@ class WebhookSink:
                     if resp.status < 500 and resp.status not in RETRYABLE_STATUS:
                         break  # the receiver refuses this event: retrying will not help
                     wait_at_least = retry_after_seconds(resp.headers.get("Retry-After"))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 error = f"{type(exc).__name__}: {clean(exc, 200)}"
             if attempts > len(delays):
                 break
@@ -266,7 +267,7 @@ class WebhookSink:
         if self.dead_letter_file is None:
             raise DeliveryFailed(f"{where} key={event.key}: {self.target} failed {attempts} time(s), "
                                  f"last {error}; no --dead-letter-file, so the offset stays uncommitted")
-        record = {"failedAt": fmt_time(int(datetime.now(timezone.utc).timestamp() * 1000)),
+        record = {"failedAt": fmt_time(int(datetime.now(UTC).timestamp() * 1000)),
                   "attempts": attempts, "error": error, "webhook": self.target, **event.payload()}
         self.dead_letter_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.dead_letter_file, "ab") as f:

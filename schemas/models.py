@@ -7,10 +7,11 @@ anything) and only converts: camelCase to snake_case, timestamps to epoch millis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from .validation import format_timestamp, parse_timestamp_ms
+from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
 
 FeatureValue = float | int | str | bool | None
 

@@ -12,9 +12,10 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from datetime import date
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import fastjsonschema
 import orjson
@@ -256,7 +257,7 @@ def _check_baseline_bins(baseline: dict[str, Any]) -> None:
         proportions = spec["proportions"]
         if spec["kind"] == "numeric":
             edges = spec["edges"]
-            if any(a >= b for a, b in zip(edges, edges[1:])):
+            if any(a >= b for a, b in zip(edges, edges[1:], strict=False)):
                 raise MessageRejected(SCHEMA, f"{where}.edges: must be strictly increasing")
             if len(proportions) != len(edges) + 1:
                 raise MessageRejected(

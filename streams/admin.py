@@ -4,6 +4,7 @@ co-partitioned (the join would silently miss pairs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,10 +41,8 @@ async def ensure_topics(s: Settings, timeout: float = 60.0) -> dict[str, int]:
                             topic_configs=dict(spec["config"]))  # type: ignore[call-overload]
                    for name, spec in specs.items() if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics: %s", ", ".join(t.name for t in missing))
         counts = await _partition_counts(admin, list(specs))
     finally:

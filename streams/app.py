@@ -13,9 +13,9 @@ from faust.types import TableT
 
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
+from model_monitoring.streams.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
 from model_monitoring.streams.settings import Settings
 from model_monitoring.streams.topics import Topics, declare_topics
-from model_monitoring.streams.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
 
 FETCH_BYTES = 16 * 1024 * 1024
 

@@ -8,7 +8,8 @@ crashes and rebalances, whatever task writes it."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.globaltable import GlobalTable
@@ -44,7 +45,7 @@ def table_key(partition: int, *parts: str) -> bytes:
 class PartitionKeyedTable(Table):
     """A faust Table whose changelog partition is the one named in the key."""
 
-    def partition_for_key(self, key: Any) -> Optional[int]:
+    def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
 
 
@@ -57,7 +58,7 @@ class PartitionKeyedRocksDBStore(RocksDBStore):
         if db is not None:
             yield from self._visible_items(db)
 
-    def _set(self, key: bytes, value: Optional[bytes]) -> None:
+    def _set(self, key: bytes, value: bytes | None) -> None:
         partition = partition_of_key(key)
         db = self._db_for_partition(partition)
         self._key_index[key] = partition

@@ -4,12 +4,12 @@ config file (TOML or YAML), then passed down. Nothing else in the project reads 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
 
 if TYPE_CHECKING:
     from model_monitoring.tables.thresholds import Thresholds
@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     metrics_cardinality_cap: int = Field(2000, ge=1, validation_alias=_env("MODEL_MONITORING_METRICS_CARDINALITY_CAP", "metrics_cardinality_cap"))
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Settings":
+    def _consistent(self) -> Settings:
         if self.psi_critical < self.psi_warning:
             raise ValueError("psi_critical must be >= psi_warning")
         if self.retention_days < self.window_days:
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     def dlq_topic(self, source_topic: str) -> str:
         return f"{source_topic}.dlq"
 
-    def thresholds(self) -> "Thresholds":
+    def thresholds(self) -> Thresholds:
         from model_monitoring.tables.thresholds import Thresholds
 
         return Thresholds(

@@ -22,7 +22,8 @@ Kafka client wakes in between to send a produce request every two or three messa
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, Coroutine, Generator, cast
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from typing import Any, cast
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -132,13 +133,11 @@ class Consumer(faust_aiokafka.Consumer):
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
                             gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset:
-                                if acks_enabled_for(message.topic):
-                                    await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None:
-                                if self._n_acked >= commit_every:
-                                    self._n_acked = 0
-                                    await self.commit()
+                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
                             await deliver(callback, message)
                             set_read_offset(tp, offset)
                         else:

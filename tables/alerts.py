@@ -3,7 +3,8 @@ a degraded event per metric in `degraded`, each with its stable eventId."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from model_monitoring.tables.evaluation_state import event_id
 from model_monitoring.tables.thresholds import Thresholds

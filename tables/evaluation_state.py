@@ -6,8 +6,9 @@ about, so a repeated evaluation publishes the same ids."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -38,12 +39,12 @@ class Evaluation:
     counts: Mapping[str, int] = field(default_factory=dict)
     publishing_since_ms: int | None = None  # set (and flushed) before the first event goes out
 
-    def add_part(self, partition: int, states: Mapping[str, Any]) -> "Evaluation":
+    def add_part(self, partition: int, states: Mapping[str, Any]) -> Evaluation:
         if self.done or partition in self.parts:
             return self  # a redelivered part is counted once
         return replace(self, parts={**self.parts, partition: dict(states)})
 
-    def expect(self, partitions: tuple[int, ...]) -> "Evaluation":
+    def expect(self, partitions: tuple[int, ...]) -> Evaluation:
         return self if self.expected is not None else replace(self, expected=tuple(sorted(partitions)))
 
     def ready(self) -> bool:
@@ -63,12 +64,12 @@ class Evaluation:
                     totals[key] = totals[key].merge(state) if key in totals else state
         return totals
 
-    def publishing(self, now_ms: int) -> "Evaluation":
+    def publishing(self, now_ms: int) -> Evaluation:
         """Marked before publishing: a redelivery that finds the mark knows some events may
         already be out (agents/published.py)."""
         return replace(self, publishing_since_ms=now_ms)
 
-    def finished(self, counts: Mapping[str, int]) -> "Evaluation":
+    def finished(self, counts: Mapping[str, int]) -> Evaluation:
         """Done: drop the parts (state stays bounded), keep the counts for a repeated report."""
         return replace(self, parts={}, done=True, counts=dict(counts))
 
@@ -76,7 +77,7 @@ class Evaluation:
         return orjson.dumps({**self.__dict__, "parts": {str(k): v for k, v in self.parts.items()}})
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Evaluation":
+    def from_bytes(cls, raw: bytes) -> Evaluation:
         doc = orjson.loads(raw)
         doc["parts"] = {int(k): v for k, v in doc["parts"].items()}
         doc["expected"] = tuple(doc["expected"]) if doc["expected"] is not None else None

@@ -3,7 +3,7 @@ by event time (the partition's high-water mark), so that a replay expires the sa
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import orjson
 

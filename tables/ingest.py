@@ -13,8 +13,8 @@ message) is dropped."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -213,7 +213,7 @@ class IngestFold:
             for g, key in enumerate(keys):
                 features += pending[key].features
                 groups += [g] * len(pending[key].features)
-            for key, histogram in zip(keys, count_groups(baseline, features, groups, len(keys))):
+            for key, histogram in zip(keys, count_groups(baseline, features, groups, len(keys)), strict=False):
                 out[key] = histogram
         return out
 

@@ -8,8 +8,8 @@ idempotent downstream, so a message redelivered after a crash may repeat them sa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
 
 import orjson
 
@@ -78,7 +78,7 @@ class JobRun:
         return orjson.dumps(self.__dict__)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "JobRun":
+    def from_bytes(cls, raw: bytes) -> JobRun:
         doc = orjson.loads(raw)
         for name in ("tenant_ids", "reported"):
             if doc.get(name) is not None:

@@ -5,8 +5,8 @@ from a genuine duplicate (same predictionId, another message)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 import orjson
 
@@ -45,13 +45,13 @@ class JoinEntry:
         times = [x.timestamp_ms for x in (self.prediction, self.outcome) if x is not None]
         return max(times) if times else 0
 
-    def with_prediction(self, p: Prediction) -> "JoinEntry":
+    def with_prediction(self, p: Prediction) -> JoinEntry:
         return replace(self, prediction=p)
 
-    def with_outcome(self, o: Outcome) -> "JoinEntry":
+    def with_outcome(self, o: Outcome) -> JoinEntry:
         return replace(self, outcome=o)
 
-    def matched(self, by: Source) -> "JoinEntry":
+    def matched(self, by: Source) -> JoinEntry:
         return replace(self, matched_by=by)
 
     def to_bytes(self) -> bytes:
@@ -68,7 +68,7 @@ class JoinEntry:
         return orjson.dumps(doc)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "JoinEntry":
+    def from_bytes(cls, raw: bytes) -> JoinEntry:
         doc: Mapping[str, list] = orjson.loads(raw)
         p = doc.get("p")
         o = doc.get("o")

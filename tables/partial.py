@@ -4,8 +4,8 @@ source offset applied per input topic (the watermark that makes redelivery harml
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import orjson
 
@@ -41,7 +41,7 @@ class PartialKey:
                          _escape(self.model_version), _escape(self.segment), str(self.day))).encode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> "PartialKey":
+    def decode(cls, raw: bytes) -> PartialKey:
         p, t, m, v, s, d = raw.decode().split("|")
         return cls(int(p), _unescape(t), _unescape(m), _unescape(v), _unescape(s), int(d))
 
@@ -82,19 +82,19 @@ class PartialState:
         """Has the event at this source offset already been folded into this value?"""
         return offset <= self.watermarks.get(topic_slot, -1)
 
-    def with_watermark(self, topic_slot: str, offset: int) -> "PartialState":
+    def with_watermark(self, topic_slot: str, offset: int) -> PartialState:
         marks = dict(self.watermarks)
         marks[topic_slot] = max(offset, marks.get(topic_slot, -1))
         return PartialState(self.histogram, self.performance, marks, self.duplicates)
 
     def add(self, histogram: FeatureHistogram | None = None,
-            performance: PerformanceSums | None = None) -> "PartialState":
+            performance: PerformanceSums | None = None) -> PartialState:
         return PartialState(
             self.histogram.merge(histogram) if histogram is not None else self.histogram,
             self.performance.merge(performance) if performance is not None else self.performance,
             self.watermarks, self.duplicates)
 
-    def merge(self, other: "PartialState") -> "PartialState":
+    def merge(self, other: PartialState) -> PartialState:
         """Sum of two partials (for the weekly run; watermarks are per key, so dropped)."""
         return PartialState(merge_histograms(self.histogram, other.histogram),
                             self.performance.merge(other.performance), {},
@@ -105,7 +105,7 @@ class PartialState:
                 "w": dict(self.watermarks), "d": self.duplicates}
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, object]) -> "PartialState":
+    def from_json(cls, doc: Mapping[str, object]) -> PartialState:
         return cls(FeatureHistogram.from_json(doc["h"]),  # type: ignore[arg-type]
                    PerformanceSums.from_json(doc["p"]),  # type: ignore[arg-type]
                    dict(doc.get("w") or {}), int(doc.get("d") or 0))  # type: ignore[arg-type,call-overload]
@@ -114,5 +114,5 @@ class PartialState:
         return orjson.dumps(self.to_json())
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "PartialState":
+    def from_bytes(cls, raw: bytes) -> PartialState:
         return cls.from_json(orjson.loads(raw))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from model_monitoring.schemas.validation import parse_timestamp_ms
 from model_monitoring.tables.job_run import JobRun

@@ -4,8 +4,8 @@ free loopback port) and stops it; no test assumes a broker is already running.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -14,10 +14,10 @@ import pytest
 
 from model_monitoring.agents import snapshot
 from model_monitoring.agents.published import identity
+from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
 from model_monitoring.streams.settings import load_settings
-from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import count_batch

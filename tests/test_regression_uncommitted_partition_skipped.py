@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.commands.broker import EmbeddedBroker
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
+from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.rewind import rewind_uncommitted
 from model_monitoring.streams.settings import load_settings
 from tests.integration.oracle import baseline_message

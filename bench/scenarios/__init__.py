@@ -7,12 +7,11 @@ from __future__ import annotations
 import importlib
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-from model_monitoring.commands.broker import EmbeddedBroker
 
 from bench.scenarios.common import Context, Result, progress
+from model_monitoring.commands.broker import EmbeddedBroker
 
 Scenario = Callable[[Context], None]
 

@@ -17,9 +17,8 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from model_monitoring.streams.auth import mint_token
-
 from bench.scenarios.common import Context, progress, worker_unaffected
+from model_monitoring.streams.auth import mint_token
 
 RUN = "/api/v1/ml/model-monitoring/run"
 ISSUER, AUDIENCE = "https://auth.test/", "model-monitoring"
@@ -90,7 +89,7 @@ async def burst(port: int, requests: list[tuple[str, dict[str, str], bytes, int]
                                         headers={"Content-Type": "application/json", **headers}) as resp:
                     await resp.read()
                     out[(name, want, resp.status)] += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 out[(name, want, -1)] += 1
 
         await asyncio.gather(*(one(i) for i in range(n)))

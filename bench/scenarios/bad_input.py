@@ -8,20 +8,29 @@ from __future__ import annotations
 import json
 import random
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from bench.scenarios.common import (
+    Context,
+    ScenarioFailed,
+    check_dead_letters,
+    compare_state,
+    counted,
+    progress,
+    run_async,
+    wait_until,
+    worker_unaffected,
+)
+from bench.scenarios.load import baselines, ingest_start, stream
 from model_monitoring.commands.harness import group_lag
 from model_monitoring.commands.simulate import Message, Scenario
 from tests.integration.oracle import offline_fold
-
-from bench.scenarios.common import (Context, ScenarioFailed, check_dead_letters, compare_state, counted,
-                                    progress, run_async, wait_until, worker_unaffected)
-from bench.scenarios.load import baselines, ingest_start, stream
 
 INVALID_UTF8, INVALID_JSON, SCHEMA = "invalid_utf8", "invalid_json", "schema"
 TOO_LARGE, UNKNOWN_JOB = "too_large", "unknown_job"
@@ -279,8 +288,8 @@ def bad_input(ctx: Context) -> None:
     rng = random.Random(ctx.seed + 5)
     good = stream(n_good, ctx.seed + 5, Scenario(early_outcome_rate=0.05))
     docs = [orjson.loads(m.value) for m in good]
-    features = [d for m, d in zip(good, docs) if m.kind == "features"]
-    outcomes = [d for m, d in zip(good, docs) if m.kind == "outcomes"]
+    features = [d for m, d in zip(good, docs, strict=False) if m.kind == "features"]
+    outcomes = [d for m, d in zip(good, docs, strict=False) if m.kind == "outcomes"]
     bad = bad_messages(n_bad, rng, features, outcomes, ctx.seed)
     messages = interleave(good, bad, rng)
     bad_records = sum(len(b.reasons) for b in bad)

@@ -10,21 +10,21 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
-
-from model_monitoring.schemas.validation import format_timestamp
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
+from model_monitoring.commands.simulate import Message
+from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.highwater import true_end_offsets
 from model_monitoring.streams.settings import Settings, load_settings
-from model_monitoring.commands.simulate import Message
 from tests.integration.oracle import Fold, baseline_message, dlq_positions, stream_state
 
 END_MS = 1_795_046_400_000  # a midnight UTC: a run's window is the 7 whole days before it

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from bench.scenarios.common import Result
 from model_monitoring.agents.snapshot import usable_histogram
+from model_monitoring.schemas.validation import format_timestamp
 from model_monitoring.streams.settings import Settings
 from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
 from model_monitoring.tables.baseline import Baseline
@@ -17,9 +20,6 @@ from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.trigger import window_for
 from tests.integration.oracle import Fold
-from model_monitoring.schemas.validation import format_timestamp
-
-from bench.scenarios.common import Result
 
 IGNORED_FIELDS = ("detectedAt",)
 
@@ -82,7 +82,7 @@ def same_values(a: Any, b: Any, path: str = "") -> str | None:
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return f"{path}: {len(a)} items != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
             diff = same_values(x, y, f"{path}[{i}]")
             if diff:
                 return diff

@@ -8,13 +8,11 @@ import random
 import time
 from typing import Any
 
+from bench.scenarios.common import Context, ScenarioFailed, Service, account, compare_state, progress, wait_until
+from bench.scenarios.load import baselines, stream
 from model_monitoring.commands.harness import WorkerProcess
 from model_monitoring.commands.simulate import Message, Scenario
 from tests.integration.oracle import offline_fold
-
-from bench.scenarios.common import (Context, ScenarioFailed, Service, account, compare_state,
-                                    progress, wait_until)
-from bench.scenarios.load import baselines, stream
 
 # what real traffic brings besides the faults: duplicates, early outcomes, malformed messages
 NOISY = Scenario(duplicate_rate=0.02, early_outcome_rate=0.05, malformed_rate=0.005)
@@ -81,7 +79,7 @@ def crash_during_ingest(ctx: Context) -> None:
             worker.wait_ready(timeout=180)
             # a random moment: after a random share of the log this incarnation consumed
             target = rng.uniform(0.1, 0.7 if ctx.quick else 0.26) * total
-            wait_until(lambda: consumed(worker) >= target or not alive(worker), 600, 0.05)
+            wait_until(lambda w=worker, t=target: consumed(w) >= t or not alive(w), 600, 0.05)
             if not alive(worker):
                 raise ScenarioFailed(f"the worker died by itself:\n{worker.log_tail()}")
             time.sleep(rng.uniform(0, 0.2))

@@ -4,13 +4,13 @@ ingesting one into a service."""
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from bench.scenarios.common import END_MS, ScenarioFailed, Service, progress
 from model_monitoring.commands.harness import WorkerProcess
 from model_monitoring.commands.simulate import Message, Scenario, StreamConfig, generate
 from tests.integration.test_ingest_crash import build_baselines
-
-from bench.scenarios.common import END_MS, ScenarioFailed, Service, progress
 
 TENANTS = ("acme", "globex", "initech")
 MODELS = ("risk-scoring", "churn")
@@ -21,10 +21,11 @@ def baselines() -> dict[tuple[str, str], Any]:
     return build_baselines()
 
 
-def stream(records: int, seed: int, scenario: Scenario = Scenario(),
+def stream(records: int, seed: int, scenario: Scenario | None = None,
            tenants: tuple[str, ...] = TENANTS) -> list[Message]:
     """About `records` input records (predictions and ~80% of their outcomes) over 14 days
     ending at END_MS, in log order."""
+    scenario = scenario or Scenario()
     per_key = max(50, round(records / (len(tenants) * len(MODELS) * (1 + scenario.outcome_rate))))
     cfg = StreamConfig(tenants=tenants, models=MODELS, events_per_key=per_key, days=14,
                        end_ms=END_MS, seed=seed, scenario=scenario)

@@ -13,14 +13,23 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from model_monitoring.schemas.validation import format_timestamp
-from model_monitoring.commands.simulate import Message, Scenario
-from tests.integration.oracle import offline_fold
-
-from bench.scenarios.common import (END_MS, OUTPUT_KINDS, Context, ScenarioFailed, Service, account,
-                                    compare_state, progress, run_async, wait_until)
+from bench.scenarios.common import (
+    END_MS,
+    OUTPUT_KINDS,
+    Context,
+    ScenarioFailed,
+    Service,
+    account,
+    compare_state,
+    progress,
+    run_async,
+    wait_until,
+)
 from bench.scenarios.expected import check_run, expected_run
 from bench.scenarios.load import TENANTS, baselines, ingest, stream
+from model_monitoring.commands.simulate import Message, Scenario
+from model_monitoring.schemas.validation import format_timestamp
+from tests.integration.oracle import offline_fold
 
 MANY_TENANTS = TENANTS + ("umbrella", "hooli", "vandelay")  # 12 keys: a run long enough to stop in
 

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from model_monitoring.agents.baselines import baseline_table_key
+from model_monitoring.commands.simulate import reference_records
 from model_monitoring.streams.app import build_app
 from model_monitoring.streams.settings import load_settings
-from model_monitoring.commands.simulate import reference_records
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 
-from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.schemas.validation import MessageRejected, Validators, decode_json, split_envelope
 from model_monitoring.commands.harness import latest_values
 from model_monitoring.commands.simulate import Message
+from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
+from model_monitoring.schemas.validation import MessageRejected, Validators, decode_json, split_envelope
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
@@ -73,7 +74,7 @@ def offline_fold(messages: Iterable[Message], baselines: Mapping[tuple[str, str]
         hist = count_batch(baseline, feats) if baseline is not None else names_only(feats)
         perf = PerformanceSums.empty()
         if pairs.get(key):
-            p, y = zip(*pairs[key])
+            p, y = zip(*pairs[key], strict=False)
             perf = perf.update_many(list(p), list(y))
         fold.states[key] = PartialState(hist, perf)
     return fold

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.commands.broker import EmbeddedBroker
 from model_monitoring.commands.harness import WorkerProcess, read_topic, service_env
+from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.commands.broker import EmbeddedBroker
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from model_monitoring.streams.settings import load_settings
 from model_monitoring.commands.simulate import Scenario, StreamConfig, generate, reference_records
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
-from tests.integration.oracle import (baseline_message, dlq_positions, offline_fold,
-                                      stream_state, wait_for_stable_changelog)
+from tests.integration.oracle import (
+    baseline_message,
+    dlq_positions,
+    offline_fold,
+    stream_state,
+    wait_for_stable_changelog,
+)
 
 pytestmark = pytest.mark.integration
 

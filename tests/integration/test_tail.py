@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.commands.broker import EmbeddedBroker
 from model_monitoring.commands.harness import group_lag, produce, service_env
-from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.commands.tail import TailOptions, run_tail, topics_by_kind
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.settings import Settings, load_settings
 from tests.unit.test_tail import COMPLETED, DEGRADED, DRIFT, FAILED, SNAPSHOT, Receiver
 
 pytestmark = pytest.mark.integration

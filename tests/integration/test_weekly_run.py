@@ -10,19 +10,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 
+from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
 from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.auth import mint_token
-from model_monitoring.commands.broker import EmbeddedBroker
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
 from model_monitoring.streams.settings import Settings, load_settings
-from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
 from tests.integration.oracle import baseline_message
 from tests.integration.test_ingest_crash import build_baselines
 

@@ -4,7 +4,7 @@ with a run value of constant size (reports and evaluations are separate entries)
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from model_monitoring.tables import job_run as tr
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun

@@ -11,8 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from model_monitoring.schemas.validation import Validators
 from model_monitoring.commands.offline import main
+from model_monitoring.schemas.validation import Validators
 from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot

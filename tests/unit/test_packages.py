@@ -13,7 +13,7 @@ import model_monitoring.tables
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("agents", "commands", "schemas", "streams", "tables")
-BARE = re.compile(r"^\s*(?:from|import)\s+(?:%s)\b" % "|".join(FOLDERS), re.M)
+BARE = re.compile(r"^\s*(?:from|import)\s+(?:{})\b".format("|".join(FOLDERS)), re.M)
 
 
 def test_the_namespaced_packages_are_this_repos_folders() -> None:

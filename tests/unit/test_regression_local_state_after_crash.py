@@ -4,8 +4,8 @@ tests/integration/test_ingest_crash.py). An unclean stop now drops the local tab
 
 from pathlib import Path
 
-from model_monitoring.streams.settings import load_settings
 from model_monitoring.commands.worker import discard_state_after_crash
+from model_monitoring.streams.settings import load_settings
 
 
 def test_local_tables_are_dropped_after_an_unclean_stop_only(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import pickle
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -654,7 +654,7 @@ def test_empty_envelope_has_no_records() -> None:
 
 # --- timestamps -------------------------------------------------------------------------------
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

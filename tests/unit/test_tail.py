@@ -8,15 +8,28 @@ import io
 import json
 import threading
 from collections import namedtuple
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from model_monitoring.commands.tail import (KINDS, DeliveryFailed, SeenEvents, Tail, TailEvent, WebhookSink,
-                          add_tail_parser, backoff_delays, clean, dedup_key, fmt_time,
-                          format_event, retry_after_seconds)
+from model_monitoring.commands.tail import (
+    KINDS,
+    DeliveryFailed,
+    SeenEvents,
+    Tail,
+    TailEvent,
+    WebhookSink,
+    add_tail_parser,
+    backoff_delays,
+    clean,
+    dedup_key,
+    fmt_time,
+    format_event,
+    retry_after_seconds,
+)
 
 DRIFT = {"eventId": "ev-1", "jobRunId": "run-7", "tenantId": "acme", "modelId": "risk-scoring",
          "modelVersion": "3", "segment": None, "feature": "amount", "metric": "psi",
@@ -172,7 +185,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-token"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 
