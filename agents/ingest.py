@@ -7,7 +7,6 @@ partition, so no other fold of the partition can interleave."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -61,17 +60,7 @@ class IngestShell:
 
     def __init__(self, monitor: Monitor) -> None:
         self.m = monitor
-        self.baselines = monitor.state["baseline_cache"]
-        self._locks: dict[int, asyncio.Lock] = {}
-        monitor.state["ingest_shell"] = self
-
-    def lock(self, partition: int) -> asyncio.Lock:
-        """One fold at a time per partition: the features and the outcomes actors of a
-        partition, and the expiry timer, share its join entries and partials."""
-        lock = self._locks.get(partition)
-        if lock is None:
-            lock = self._locks[partition] = asyncio.Lock()
-        return lock
+        self.baselines = monitor.baselines
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int]) -> FoldResult:
@@ -112,7 +101,7 @@ class IngestShell:
 
     async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]
                    ) -> tuple[FoldResult, list[tuple[int, int, str, str]]]:
-        async with self.lock(partition):
+        async with self.m.partition_locks.lock(partition):
             meta = _read_meta(self.m.tables.partials, partition)
             try:
                 result = self.compute(partition, kind, records, meta)

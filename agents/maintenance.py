@@ -7,8 +7,10 @@ import time
 from collections import defaultdict
 
 from model_monitoring.streams.app import Monitor
-from model_monitoring.streams.partitioned import partition_of_key
+from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks
+from model_monitoring.tables.job_run import JobRun
+from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key, is_meta_key, partition_of
 
 log = logging.getLogger("model_monitoring.maintenance")
 
@@ -17,16 +19,15 @@ async def expire_state(monitor: Monitor) -> tuple[int, int]:
     """Delete expired partials and join entries on this worker's active partitions, each
     partition under the lock its ingest folds take."""
     s, t, m = monitor.settings, monitor.tables, monitor.metrics
-    shell = monitor.state["ingest_shell"]
-    marks = high_water_marks((k, v) for k, v in t.partials.items() if k.endswith(b"|~meta"))
+    marks = high_water_marks((k, v) for k, v in t.partials.items() if is_meta_key(k))
     by_partition: dict[int, list[tuple[str, bytes, str]]] = defaultdict(list)
     for key in expired_partials(list(t.partials.keys()), marks, s.bucket_ms, s.retention_ms):
-        by_partition[partition_of_key(key)].append(("partial", key, ""))
+        by_partition[partition_of(key)].append(("partial", key, ""))
     for key, state in expired_joins(list(t.join_buffer.items()), marks, s.join_ttl_ms):
-        by_partition[partition_of_key(key)].append(("join", key, state))
+        by_partition[partition_of(key)].append(("join", key, state))
     partials = joins = 0
     for partition, doomed in by_partition.items():
-        async with shell.lock(partition):
+        async with monitor.partition_locks.lock(partition):
             for kind, key, state in doomed:
                 table = t.partials if kind == "partial" else t.join_buffer
                 if table.pop(key, None) is None:
@@ -48,22 +49,19 @@ RUN_HISTORY_MS = 60 * 86_400_000  # runs and their evaluations are kept 60 days
 
 def expire_runs(monitor: Monitor, now_ms: int) -> int:
     """Forget finished runs (job tracker, evaluators, run status) after RUN_HISTORY_MS."""
-    from model_monitoring.tables.evaluation_state import Evaluation
-    from model_monitoring.tables.job_run import JobRun
-
     t = monitor.tables
     doomed = 0
-    old_runs: set[bytes] = set()
-    items = list(t.job_runs.items())
-    for key, raw in items:
-        if key.count(b"|") == 1:
+    old_runs: set[str] = set()
+    items = [(decode_job_runs_key(k), k, v) for k, v in t.job_runs.items()]
+    for key, _, raw in items:
+        if isinstance(key, RunKey):
             run = JobRun.from_bytes(raw)
             if run.status != "running" and run.started_ms < now_ms - RUN_HISTORY_MS:
-                old_runs.add(key.split(b"|")[1])
-                t.run_status.pop(f"0|{run.job_run_id}".encode(), None)
-    for key, _ in items:  # the runs and their reports and per-key evaluations
-        if key.split(b"|")[1] in old_runs:
-            t.job_runs.pop(key, None)
+                old_runs.add(run.job_run_id)
+                t.run_status.pop(RunStatusKey(run.job_run_id).encode(), None)
+    for key, raw_key, _ in items:  # the runs and their reports and per-key evaluations
+        if key.job_run_id in old_runs:
+            t.job_runs.pop(raw_key, None)
             doomed += 1
     for key, raw in list(t.evaluations.items()):
         if Evaluation.from_bytes(raw).window_end_ms < now_ms - RUN_HISTORY_MS:

@@ -17,6 +17,9 @@ from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
+from model_monitoring.tables.job_tracker import track
+from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key
+from model_monitoring.tables.run_messages import EvaluateRequest, SnapshotRequest, StartRun, decode_run_message
 from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
 
 log = logging.getLogger("model_monitoring.run")
@@ -75,87 +78,45 @@ async def on_trigger(monitor: Monitor, event: EventT) -> None:
     m.job_triggers.labels(JOB_NAME, source).inc()
     log.info("trigger accepted: jobRunId=%s source=%s tenants=%s", job_run_id, source,
              run.tenant_ids if run.tenant_ids is not None else "all")
-    await monitor.topics.runs.send(key=job_run_id.encode(), value=orjson.dumps(
-        {"type": "start", "run": orjson.loads(run.to_bytes())}))
+    await monitor.topics.runs.send(key=job_run_id.encode(), value=StartRun(run).to_bytes())
 
 
 class Tracker:
-    """Applies runs-topic messages to the `job_runs` table and performs the actions."""
+    """Applies runs-topic messages to the `job_runs` table (`tables/job_tracker.py` decides) and
+    performs the actions."""
 
     def __init__(self, monitor: Monitor) -> None:
         self.m = monitor
 
-    def _key(self, partition: int, job_run_id: str, *more: str) -> bytes:
-        """The run: b"p|id"; a partition's report: b"p|id|r|n"; a key's evaluation: b"p|id|d|key"."""
-        return "|".join((str(partition), job_run_id, *more)).encode()
-
     async def handle(self, event: EventT) -> None:
-        doc = orjson.loads(event.message.value)
-        partition = event.message.partition
+        message = decode_run_message(event.message.value)
         table = self.m.tables.job_runs
-        if doc["type"] == "start":
-            new = JobRun.from_bytes(orjson.dumps(doc["run"]))
-            job_run_id = new.job_run_id
-        else:
-            job_run_id = doc["jobRunId"]
-        key = self._key(partition, job_run_id)
-        raw = table.get(key)
-        run = JobRun.from_bytes(raw) if raw is not None else None
-        if doc["type"] == "start":
-            if run is not None:
-                log.info("duplicate trigger for jobRunId=%s ignored (%s)", job_run_id, run.status)
-            run, actions = tracker.start(run, new)
-        elif run is None:
-            log.warning("%s for unknown jobRunId=%s ignored", doc["type"], job_run_id)
+        step = track(message, event.message.partition, table.get, now_ms())
+        if step.note:
+            (log.warning if step.run is None else log.info)(step.note)
+        if step.run is None:
             return
-        elif doc["type"] == "report":
-            report_key = self._key(partition, job_run_id, "r", str(doc["partition"]))
-            if report_key not in table:
-                table[report_key] = orjson.dumps(sorted(doc["keys"]))
+        for key, value in step.writes.items():
+            table[key] = value
+        await self.perform(step.run, step.actions)
+        self.save(step.key, step.run)
 
-            def is_evaluated(model_key: str) -> bool:
-                return self._key(partition, job_run_id, "d", model_key) in table
-
-            run, actions = tracker.report(run, int(doc["partition"]), self.reports(partition, run),
-                                          is_evaluated, now_ms())
-        else:
-            done_key = self._key(partition, job_run_id, "d", doc["key"])
-            first_time = done_key not in table
-            if first_time:
-                table[done_key] = orjson.dumps(doc["counts"])
-            run, actions = tracker.evaluated(run, doc["counts"], first_time, now_ms(),
-                                             lambda: self.reports(partition, run))
-        await self.perform(run, actions)
-        self.save(key, run)
-
-    def reports(self, partition: int, run: JobRun) -> dict[int, list[str]]:
-        """The partitions' reports stored for a run."""
-        out = {}
-        for p in range(run.partitions):
-            stored = self.m.tables.job_runs.get(self._key(partition, run.job_run_id, "r", str(p)))
-            if stored is not None:
-                out[p] = orjson.loads(stored)
-        return out
-
-    def save(self, key: bytes, run: JobRun) -> None:
-        self.m.tables.job_runs[key] = run.to_bytes()
-        self.m.tables.run_status[f"0|{run.job_run_id}".encode()] = orjson.dumps(run.summary())
+    def save(self, key: RunKey, run: JobRun) -> None:
+        self.m.tables.job_runs[key.encode()] = run.to_bytes()
+        self.m.tables.run_status[RunStatusKey(run.job_run_id).encode()] = orjson.dumps(run.summary())
 
     async def perform(self, run: JobRun, actions: list[tracker.Action]) -> None:
         t, s = self.m.topics, self.m.settings
         for action in actions:
             if isinstance(action, FanOut):
-                request = orjson.dumps({"jobRunId": run.job_run_id, "windowStartMs": run.window_start_ms,
-                                        "windowEndMs": run.window_end_ms,
-                                        "tenantIds": run.tenant_ids})
+                request = SnapshotRequest.for_run(run).to_bytes()
                 for p in range(s.partitions):
                     await t.snapshot_requests.send(key=run.job_run_id.encode(), value=request, partition=p)
             elif isinstance(action, Evaluate):
                 for model_key, partitions in sorted(action.keys.items()):
-                    await t.snapshot_parts.send(key=model_key.encode(), value=orjson.dumps(
-                        {"type": "evaluate", "jobRunId": run.job_run_id, "key": model_key,
-                         "partitions": list(partitions), "windowStartMs": run.window_start_ms,
-                         "windowEndMs": run.window_end_ms}))
+                    await t.snapshot_parts.send(key=model_key.encode(), value=EvaluateRequest(
+                        run.job_run_id, model_key, tuple(partitions), run.window_start_ms,
+                        run.window_end_ms).to_bytes())
             elif isinstance(action, Complete):
                 await self.complete(run, dict(action.payload))
             elif isinstance(action, Fail):
@@ -188,8 +149,9 @@ class Tracker:
 
     async def check_deadlines(self) -> None:
         """Fail the runs this worker tracks that passed their deadline."""
-        for key, raw in list(self.m.tables.job_runs.items()):
-            if key.count(b"|") != 1:
+        for raw_key, raw in list(self.m.tables.job_runs.items()):
+            key = decode_job_runs_key(raw_key)
+            if not isinstance(key, RunKey):
                 continue  # a report or an evaluation, not a run
             run = JobRun.from_bytes(raw)
             if run.status != "running":

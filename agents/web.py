@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from model_monitoring.agents.run import publish_trigger
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.auth import AuthConfig, AuthError, TokenVerifier
+from model_monitoring.tables.keys import RunStatusKey
 
 log = logging.getLogger("model_monitoring.web")
 API = "/api/v1/ml/model-monitoring"
@@ -46,7 +47,6 @@ def register(monitor: Monitor) -> None:
     app, s, m = monitor.app, monitor.settings, monitor.metrics
     config = AuthConfig.from_settings(s)
     verifier = TokenVerifier(config)
-    monitor.state["auth"] = config
 
     @app.task
     async def announce() -> None:
@@ -93,7 +93,7 @@ def register(monitor: Monitor) -> None:
                 principal = verifier.verify(request.headers.get("Authorization"))
             except AuthError as exc:
                 return refuse(self, exc.status, exc.code, exc.message)
-            raw = monitor.tables.run_status.get(f"0|{job_run_id}".encode())
+            raw = monitor.tables.run_status.get(RunStatusKey(job_run_id).encode())
             if raw is None:
                 return refuse(self, 404, "not_found", "no run with that jobRunId (yet)")
             summary = orjson.loads(raw)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import faust
 
+from model_monitoring.agents.service import build_app
 from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.app import build_app
 from model_monitoring.streams.logs import logging_config
 from model_monitoring.streams.settings import Settings
 

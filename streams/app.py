@@ -1,11 +1,12 @@
 """The wiring: one faust.App built from the settings, with its topics, tables and agents.
 
 A factory rather than a module-level app, so the settings are read once at start-up and passed
-down, and tests can build as many apps as they need."""
+down, and tests can build as many apps as they need. The agents register themselves on it
+(`agents/service.py`); this layer knows nothing of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -13,21 +14,25 @@ from faust.types import TableT
 
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
+from model_monitoring.streams.partition_locks import PartitionLocks
 from model_monitoring.streams.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
 from model_monitoring.streams.settings import Settings
 from model_monitoring.streams.topics import Topics, declare_topics
+from model_monitoring.tables.baseline_lookup import BaselineCache
 
 FETCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Tables:
-    partials: TableT      # b"p|tenant|model|version|segment|day" -> PartialState bytes
-    join_buffer: TableT   # b"p|predictionId" -> JoinEntry bytes
-    baselines: TableT     # b"0|tenant-or-*:model:version" -> baseline JSON (global)
-    job_runs: TableT      # b"p|jobRunId" -> JobRun bytes
-    evaluations: TableT   # b"p|jobRunId|tenant:model" -> Evaluation bytes
-    run_status: TableT    # b"0|jobRunId" -> run summary JSON (global: any worker answers GET)
+    """The changelog-backed tables; their keys are `tables/keys.py`'s."""
+
+    partials: TableT      # PartialKey -> PartialState bytes; MetaKey -> high-water marks JSON
+    join_buffer: TableT   # JoinKey -> JoinEntry bytes
+    baselines: TableT     # BaselineKey -> baseline JSON (global)
+    job_runs: TableT      # RunKey -> JobRun bytes; ReportKey, EvaluatedKey -> JSON
+    evaluations: TableT   # EvaluationKey -> Evaluation bytes
+    run_status: TableT    # RunStatusKey -> run summary JSON (global: any worker answers GET)
 
 
 @dataclass
@@ -40,7 +45,8 @@ class Monitor:
     tables: Tables
     validators: Validators
     metrics: Metrics
-    state: dict[str, Any] = field(default_factory=dict)
+    baselines: BaselineCache          # parsed view of tables.baselines
+    partition_locks: PartitionLocks   # one fold (or expiry) at a time per partition
 
 
 def faust_settings(s: Settings) -> dict[str, Any]:
@@ -86,8 +92,8 @@ def _credentials(s: Settings) -> Any:
     return faust.SSLCredentials(ssl_context)
 
 
-def build_app(s: Settings) -> Monitor:
-    """Build the app and register every agent, timer and view."""
+def create_monitor(s: Settings) -> Monitor:
+    """The app, its topics and tables; no agent registered yet."""
     app = faust.App(s.app_id, **faust_settings(s))
     topics = declare_topics(app, s)
     common = dict(key_type=bytes, value_type=bytes, partitions=s.partitions)
@@ -101,14 +107,7 @@ def build_app(s: Settings) -> Monitor:
         run_status=app.GlobalTable("run_status", key_type=bytes, value_type=bytes, partitions=1,
                                    recovery_buffer_size=1),
     )
-    monitor = Monitor(settings=s, app=app, topics=topics, tables=tables,
-                      validators=Validators(max_features=s.max_features),
-                      metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap))
-    from model_monitoring.agents import baselines, ingest, maintenance, run, snapshot, web
-    from model_monitoring.streams import rewind
-
-    monitor.state["baseline_cache"] = baselines.BaselineCache(tables.baselines)
-    for module in (ingest, baselines, maintenance, run, snapshot, web):
-        module.register(monitor)
-    rewind.register(app)  # no record skipped on a partition the group has not committed yet
-    return monitor
+    return Monitor(settings=s, app=app, topics=topics, tables=tables,
+                   validators=Validators(max_features=s.max_features),
+                   metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap),
+                   baselines=BaselineCache(tables.baselines), partition_locks=PartitionLocks())

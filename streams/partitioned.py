@@ -15,6 +15,8 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.globaltable import GlobalTable
 from faust.tables.table import Table
 
+from model_monitoring.tables.keys import partition_of, partition_prefix
+
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
     """A partition's (key, value) pairs: straight from its own database with the RocksDB store,
@@ -23,30 +25,17 @@ def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]
     if isinstance(store, PartitionKeyedRocksDBStore):
         yield from store.partition_items(partition)
         return
-    prefix = f"{partition}|".encode()
+    prefix = partition_prefix(partition)
     for key, value in table.items():
         if key.startswith(prefix):
             yield key, value
-
-
-def partition_of_key(key: bytes) -> int:
-    """The partition a table key belongs to (the digits before the first b"|")."""
-    head, sep, _ = key.partition(b"|")
-    if not sep or not head.isdigit():
-        raise KeyError(f"table key {key[:80]!r} does not start with its partition")
-    return int(head)
-
-
-def table_key(partition: int, *parts: str) -> bytes:
-    """Build a key: partition first, then the fields, '|'-separated (fields must not hold '|')."""
-    return "|".join((str(partition), *parts)).encode()
 
 
 class PartitionKeyedTable(Table):
     """A faust Table whose changelog partition is the one named in the key."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        return partition_of_key(key)
+        return partition_of(key)
 
 
 class PartitionKeyedRocksDBStore(RocksDBStore):
@@ -59,7 +48,7 @@ class PartitionKeyedRocksDBStore(RocksDBStore):
             yield from self._visible_items(db)
 
     def _set(self, key: bytes, value: bytes | None) -> None:
-        partition = partition_of_key(key)
+        partition = partition_of(key)
         db = self._db_for_partition(partition)
         self._key_index[key] = partition
         db.put(key, value)

@@ -6,16 +6,31 @@ about, so a repeated evaluation publishes the same ids."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.partial import PartialState, VersionSegment
 
 EVENT_NAMESPACE = uuid.UUID("6b2f3c1e-58a4-4c1b-9a53-0d7c2f0e9b11")
 ALL_SEGMENTS = None  # the segment of the evaluation over all events
+
+
+def merge_segments(parts: Iterable[Mapping[VersionSegment, PartialState]]
+                   ) -> dict[tuple[str, str | None], PartialState]:
+    """Sum parts of one (tenant, model): per version over all its events (segment None), and
+    per version and named segment."""
+    totals: dict[tuple[str, str | None], PartialState] = {}
+    for part in parts:
+        for (version, segment), state in sorted(part.items()):
+            keys: list[tuple[str, str | None]] = [(version, ALL_SEGMENTS)]
+            if segment:
+                keys.append((version, segment))
+            for key in keys:
+                totals[key] = totals[key].merge(state) if key in totals else state
+    return totals
 
 
 def event_id(job_run_id: str, tenant: str, model: str, version: str, segment: str | None,
@@ -33,16 +48,18 @@ class Evaluation:
     model_key: str
     window_start_ms: int
     window_end_ms: int
-    parts: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # partition -> {"v|s": state json}
+    # partition -> [[version, segment, state json], ...]: kept as stored, decoded when merged
+    parts: Mapping[int, Sequence[Sequence[Any]]] = field(default_factory=dict)
     expected: tuple[int, ...] | None = None
     done: bool = False
     counts: Mapping[str, int] = field(default_factory=dict)
     publishing_since_ms: int | None = None  # set (and flushed) before the first event goes out
 
-    def add_part(self, partition: int, states: Mapping[str, Any]) -> Evaluation:
+    def add_part(self, partition: int, states: Mapping[VersionSegment, PartialState]) -> Evaluation:
         if self.done or partition in self.parts:
             return self  # a redelivered part is counted once
-        return replace(self, parts={**self.parts, partition: dict(states)})
+        stored = [[v, s, st.to_json()] for (v, s), st in sorted(states.items())]
+        return replace(self, parts={**self.parts, partition: stored})
 
     def expect(self, partitions: tuple[int, ...]) -> Evaluation:
         return self if self.expected is not None else replace(self, expected=tuple(sorted(partitions)))
@@ -54,15 +71,9 @@ class Evaluation:
     def merged(self) -> dict[tuple[str, str | None], PartialState]:
         """(version, segment) -> the sum over partitions; segment None = all of the version's
         events, and each named segment on its own."""
-        totals: dict[tuple[str, str | None], PartialState] = {}
-        for partition in sorted(self.expected or ()):
-            for vs, doc in self.parts[partition].items():
-                version, segment = vs.split("|", 1)
-                state = PartialState.from_json(doc)
-                keys = [(version, ALL_SEGMENTS)] + ([(version, segment)] if segment else [])
-                for key in keys:
-                    totals[key] = totals[key].merge(state) if key in totals else state
-        return totals
+        return merge_segments(
+            {(str(v), str(s)): PartialState.from_json(doc) for v, s, doc in self.parts[partition]}
+            for partition in sorted(self.expected or ()))
 
     def publishing(self, now_ms: int) -> Evaluation:
         """Marked before publishing: a redelivery that finds the mark knows some events may

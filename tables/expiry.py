@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import orjson
 
 from model_monitoring.tables.join_buffer import JoinEntry
-from model_monitoring.tables.partial import PartialKey, is_partial_key
+from model_monitoring.tables.keys import MetaKey, PartialKey, is_meta_key, is_partial_key, partition_of
 
 
 def expired_partials(keys: Iterable[bytes], high_water_ms: dict[int, int], bucket_ms: int,
@@ -27,7 +27,7 @@ def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int,
                   ttl_ms: int) -> Iterator[tuple[bytes, str]]:
     """Join entries last touched (event time) before (high-water mark − TTL), with their state."""
     for raw_key, raw_value in items:
-        partition = int(raw_key.split(b"|", 1)[0])
+        partition = partition_of(raw_key)
         hw = high_water_ms.get(partition)
         if hw is None:
             continue
@@ -42,7 +42,7 @@ def high_water_marks(meta_items: Iterable[tuple[bytes, bytes]]) -> dict[int, int
     """Partition -> max event time seen on either input, from the partials' meta keys."""
     marks: dict[int, int] = {}
     for raw_key, raw_value in meta_items:
-        if raw_key.endswith(b"|~meta"):
+        if is_meta_key(raw_key):
             meta = orjson.loads(raw_value)
-            marks[int(raw_key.split(b"|", 1)[0])] = max(meta.values(), default=-1)
+            marks[MetaKey.decode(raw_key).partition] = max(meta.values(), default=-1)
     return marks

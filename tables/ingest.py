@@ -23,7 +23,8 @@ from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.histogram import FeatureHistogram, count_groups
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
-from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialKey, PartialState
+from model_monitoring.tables.keys import JoinKey, MetaKey, PartialKey
+from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialState
 
 BaselineLookup = Callable[[str, str, str], Baseline | None]
 PartialGetter = Callable[[bytes], PartialState | None]
@@ -31,12 +32,12 @@ JoinGetter = Callable[[bytes], JoinEntry | None]
 
 
 def join_key(partition: int, prediction_id: str) -> bytes:
-    return f"{partition}|{prediction_id}".encode()
+    return JoinKey(partition, prediction_id).encode()
 
 
 def meta_key(partition: int) -> bytes:
     """Per-partition bookkeeping in the partials table: the event-time high-water marks."""
-    return f"{partition}|~meta".encode()
+    return MetaKey(partition).encode()
 
 
 @dataclass(frozen=True)

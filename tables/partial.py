@@ -16,43 +16,7 @@ FEATURES = "f"  # watermark slot of the inference-features topic
 OUTCOMES = "o"  # watermark slot of the outcomes topic
 NO_SEGMENT = ""  # the segment field of events that carry none
 
-
-def _escape(field_value: str) -> str:
-    return field_value.replace("%", "%25").replace("|", "%7C")
-
-
-def _unescape(field_value: str) -> str:
-    return field_value.replace("%7C", "|").replace("%25", "%")
-
-
-@dataclass(frozen=True, order=True)
-class PartialKey:
-    """(partition, tenant, model, version, segment, day) — encoded as b"p|t|m|v|s|day"."""
-
-    partition: int
-    tenant_id: str
-    model_id: str
-    model_version: str
-    segment: str
-    day: int
-
-    def encode(self) -> bytes:
-        return "|".join((str(self.partition), _escape(self.tenant_id), _escape(self.model_id),
-                         _escape(self.model_version), _escape(self.segment), str(self.day))).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> PartialKey:
-        p, t, m, v, s, d = raw.decode().split("|")
-        return cls(int(p), _unescape(t), _unescape(m), _unescape(v), _unescape(s), int(d))
-
-    @property
-    def model_key(self) -> str:
-        """The (tenant, model) unit the weekly run evaluates and keys its events by."""
-        return f"{self.tenant_id}:{self.model_id}"
-
-
-def is_partial_key(raw: bytes) -> bool:
-    return raw.count(b"|") == 5
+VersionSegment = tuple[str, str]  # (model version, segment or NO_SEGMENT): a part's key
 
 
 def merge_histograms(a: FeatureHistogram, b: FeatureHistogram) -> FeatureHistogram:

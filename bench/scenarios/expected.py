@@ -10,14 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.scenarios.common import Result
-from model_monitoring.agents.snapshot import usable_histogram
-from model_monitoring.schemas.validation import format_timestamp
 from model_monitoring.streams.settings import Settings
-from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
 from model_monitoring.tables.baseline import Baseline
-from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.evaluation_state import merge_segments
 from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.run_evaluation import evaluate_key, in_window
 from model_monitoring.tables.trigger import window_for
 from tests.integration.oracle import Fold
 
@@ -27,36 +25,30 @@ IGNORED_FIELDS = ("detectedAt",)
 def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: Settings,
                  job_run_id: str, window_end_ms: int,
                  tenant_ids: list[str] | None = None) -> dict[str, Any]:
-    """{"snapshot": [...], "drift": [...], "degraded": [...], "counts": {...}, "tenants": [...]}"""
+    """{"snapshot": [...], "drift": [...], "degraded": [...], "counts": {...}, "tenants": [...]}:
+    one pass over the input log, evaluated by the same pure functions as the stream's."""
     start, end = window_for(window_end_ms, s.window_ms, s.bucket_ms)
-    groups: dict[tuple[str, str], dict[tuple[str, str | None], PartialState]] = defaultdict(dict)
-    for (tenant, model, version, segment, day), state in fold.states.items():
-        if day * s.bucket_ms < start or (day + 1) * s.bucket_ms > end:
+    groups: dict[str, list[dict[tuple[str, str], PartialState]]] = defaultdict(list)
+    for (tenant, model, version, segment, day), state in sorted(fold.states.items()):
+        if not in_window(day, s.bucket_ms, start, end):
             continue
         if tenant_ids is not None and tenant not in tenant_ids:
             continue
-        for key in [(version, None)] + ([(version, segment)] if segment else []):
-            totals = groups[(tenant, model)]
-            totals[key] = totals[key].merge(state) if key in totals else state
-    thresholds = s.thresholds()
+        groups[f"{tenant}:{model}"].append({(version, segment): state})
     out: dict[str, Any] = {"snapshot": [], "drift": [], "degraded": [],
-                           "counts": Counter(dict.fromkeys(COUNT_FIELDS, 0)), "tenants": sorted({t for t, _ in groups})}
+                           "counts": Counter(dict.fromkeys(COUNT_FIELDS, 0)),
+                           "tenants": sorted({k.split(":", 1)[0] for k in groups})}
     if tenant_ids is not None:
         out["tenants"] = sorted(tenant_ids)
-    for (tenant, model), totals in sorted(groups.items()):
-        for (version, segment), state in sorted(totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            baseline = baselines.get((model, version))
-            histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
-            snap = evaluate_snapshot(
-                baseline=baseline, histogram=histogram, performance=state.performance,
-                thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
-                segment=segment, window_start=format_timestamp(start), window_end=format_timestamp(end),
-                job_run_id=job_run_id, feature_names=list(histogram.counts))
-            out["snapshot"].append(snap)
-            out["drift"] += drift_events(snap, thresholds=thresholds, detected_at="",
-                                         baseline_sample_size=baseline.sample_size if baseline else None)
-            out["degraded"] += degraded_events(snap, detected_at="")
-            out["counts"].update(snapshot_counts(snap))
+    for model_key, parts in sorted(groups.items()):
+        report = evaluate_key(
+            model_key, merge_segments(parts),
+            baseline_for=lambda tenant, model, version: baselines.get((model, version)),
+            thresholds=s.thresholds(), job_run_id=job_run_id, window_start_ms=start,
+            window_end_ms=end, detected_at="")
+        for kind in ("snapshot", "drift", "degraded"):
+            out[kind] += report.of_kind(kind)
+        out["counts"].update(report.counts)
     return out
 
 

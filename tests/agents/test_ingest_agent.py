@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from model_monitoring.agents.baselines import baseline_table_key
+from model_monitoring.agents.service import build_app
 from model_monitoring.commands.simulate import reference_records
-from model_monitoring.streams.app import build_app
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
-from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
+from model_monitoring.tables.keys import BaselineKey, PartialKey, is_partial_key
+from model_monitoring.tables.partial import PartialState
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def record(i: int) -> dict[str, Any]:
 async def test_ingest_agent_counts_a_batch(monitor: Any) -> None:
     baseline = build_baseline(reference_records("churn", n=500, seed=1), model_id="churn",
                               model_version="3", tenant_id=None, task="classification")
-    monitor.tables.baselines.data[baseline_table_key(None, "churn", "3")] = orjson.dumps(baseline.to_dict())
+    monitor.tables.baselines.data[BaselineKey(None, "churn", "3").encode()] = orjson.dumps(baseline.to_dict())
     agent = monitor.app.agents["ingest-features"]
     await monitor.app.producer.start()
     async with agent.test_context() as ctx:
@@ -68,9 +68,10 @@ async def test_regression_producer_failure_is_not_dead_lettered(monitor: Any) ->
     """Found by this tier: with the producer down, the record-by-record fallback sent every good
     record to the DLQ as `internal_error`. A broker failure is not a record defect: it must
     propagate (the worker restarts and the batch is redelivered), and no record is rejected."""
+    from model_monitoring.agents.ingest import IngestShell
     from model_monitoring.schemas.models import InferenceRecord
 
-    shell = monitor.state["ingest_shell"]
+    shell = IngestShell(monitor)
     records = [(0, 0, InferenceRecord.from_dict(record(0))), (1, 0, InferenceRecord.from_dict(record(1)))]
     with pytest.raises(RuntimeError, match="Producer not Running"):
         await shell.fold(0, "features", records)

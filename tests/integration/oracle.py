@@ -16,12 +16,14 @@ import orjson
 from model_monitoring.commands.harness import latest_values
 from model_monitoring.commands.simulate import Message
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.schemas.validation import MessageRejected, Validators, decode_json, split_envelope
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.validation import Validators, decode_json, split_envelope
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
 from model_monitoring.tables.ingest import names_only
-from model_monitoring.tables.partial import PartialKey, PartialState, is_partial_key
+from model_monitoring.tables.keys import PartialKey, is_partial_key
+from model_monitoring.tables.partial import PartialState
 
 GroupKey = tuple[str, str, str, str, int]  # tenant, model, version, segment, day
 

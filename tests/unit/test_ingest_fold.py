@@ -15,7 +15,8 @@ from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.ingest import IngestFold, join_key
 from model_monitoring.tables.join_buffer import JoinEntry
-from model_monitoring.tables.partial import PartialKey, PartialState
+from model_monitoring.tables.keys import PartialKey
+from model_monitoring.tables.partial import PartialState
 
 DAY = 86_400_000
 T0 = 1_795_000_000_000

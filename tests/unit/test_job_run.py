@@ -4,10 +4,11 @@ with a run value of constant size (reports and evaluations are separate entries)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from model_monitoring.tables import job_run as tr
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
+from model_monitoring.tables.job_tracker import track
+from model_monitoring.tables.keys import RunKey
+from model_monitoring.tables.run_messages import KeyEvaluated, PartitionReport, RunMessage, StartRun
 
 COUNTS = {"driftChecked": 6, "performanceChecked": 2, "driftDetected": 1, "performanceDegraded": 0}
 
@@ -19,23 +20,43 @@ def new_run(partitions: int = 3, tenants: tuple[str, ...] | None = None) -> JobR
 
 
 class Shell:
-    """What agents/run.py keeps beside the run: the reports and the per-key evaluations."""
+    """The job tracker's table (a dict) driven through `tables/job_tracker.track`, as the agent
+    drives it: entries written, then the run saved."""
 
-    def __init__(self, run: JobRun) -> None:
-        self.run = run
-        self.reports: dict[int, Sequence[str]] = {}
-        self.done: dict[str, Mapping[str, int]] = {}
+    def __init__(self, run: JobRun, partition: int = 0) -> None:
+        self.partition = partition
+        self.table: dict[bytes, bytes] = {RunKey(partition, run.job_run_id).encode(): run.to_bytes()}
 
-    def report(self, partition: int, keys: list[str], now: int) -> list:
-        self.reports.setdefault(partition, sorted(keys))
-        self.run, actions = tr.report(self.run, partition, self.reports, self.done.__contains__, now)
-        return actions
+    @property
+    def run(self) -> JobRun:
+        return JobRun.from_bytes(self.table[RunKey(self.partition, "r1").encode()])
 
-    def evaluated(self, key: str, now: int) -> list:
-        first = key not in self.done
-        self.done.setdefault(key, COUNTS)
-        self.run, actions = tr.evaluated(self.run, COUNTS, first, now, lambda: self.reports)
-        return actions
+    def apply(self, message: RunMessage, now: int) -> list[tr.Action]:
+        step = track(message, self.partition, self.table.get, now)
+        assert step.run is not None
+        self.table.update(step.writes)
+        self.table[step.key.encode()] = step.run.to_bytes()
+        return step.actions
+
+    def report(self, partition: int, keys: list[str], now: int) -> list[tr.Action]:
+        return self.apply(PartitionReport("r1", partition, tuple(keys)), now)
+
+    def evaluated(self, key: str, now: int) -> list[tr.Action]:
+        return self.apply(KeyEvaluated("r1", key, COUNTS), now)
+
+
+def test_start_through_the_tracker_fans_out_and_a_duplicate_is_noted() -> None:
+    table: dict[bytes, bytes] = {}
+    step = track(StartRun(new_run()), 0, table.get, 1_000)
+    assert step.actions == [FanOut()] and step.note is None and step.run == new_run()
+    table[step.key.encode()] = step.run.to_bytes()
+    again = track(StartRun(new_run()), 0, table.get, 1_500)
+    assert again.actions == [FanOut()] and again.note is not None and "duplicate" in again.note
+
+
+def test_a_message_for_an_unknown_run_is_ignored() -> None:
+    step = track(KeyEvaluated("nope", "a:m", COUNTS), 0, {}.get, 1_000)
+    assert step.run is None and step.writes == {} and step.actions == []
 
 
 def test_start_fans_out_once_and_a_duplicate_trigger_starts_nothing_after_reports() -> None:

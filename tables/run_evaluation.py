@@ -1,0 +1,100 @@
+"""The weekly run's pure steps: one partition's share of the window (`window_parts`), and the
+evaluation of one (tenant, model) from the merged parts (`evaluate_key`): snapshots, drift and
+degraded events, and what was checked. The agents, `check`'s oracle in the benchmarks and the
+tests all call these; none copies them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.job_run import COUNT_FIELDS
+from model_monitoring.tables.keys import PartialKey, is_partial_key, partition_prefix
+from model_monitoring.tables.partial import PartialState, VersionSegment
+from model_monitoring.tables.thresholds import Thresholds
+
+BaselineLookup = Callable[[str, str, str], Baseline | None]  # (tenant, model, version)
+
+
+def in_window(day: int, bucket_ms: int, start_ms: int, end_ms: int) -> bool:
+    """A day bucket counts when it lies wholly inside [start, end)."""
+    return day * bucket_ms >= start_ms and (day + 1) * bucket_ms <= end_ms
+
+
+def window_parts(items: Iterable[tuple[bytes, bytes]], partition: int, start_ms: int, end_ms: int,
+                 bucket_ms: int, tenant_ids: Iterable[str] | None
+                 ) -> dict[str, dict[VersionSegment, PartialState]]:
+    """One partition's partials inside the window: (tenant:model) -> {(version, segment): sum}."""
+    prefix = partition_prefix(partition)
+    tenants = set(tenant_ids) if tenant_ids is not None else None
+    parts: dict[str, dict[VersionSegment, PartialState]] = defaultdict(dict)
+    for raw_key, raw_value in items:
+        if not raw_key.startswith(prefix) or not is_partial_key(raw_key):
+            continue
+        key = PartialKey.decode(raw_key)
+        if not in_window(key.day, bucket_ms, start_ms, end_ms):
+            continue
+        if tenants is not None and key.tenant_id not in tenants:
+            continue
+        vs = (key.model_version, key.segment)
+        state = PartialState.from_bytes(raw_value)
+        group = parts[key.model_key]
+        group[vs] = group[vs].merge(state) if vs in group else state
+    return dict(parts)
+
+
+def usable_histogram(state: PartialState, fingerprint: str) -> FeatureHistogram:
+    """Counts made with the version's current bins only (partials counted before its baseline
+    was registered, or under a replaced one, cannot be compared with it)."""
+    if state.histogram.fingerprint == fingerprint:
+        return state.histogram
+    if not fingerprint:  # the baseline was withdrawn: names only
+        return FeatureHistogram(counts={n: () for n in state.histogram.counts}, type_mismatch={},
+                                n=state.histogram.n, fingerprint="")
+    return FeatureHistogram.empty(fingerprint)
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """What one (tenant, model) evaluation publishes, in order (per version and segment: the
+    snapshot, then its drift events, then its degraded events), and what it counts towards the
+    run's totals."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, document)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_FIELDS, 0))
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """`snapshot`, `drift` or `degraded`."""
+        return [doc for k, doc in self.events if k == kind]
+
+
+def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], PartialState], *,
+                 baseline_for: BaselineLookup, thresholds: Thresholds, job_run_id: str,
+                 window_start_ms: int, window_end_ms: int, detected_at: str) -> KeyReport:
+    """Evaluate each (version, segment) of one (tenant, model): segment None first per version."""
+    tenant, model = model_key.split(":", 1)
+    report = KeyReport()
+    for (version, segment), state in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        baseline = baseline_for(tenant, model, version)
+        histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
+        snap = evaluate_snapshot(
+            baseline=baseline, histogram=histogram, performance=state.performance,
+            thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
+            segment=segment, window_start=format_timestamp(window_start_ms),
+            window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
+            feature_names=list(histogram.counts))
+        report.events.append(("snapshot", snap))
+        report.events.extend(("drift", e) for e in drift_events(
+            snap, thresholds=thresholds, detected_at=detected_at,
+            baseline_sample_size=baseline.sample_size if baseline else None))
+        report.events.extend(("degraded", e) for e in degraded_events(snap, detected_at=detected_at))
+        for name, n in snapshot_counts(snap).items():
+            report.counts[name] += n
+    return report

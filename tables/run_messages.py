@@ -1,0 +1,194 @@
+"""The weekly run's internal messages, one frozen class each, with exact `to_bytes`/`from_bytes`.
+
+    trigger ──StartRun──> runs topic (job tracker)
+    tracker ──SnapshotRequest──> snapshot-requests topic, one per partition
+    snapshot ──SnapshotPart──> snapshot-parts topic (evaluator of tenant:model)
+    snapshot ──PartitionReport──> runs topic
+    tracker ──EvaluateRequest──> snapshot-parts topic
+    evaluator ──KeyEvaluated──> runs topic
+
+A topic that carries two kinds tags each message with `"type"`; the tag is read here only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
+from model_monitoring.tables.partial import PartialState, VersionSegment
+
+
+class MessageError(ValueError):
+    """An internal message that is not one of ours (a defect, or another service's message)."""
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    doc = orjson.loads(raw)
+    if not isinstance(doc, dict):
+        raise MessageError(f"not an object: {raw[:80]!r}")
+    return doc
+
+
+def _tenants(value: Any) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+# -- runs topic --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StartRun:
+    """A validated trigger: the run with its window and tenant scope frozen."""
+
+    run: JobRun
+
+    @property
+    def job_run_id(self) -> str:
+        return self.run.job_run_id
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"type": "start", "run": orjson.loads(self.run.to_bytes())})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> StartRun:
+        return cls(JobRun.from_bytes(orjson.dumps(doc["run"])))
+
+
+@dataclass(frozen=True)
+class PartitionReport:
+    """One partition's answer to a snapshot request: the (tenant:model) keys it sent parts for."""
+
+    job_run_id: str
+    partition: int
+    keys: tuple[str, ...]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"type": "report", "jobRunId": self.job_run_id,
+                             "partition": self.partition, "keys": sorted(self.keys)})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> PartitionReport:
+        return cls(str(doc["jobRunId"]), int(doc["partition"]), tuple(sorted(doc["keys"])))
+
+
+@dataclass(frozen=True)
+class KeyEvaluated:
+    """One (tenant:model) key evaluated, with what it counted."""
+
+    job_run_id: str
+    key: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"type": "evaluated", "jobRunId": self.job_run_id, "key": self.key,
+                             "counts": {f: int(self.counts.get(f, 0)) for f in COUNT_FIELDS}})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> KeyEvaluated:
+        counts = doc.get("counts") or {}
+        return cls(str(doc["jobRunId"]), str(doc["key"]),
+                   {f: int(counts.get(f, 0)) for f in COUNT_FIELDS})
+
+
+RunMessage = StartRun | PartitionReport | KeyEvaluated
+_RUN_TYPES: dict[str, Any] = {"start": StartRun, "report": PartitionReport,
+                              "evaluated": KeyEvaluated}
+
+
+def decode_run_message(raw: bytes) -> RunMessage:
+    doc = _loads(raw)
+    kind = _RUN_TYPES.get(doc.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise MessageError(f"unknown runs-topic message type {doc.get('type')!r}")
+    message: RunMessage = kind.from_doc(doc)
+    return message
+
+
+# -- snapshot-requests topic -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    """Sent to every partition: merge your partials over the window and send the parts."""
+
+    job_run_id: str
+    window_start_ms: int
+    window_end_ms: int
+    tenant_ids: tuple[str, ...] | None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"jobRunId": self.job_run_id, "windowStartMs": self.window_start_ms,
+                             "windowEndMs": self.window_end_ms,
+                             "tenantIds": list(self.tenant_ids) if self.tenant_ids is not None else None})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SnapshotRequest:
+        doc = _loads(raw)
+        return cls(str(doc["jobRunId"]), int(doc["windowStartMs"]), int(doc["windowEndMs"]),
+                   _tenants(doc.get("tenantIds")))
+
+    @classmethod
+    def for_run(cls, run: JobRun) -> SnapshotRequest:
+        return cls(run.job_run_id, run.window_start_ms, run.window_end_ms, run.tenant_ids)
+
+
+# -- snapshot-parts topic (keyed by tenant:model) ----------------------------------------------
+
+@dataclass(frozen=True)
+class SnapshotPart:
+    """One partition's sum of its partials of one (tenant:model) over the window."""
+
+    job_run_id: str
+    key: str
+    partition: int
+    window_start_ms: int
+    window_end_ms: int
+    states: Mapping[VersionSegment, PartialState]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "type": "part", "jobRunId": self.job_run_id, "key": self.key,
+            "partition": self.partition, "windowStartMs": self.window_start_ms,
+            "windowEndMs": self.window_end_ms,
+            "states": [[v, s, st.to_json()] for (v, s), st in sorted(self.states.items())]})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> SnapshotPart:
+        states = {(str(v), str(s)): PartialState.from_json(st) for v, s, st in doc["states"]}
+        return cls(str(doc["jobRunId"]), str(doc["key"]), int(doc["partition"]),
+                   int(doc["windowStartMs"]), int(doc["windowEndMs"]), states)
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """From the tracker: evaluate once the parts of these partitions are in."""
+
+    job_run_id: str
+    key: str
+    partitions: tuple[int, ...]
+    window_start_ms: int
+    window_end_ms: int
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"type": "evaluate", "jobRunId": self.job_run_id, "key": self.key,
+                             "partitions": list(self.partitions),
+                             "windowStartMs": self.window_start_ms, "windowEndMs": self.window_end_ms})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> EvaluateRequest:
+        return cls(str(doc["jobRunId"]), str(doc["key"]), tuple(int(p) for p in doc["partitions"]),
+                   int(doc["windowStartMs"]), int(doc["windowEndMs"]))
+
+
+PartMessage = SnapshotPart | EvaluateRequest
+_PART_TYPES: dict[str, Any] = {"part": SnapshotPart, "evaluate": EvaluateRequest}
+
+
+def decode_part_message(raw: bytes) -> PartMessage:
+    doc = _loads(raw)
+    kind = _PART_TYPES.get(doc.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise MessageError(f"unknown snapshot-parts message type {doc.get('type')!r}")
+    message: PartMessage = kind.from_doc(doc)
+    return message

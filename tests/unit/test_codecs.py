@@ -1,0 +1,193 @@
+"""Every type that is stored in a table or sent between the run's agents round-trips exactly
+through its codec (hypothesis), found by reflection: a new key or message class in
+`tables/keys.py` or `tables/run_messages.py` without a strategy here fails the test."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_monitoring.tables import keys as keys_module
+from model_monitoring.tables import run_messages
+from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.evaluation_state import Evaluation
+from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
+from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
+from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
+from model_monitoring.tables.partial import PartialState
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+# any text, '|' and '%' included: keys escape their fields
+TEXT = st.text(min_size=0, max_size=12)
+NAME = st.text(min_size=1, max_size=12)
+PARTITION = st.integers(0, 255)
+MS = st.integers(0, 2**53)
+COUNTS = st.fixed_dictionaries({f: st.integers(0, 10**6) for f in COUNT_FIELDS})
+SHAPE = {"amount": 5, "industry": 4}
+
+
+@st.composite
+def histograms(draw: st.DrawFn) -> FeatureHistogram:
+    names = sorted(draw(st.sets(st.sampled_from(sorted(SHAPE)))))
+    return FeatureHistogram(
+        counts={n: tuple(draw(st.lists(st.integers(0, 10**6), min_size=SHAPE[n], max_size=SHAPE[n])))
+                for n in names},
+        type_mismatch={n: draw(st.integers(0, 100)) for n in names},
+        n=draw(st.integers(0, 10**6)), fingerprint=draw(st.sampled_from(["", "f" * 16])))
+
+
+@st.composite
+def performance(draw: st.DrawFn) -> PerformanceSums:
+    n = draw(st.integers(0, 8))
+    p = draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
+    y = draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n))
+    return PerformanceSums.empty().update_many(p, y)
+
+
+PARTIALS = st.builds(PartialState, histograms(), performance(),
+                     st.dictionaries(st.sampled_from(["f", "o"]), st.integers(-1, 10**9)),
+                     st.integers(0, 1000))
+SOURCE = st.tuples(st.sampled_from(["f", "o"]), st.integers(0, 10**9), st.integers(0, 1000))
+PREDICTIONS = st.builds(Prediction, NAME, NAME, NAME, TEXT, MS, st.floats(0, 1), SOURCE)
+OUTCOMES = st.builds(Outcome, NAME, NAME, st.sampled_from([0.0, 1.0, 12.5]), MS, SOURCE)
+JOIN_ENTRIES = st.builds(JoinEntry, st.none() | PREDICTIONS, st.none() | OUTCOMES, st.none() | SOURCE)
+TENANTS = st.none() | st.lists(NAME, max_size=3).map(tuple)
+JOB_RUNS = st.builds(
+    JobRun, NAME, MS, MS, TENANTS, st.sampled_from(["topic", "cron", "http"]), MS, MS,
+    st.integers(1, 64), st.sampled_from(["running", "completed", "failed"]),
+    st.lists(st.integers(0, 63), max_size=4, unique=True).map(lambda p: tuple(sorted(p))),
+    st.none() | st.integers(0, 10**4), st.integers(0, 10**4), COUNTS, st.none() | MS, st.none() | TEXT)
+MODEL_KEY = st.tuples(NAME, NAME).map(":".join)
+STATES = st.dictionaries(st.tuples(NAME, TEXT), PARTIALS, max_size=3)
+
+# class -> (strategy, encode, decode)
+Codec = tuple[st.SearchStrategy[Any], Callable[[Any], bytes], Callable[[bytes], Any]]
+
+
+
+VALUES: dict[type, Codec] = {
+    PartialState: (PARTIALS, PartialState.to_bytes, PartialState.from_bytes),
+    JoinEntry: (JOIN_ENTRIES, JoinEntry.to_bytes, JoinEntry.from_bytes),
+    JobRun: (JOB_RUNS, JobRun.to_bytes, JobRun.from_bytes),
+}
+
+KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
+    keys_module.PartialKey: st.builds(keys_module.PartialKey, PARTITION, TEXT, TEXT, TEXT, TEXT,
+                                      st.integers(0, 10**6)),
+    keys_module.MetaKey: st.builds(keys_module.MetaKey, PARTITION),
+    keys_module.JoinKey: st.builds(keys_module.JoinKey, PARTITION, TEXT),
+    keys_module.BaselineKey: st.builds(keys_module.BaselineKey, st.none() | NAME.filter(lambda t: ":" not in t),
+                                       NAME.filter(lambda t: ":" not in t), TEXT),
+    keys_module.RunKey: st.builds(keys_module.RunKey, PARTITION, TEXT),
+    keys_module.ReportKey: st.builds(keys_module.ReportKey, PARTITION, TEXT, PARTITION),
+    keys_module.EvaluatedKey: st.builds(keys_module.EvaluatedKey, PARTITION, TEXT, MODEL_KEY),
+    keys_module.EvaluationKey: st.builds(keys_module.EvaluationKey, PARTITION, TEXT, MODEL_KEY),
+    keys_module.RunStatusKey: st.builds(keys_module.RunStatusKey, TEXT),
+}
+
+KEY_DECODERS: dict[type, Callable[[bytes], Any]] = {
+    keys_module.PartialKey: decode_partials_key, keys_module.MetaKey: decode_partials_key,
+    keys_module.RunKey: decode_job_runs_key, keys_module.ReportKey: decode_job_runs_key,
+    keys_module.EvaluatedKey: decode_job_runs_key,
+}
+
+MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
+    run_messages.StartRun: st.builds(run_messages.StartRun, JOB_RUNS),
+    run_messages.PartitionReport: st.builds(run_messages.PartitionReport, TEXT, PARTITION,
+                                            st.lists(MODEL_KEY, max_size=4, unique=True).map(lambda k: tuple(sorted(k)))),
+    run_messages.KeyEvaluated: st.builds(run_messages.KeyEvaluated, TEXT, MODEL_KEY, COUNTS),
+    run_messages.SnapshotRequest: st.builds(run_messages.SnapshotRequest, TEXT, MS, MS, TENANTS),
+    run_messages.SnapshotPart: st.builds(run_messages.SnapshotPart, TEXT, MODEL_KEY, PARTITION, MS, MS, STATES),
+    run_messages.EvaluateRequest: st.builds(run_messages.EvaluateRequest, TEXT, MODEL_KEY,
+                                            st.lists(PARTITION, max_size=4).map(tuple), MS, MS),
+}
+MESSAGE_DECODERS: dict[type, Callable[[bytes], Any]] = {
+    run_messages.StartRun: run_messages.decode_run_message,
+    run_messages.PartitionReport: run_messages.decode_run_message,
+    run_messages.KeyEvaluated: run_messages.decode_run_message,
+    run_messages.SnapshotRequest: run_messages.SnapshotRequest.from_bytes,
+    run_messages.SnapshotPart: run_messages.decode_part_message,
+    run_messages.EvaluateRequest: run_messages.decode_part_message,
+}
+
+
+def _dataclasses_of(module: Any) -> set[type]:
+    return {obj for _, obj in inspect.getmembers(module, inspect.isclass)
+            if dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__}
+
+
+def test_every_key_and_message_class_has_a_strategy() -> None:
+    assert _dataclasses_of(keys_module) == set(KEY_STRATEGIES)
+    assert _dataclasses_of(run_messages) == set(MESSAGE_STRATEGIES)
+
+
+@SETTINGS
+@pytest.mark.parametrize("cls", sorted(VALUES, key=lambda c: c.__name__))
+@given(data=st.data())
+def test_table_values_round_trip(cls: type, data: st.DataObject) -> None:
+    strategy, encode, decode = VALUES[cls]
+    value = data.draw(strategy)
+    assert decode(encode(value)) == value
+    assert encode(decode(encode(value))) == encode(value)
+
+
+@SETTINGS
+@pytest.mark.parametrize("cls", sorted(KEY_STRATEGIES, key=lambda c: c.__name__))
+@given(data=st.data())
+def test_table_keys_round_trip_and_start_with_their_partition(cls: type, data: st.DataObject) -> None:
+    key = data.draw(KEY_STRATEGIES[cls])
+    raw = key.encode()
+    decode = KEY_DECODERS.get(cls) or cls.decode
+    assert decode(raw) == key
+    partition = getattr(key, "partition", 0)
+    assert keys_module.partition_of(raw) == partition
+
+
+@SETTINGS
+@given(data=st.data())
+def test_job_runs_keys_of_different_kinds_never_collide(data: st.DataObject) -> None:
+    run, report, done = (data.draw(KEY_STRATEGIES[c]) for c in
+                         (keys_module.RunKey, keys_module.ReportKey, keys_module.EvaluatedKey))
+    assert len({run.encode(), report.encode(), done.encode()}) == 3
+
+
+@SETTINGS
+@pytest.mark.parametrize("cls", sorted(MESSAGE_STRATEGIES, key=lambda c: c.__name__))
+@given(data=st.data())
+def test_internal_messages_round_trip(cls: type, data: st.DataObject) -> None:
+    message = data.draw(MESSAGE_STRATEGIES[cls])
+    raw = message.to_bytes()
+    assert MESSAGE_DECODERS[cls](raw) == message
+    assert MESSAGE_DECODERS[cls](raw).to_bytes() == raw
+
+
+@SETTINGS
+@given(st.data())
+def test_evaluations_round_trip_through_every_state(data: st.DataObject) -> None:
+    ev = Evaluation(data.draw(TEXT), data.draw(MODEL_KEY), data.draw(MS), data.draw(MS))
+    for partition in data.draw(st.lists(PARTITION, max_size=3, unique=True)):
+        ev = ev.add_part(partition, data.draw(STATES))
+        assert Evaluation.from_bytes(ev.to_bytes()) == ev
+    ev = ev.expect(tuple(sorted(ev.parts)))
+    assert Evaluation.from_bytes(ev.to_bytes()) == ev
+    ev = ev.publishing(data.draw(MS))
+    assert Evaluation.from_bytes(ev.to_bytes()) == ev
+    ev = ev.finished(data.draw(COUNTS))
+    assert Evaluation.from_bytes(ev.to_bytes()) == ev
+
+
+def test_unknown_internal_messages_are_refused() -> None:
+    with pytest.raises(run_messages.MessageError):
+        run_messages.decode_run_message(b'{"type": "part"}')
+    with pytest.raises(run_messages.MessageError):
+        run_messages.decode_part_message(b'{"type": "start"}')
+    with pytest.raises(run_messages.MessageError):
+        run_messages.decode_part_message(b"[1, 2]")
