@@ -23,6 +23,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
+    if args.engine == "kafka":
+        from model_monitoring.commands.kafka_broker import run_kafka_foreground
+
+        return run_kafka_foreground(args.port, Path(args.data_dir))
     from model_monitoring.commands.broker import run_foreground
 
     return run_foreground(args.port)
@@ -94,7 +98,7 @@ def cmd_baseline_publish(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     """Mint a service token for the HTTP route from the configured HS256 secret (for operators
     and the demo; production tokens come from the platform's identity provider)."""
-    from model_monitoring.streams.auth import mint_token
+    from model_monitoring.streams.tokens import mint_token
 
     s = _settings(args)
     if not s.jwt_secret:
@@ -110,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="TOML or YAML config file (or MODEL_MONITORING_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (memory only)")
+    p = sub.add_parser("broker", help="run a broker in the foreground: the embedded one (Tansu, memory "
+                                      "only; the default) or Apache Kafka (KRaft, log on disk)")
+    p.add_argument("--engine", choices=("tansu", "kafka"), default="tansu",
+                   help="kafka: Apache Kafka, fetched once with Maven, run with Java 17+")
     p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--data-dir", default="data/kafka", help="Kafka's log directory (--engine kafka)")
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("worker", help="run the stream-processing worker")
