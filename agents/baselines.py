@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from faust.types import EventT, StreamT
+from faust.types import EventT
 
-from model_monitoring.schemas.validation import MessageRejected, decode_json
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.validation import decode_json
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables.baseline import Baseline, BaselineError
 from model_monitoring.tables.keys import BaselineKey
 
@@ -42,7 +44,5 @@ async def store_baseline(monitor: Monitor, event: EventT) -> None:
 
 
 def register(monitor: Monitor) -> None:
-    @monitor.app.agent(monitor.topics.baselines, name="baselines")
-    async def baselines_agent(stream: StreamT) -> None:
-        async for event in stream.events():
-            await store_baseline(monitor, event)
+    per_event_agent(monitor.app, monitor.topics.baselines, "baselines",
+                    lambda event: store_baseline(monitor, event))

@@ -16,7 +16,8 @@ import orjson
 from faust.types import EventT, StreamT, TopicT
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.schemas.validation import MessageRejected, decode_json, split_envelope
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
@@ -192,10 +193,13 @@ def register(monitor: Monitor) -> None:
 
     @app.agent(topics.features, name="ingest-features", isolated_partitions=True)
     async def ingest_features(stream: StreamT) -> None:
-        async for events in stream.take_events(s.batch_size, within=s.batch_within_seconds):
+        # faust's StreamT interface omits take_events, which its Stream has
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+                s.batch_size, within=s.batch_within_seconds):
             await shell.handle(events, "features", topics.dlq_for(topics.features))
 
     @app.agent(topics.outcomes, name="ingest-outcomes", isolated_partitions=True)
     async def ingest_outcomes(stream: StreamT) -> None:
-        async for events in stream.take_events(s.batch_size, within=s.batch_within_seconds):
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+                s.batch_size, within=s.batch_within_seconds):
             await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes))

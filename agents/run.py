@@ -10,11 +10,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from faust.types import EventT, StreamT
+from faust.types import EventT
 
-from model_monitoring.schemas.validation import MessageRejected, decode_json, format_timestamp
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.timestamps import format_timestamp
+from model_monitoring.schemas.validation import decode_json
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
 from model_monitoring.tables.job_tracker import track
@@ -89,7 +92,7 @@ class Tracker:
         self.m = monitor
 
     async def handle(self, event: EventT) -> None:
-        message = decode_run_message(event.message.value)
+        message = decode_run_message(event.message.value or b"")
         table = self.m.tables.job_runs
         step = track(message, event.message.partition, table.get, now_ms())
         if step.note:
@@ -166,15 +169,8 @@ def register(monitor: Monitor) -> None:
     app, s, topics = monitor.app, monitor.settings, monitor.topics
     tracker_shell = Tracker(monitor)
 
-    @app.agent(topics.trigger, name="triggers")
-    async def triggers(stream: StreamT) -> None:
-        async for event in stream.events():
-            await on_trigger(monitor, event)
-
-    @app.agent(topics.runs, name="job-tracker")
-    async def job_tracker(stream: StreamT) -> None:
-        async for event in stream.events():
-            await tracker_shell.handle(event)
+    per_event_agent(app, topics.trigger, "triggers", lambda event: on_trigger(monitor, event))
+    per_event_agent(app, topics.runs, "job-tracker", tracker_shell.handle)
 
     @app.timer(5.0, name="run-deadlines")
     async def deadlines() -> None:

@@ -11,12 +11,14 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
-from faust.types import EventT, StreamT
+from faust.types import EventT
 
 from model_monitoring.agents.published import already_published, identity
-from model_monitoring.schemas.validation import MessageRejected, format_timestamp
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.partitioned import partition_items
+from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.keys import EvaluationKey
 from model_monitoring.tables.run_evaluation import evaluate_key, window_parts
@@ -33,7 +35,7 @@ log = logging.getLogger("model_monitoring.snapshot")
 
 
 async def on_snapshot_request(monitor: Monitor, event: EventT) -> None:
-    req = SnapshotRequest.from_bytes(event.message.value)
+    req = SnapshotRequest.from_bytes(event.message.value or b"")
     partition = event.message.partition
     s, t = monitor.settings, monitor.topics
     parts = window_parts(partition_items(monitor.tables.partials, partition), partition,
@@ -51,7 +53,7 @@ class Evaluator:
         self.m = monitor
 
     async def handle(self, event: EventT) -> None:
-        message = decode_part_message(event.message.value)
+        message = decode_part_message(event.message.value or b"")
         table = self.m.tables.evaluations
         key = EvaluationKey(event.message.partition, message.job_run_id, message.key).encode()
         raw = table.get(key)
@@ -135,12 +137,6 @@ def register(monitor: Monitor) -> None:
     app, topics = monitor.app, monitor.topics
     evaluator = Evaluator(monitor)
 
-    @app.agent(topics.snapshot_requests, name="snapshot")
-    async def snapshot(stream: StreamT) -> None:
-        async for event in stream.events():
-            await on_snapshot_request(monitor, event)
-
-    @app.agent(topics.snapshot_parts, name="evaluator")
-    async def evaluate(stream: StreamT) -> None:
-        async for event in stream.events():
-            await evaluator.handle(event)
+    per_event_agent(app, topics.snapshot_requests, "snapshot",
+                    lambda event: on_snapshot_request(monitor, event))
+    per_event_agent(app, topics.snapshot_parts, "evaluator", evaluator.handle)

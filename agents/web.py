@@ -66,7 +66,7 @@ def register(monitor: Monitor) -> None:
                 principal = verifier.verify(request.headers.get("Authorization"))
             except AuthError as exc:
                 return refuse(self, exc.status, exc.code, exc.message)
-            length = request.content_length
+            length = request.content_length  # type: ignore[attr-defined]  # aiohttp's, under faust's Request
             if length is not None and length > s.max_body_bytes:
                 return refuse(self, 413, "body_too_large", f"the body may hold {s.max_body_bytes} bytes")
             raw = await request.read()
@@ -116,7 +116,7 @@ def register(monitor: Monitor) -> None:
     @app.page("/readyz")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            recovered = app.tables.recovery.completed.is_set()
+            recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # TableManager's
             assigned = bool(app.consumer.assignment()) if app.consumer else False
             ready = recovered and assigned and not app.rebalancing
             body = {"ready": ready, "tablesRecovered": recovered, "assigned": assigned,

@@ -1,14 +1,17 @@
-"""Reliability harness (issue 6): crashes, rebalances, bad input, duplicates, a broker stall,
-attacks on the HTTP route and tenant isolation, as figures.
+"""Reliability harness (issues 6 and 10): crashes, rebalances, bad input, duplicates, a broker
+stall, attacks on the HTTP route and tenant isolation, as figures; on Apache Kafka also the
+broker killed and restarted on its log, and compaction.
 
-    .venv/bin/python bench/reliability.py [--quick] [--only NAME[,NAME]] [--keep DIR]
+    .venv/bin/python bench/reliability.py [--engine tansu|kafka] [--quick] [--only NAME[,NAME]] [--keep DIR]
 
-Starts the bundled broker on a free 127.0.0.1 port (one for the whole run; the embedded broker
-keeps data in memory only, so it is never restarted), runs each scenario of bench/scenarios/
-against its own app id and topic prefix with workers started and stopped by PID, and prints one
-table, then one JSON line: {"scenarios": [{"name", "pass", ...}], "all_pass": ...}. Progress
-goes to stderr. Exit code 0 iff every scenario passes. `--quick` runs the short variants (the
-ones tests/integration/test_reliability_quick.py runs).
+Starts one broker of the engine on a free 127.0.0.1 port for the whole run: `tansu` (default)
+the bundled embedded broker, which keeps data in memory only and is never restarted; `kafka`
+Apache Kafka (commands/kafka_broker.py, log on disk), which the durable scenarios kill and start
+again on the same log (they are left out on Tansu: it keeps no log and never compacts). Runs
+each scenario of bench/scenarios/ against its own app id and topic prefix with workers started
+and stopped by PID, and prints one table, then one JSON line: {"engine", "scenarios": [{"name",
+"pass", ...}], "all_pass": ...}. Progress goes to stderr. Exit code 0 iff every scenario passes.
+`--quick` runs the short variants (the ones tests/integration/test_reliability_quick.py runs).
 
 Columns: `in` the distinct input records (a record sent twice is one record; envelope records
 one by one) — for the HTTP row, the requests; `accounted` the records counted in the final state
@@ -32,9 +35,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repo root holds bench/ and tests/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scenarios import NAMES, run_scenario  # noqa: E402
+from bench.scenarios import DURABLE_NAMES, NAMES, names_for, run_scenario  # noqa: E402
 from bench.scenarios.common import Result, progress  # noqa: E402
-from model_monitoring.commands.broker import EmbeddedBroker, free_port  # noqa: E402
+from model_monitoring.commands.broker import ENGINES, make_broker  # noqa: E402
+from model_monitoring.commands.kafka_broker import BrokerUnavailable  # noqa: E402
 
 COLUMNS = (("scenario", 19), ("load", 33), ("faults injected", 60), ("in", 8), ("accounted", 9),
            ("ev.exp", 6), ("ev.pub", 6), ("dups", 4), ("result", 6))
@@ -55,23 +59,36 @@ def table(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    everything = NAMES + DURABLE_NAMES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", choices=ENGINES, default="tansu",
+                        help="the broker: the embedded Tansu (default) or Apache Kafka")
     parser.add_argument("--quick", action="store_true", help="the short variants")
-    parser.add_argument("--only", help="comma-separated scenario names: " + ", ".join(NAMES))
+    parser.add_argument("--only", help="comma-separated scenario names: " + ", ".join(everything)
+                        + f" (the last {len(DURABLE_NAMES)} on --engine kafka only)")
     parser.add_argument("--keep", type=Path, help="keep worker logs and data under this dir")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(NAMES)
-    unknown = set(names) - set(NAMES)
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(everything)
+    unknown = set(names) - set(everything)
     if unknown:
-        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {', '.join(NAMES)}")
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {', '.join(everything)}")
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="mm-reliability-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    broker = EmbeddedBroker(port=free_port(), log_path=workdir / "tansu.log")
+    broker = make_broker(args.engine, workdir / "broker", log_path=workdir / f"{args.engine}.log")
+    available = names_for(broker)
+    skipped = [n for n in names if n not in available]
+    names = [n for n in names if n in available]
+    for name in skipped:
+        progress(f"{name}: skipped, {args.engine} keeps no log (--engine kafka)")
     results: list[Result] = []
     try:
-        broker.start()
-        progress(f"broker on {broker.bootstrap}; work dir {workdir}")
+        try:
+            broker.start()
+        except BrokerUnavailable as exc:
+            progress(f"no broker: {exc}")
+            return 2
+        progress(f"{args.engine} broker on {broker.bootstrap}; work dir {workdir}")
         for name in names:
             results.append(run_scenario(name, broker, workdir, args.quick))
     finally:
@@ -81,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     all_pass = bool(results) and all(r.passed for r in results)
     progress(f"done in {time.monotonic() - started:.0f}s")
     print(table(results))
-    print(json.dumps({"variant": "quick" if args.quick else "full",
-                      "scenarios": [r.to_json() for r in results], "all_pass": all_pass}))
+    print(json.dumps({"engine": args.engine, "variant": "quick" if args.quick else "full",
+                      "scenarios": [r.to_json() for r in results], "all_pass": all_pass,
+                      **({"skipped": skipped} if skipped else {})}))
     return 0 if all_pass else 1
 
 

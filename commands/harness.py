@@ -20,16 +20,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from model_monitoring.commands.broker import free_port
+from model_monitoring.commands.broker import Broker, free_port
 from model_monitoring.streams.highwater import true_end_offsets
 
 
-def service_env(bootstrap: str, data_dir: Path, *, app_id: str = "model-monitoring",
+def service_env(bootstrap: str | Broker, data_dir: Path, *, app_id: str = "model-monitoring",
                 topic_prefix: str = "", web_port: int | None = None,
                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a worker process: every setting explicit, nothing inherited."""
+    """The environment of a worker process: every setting explicit, nothing inherited. Given a
+    broker (not just its address), the worker also gets that broker's profile."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MODEL_MONITORING_", "KAFKA_"))}
+    if not isinstance(bootstrap, str):
+        env.update(bootstrap.worker_env())
+        bootstrap = bootstrap.bootstrap
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "MODEL_MONITORING_APP_ID": app_id,
@@ -157,10 +161,28 @@ class WorkerProcess:
 
 
 # ------------------------------------------------------------------ Kafka helpers
+async def topic_partitions(consumer: AIOKafkaConsumer, topics: Iterable[str], timeout: float = 5.0
+                           ) -> list[TopicPartition]:
+    """The partitions of `topics` (of those that exist), read from the broker's metadata.
+
+    aiokafka's first metadata request, made by start(), names no topic: Apache Kafka answers it
+    with no topic, the embedded broker with all of them. So on Kafka `partitions_for_topic` is
+    None right after start() until a metadata update asks for every topic — and a lag or a read
+    over "no partitions" silently came out as 0 or nothing."""
+    names = list(topics)
+    deadline = time.monotonic() + timeout
+    while any(not consumer.partitions_for_topic(t) for t in names) and time.monotonic() < deadline:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
+        if any(not consumer.partitions_for_topic(t) for t in names):
+            await asyncio.sleep(0.1)  # a topic just created, or not there at all
+    return [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+
+
 async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]],
-                  linger_ms: int = 5) -> int:
-    """Send (topic, key, value) in order; returns the count once all are acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms,
+                  linger_ms: int = 5, security: Mapping[str, Any] | None = None) -> int:
+    """Send (topic, key, value) in order; returns the count once all are acknowledged.
+    `security`: aiokafka's security_protocol, sasl_* and ssl_context arguments, if any."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, **(security or {}),
                                 max_batch_size=1 << 20, max_request_size=16 << 20, acks="all")
     await producer.start()
     n = 0
@@ -179,27 +201,21 @@ async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, by
 
 
 async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
-                     min_messages: int = 0) -> list[Any]:
+                     min_messages: int = 0, security: Mapping[str, Any] | None = None) -> list[Any]:
     """Every message of a topic from the beginning (aiokafka ConsumerRecords), until no new one
     arrives for `timeout` seconds once at least `min_messages` were read."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    client = {"bootstrap_servers": bootstrap, **(security or {})}
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None,
                                 fetch_max_bytes=16 << 20, max_partition_fetch_bytes=16 << 20)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        for _ in range(50):
-            if parts:
-                break
-            await asyncio.sleep(0.1)
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = await topic_partitions(consumer, [topic])
         if not tps:
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await true_end_offsets({"bootstrap_servers": bootstrap}, tps, await consumer.end_offsets(tps))
+        ends = await true_end_offsets(client, tps, await consumer.end_offsets(tps))
         out: list[Any] = []
         started = time.monotonic()
         while True:
@@ -210,8 +226,7 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
             if all(positions[tp] >= ends[tp] for tp in tps):
                 if len(out) >= min_messages:
                     return out
-                ends = await true_end_offsets({"bootstrap_servers": bootstrap}, tps,
-                                              await consumer.end_offsets(tps))  # more may arrive
+                ends = await true_end_offsets(client, tps, await consumer.end_offsets(tps))  # more may arrive
             if time.monotonic() - started > timeout:
                 return out
     finally:
@@ -225,7 +240,7 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        tps = await topic_partitions(consumer, topics)
         if not tps:
             return 0
         consumer.assign(tps)

@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from model_monitoring.commands.broker import BrokerProcess
+from model_monitoring.commands.kafka_sasl import LISTENER, SaslSslConfig
 
 KAFKA_VERSION = "4.4.0"  # docker-compose.kafka.yml pins apache/kafka to the same version
 LOG4J_VERSION = "2.25.5"  # the log4j-core that kafka-server 4.4.0 brings
@@ -124,11 +126,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Base64url of 16 random bytes, never with a leading '-' (as Kafka's Uuid.randomUuid()):
+    the format tool would read `-t -x…` as an option and fail, one start in 64."""
+    cid = "-"
+    while cid.startswith("-"):
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    return cid
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(BrokerProcess):
     """One Apache Kafka process (broker and controller) on 127.0.0.1, its log in `data_dir`.
     Stopped and started again on the same directory, it keeps its data and its ports."""
 
@@ -139,19 +146,26 @@ class KafkaBroker:
     extra_config: dict[str, str] = field(default_factory=dict)
     extra_listeners: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (port, protocol)
     jvm_options: list[str] = field(default_factory=list)
+    sasl_ssl: SaslSslConfig | None = None  # a second listener: SASL_SSL, SCRAM-SHA-512 users
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    stop_timeout = 60.0  # Kafka's controlled shutdown
     engine: str = field(default="kafka", init=False)
     durable: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         saved = self._ports_file()
-        if saved.exists():  # a restart keeps its ports: clients and the transaction log know them
-            ports = json.loads(saved.read_text())
+        ports = json.loads(saved.read_text()) if saved.exists() else {}
+        if ports:  # a restart keeps its ports: clients and the transaction log know them
             self.port, self.controller_port = ports["port"], ports["controller"]
         else:
             self.port = self.port or free_port(self.host)
             self.controller_port = free_port(self.host)
+        if self.sasl_ssl is not None:
+            sasl_port = ports.get("sasl_ssl") or self.sasl_ssl.port or free_port(self.host)
+            self.sasl_ssl = replace(self.sasl_ssl, port=sasl_port)
+            self.extra_listeners = {**self.extra_listeners, LISTENER: (sasl_port, LISTENER)}
+            self.extra_config = {**self.sasl_ssl.broker_config(self.data_dir), **self.extra_config}
 
     def _ports_file(self) -> Path:
         return self.data_dir / "ports.json"
@@ -159,6 +173,19 @@ class KafkaBroker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        assert self.sasl_ssl is not None, "no SASL_SSL listener configured"
+        return f"{self.host}:{self.sasl_ssl.port}"
+
+    def worker_env(self) -> dict[str, str]:
+        """A worker on this broker: the production profile, with group timeouts short enough
+        for tests that restart workers (a production user may shorten them the same way)."""
+        return {"MODEL_MONITORING_BROKER_PROFILE": "kafka",
+                "MODEL_MONITORING_BROKER_SESSION_TIMEOUT_SECONDS": "10",
+                "MODEL_MONITORING_BROKER_HEARTBEAT_INTERVAL_SECONDS": "1",
+                "MODEL_MONITORING_BROKER_REBALANCE_TIMEOUT_SECONDS": "10"}
 
     def describe(self) -> str:
         return f"Apache Kafka {KAFKA_VERSION} on {self.bootstrap} (log in {self.data_dir})"
@@ -208,14 +235,19 @@ class KafkaBroker:
 
     def _prepare(self, java: str, libs: Path) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._ports_file().write_text(json.dumps({"port": self.port, "controller": self.controller_port}))
+        ports = {"port": self.port, "controller": self.controller_port}
+        if self.sasl_ssl is not None:
+            ports["sasl_ssl"] = self.sasl_ssl.port
+            self.sasl_ssl.write_keystore(self.data_dir)
+        self._ports_file().write_text(json.dumps(ports))
         config = self.data_dir / "server.properties"
         config.write_text(self.properties())
         (self.data_dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "log" / "meta.properties").exists():
+            users = self.sasl_ssl.format_arguments() if self.sasl_ssl is not None else []
             result = subprocess.run(
                 [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id(),
-                 "-c", str(config), "--standalone"], capture_output=True, text=True, check=False)
+                 "-c", str(config), "--standalone", *users], capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise BrokerUnavailable(f"formatting Kafka's log dir failed: {result.stdout}{result.stderr}"[:500])
         return config
@@ -253,40 +285,6 @@ class KafkaBroker:
             except OSError:
                 time.sleep(0.1)
         raise TimeoutError(f"Kafka did not listen on {self.bootstrap} within {timeout:.0f}s")
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, the log left as it was on disk."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM: Kafka's controlled shutdown."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def run_kafka_foreground(port: int, data_dir: Path) -> int:

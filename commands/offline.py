@@ -13,7 +13,7 @@ from typing import cast
 
 import orjson
 
-from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
+from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
 from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
@@ -24,7 +24,7 @@ from model_monitoring.tables.thresholds import Thresholds
 EXIT_BAD_INPUT = 2
 
 
-def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register ``baseline build`` and ``check`` on a subparsers object (each sets ``func``)."""
     baseline = subparsers.add_parser("baseline", help="baselines of model versions")
     actions = baseline.add_subparsers(dest="baseline_command", required=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.schemas.timestamps import format_timestamp
 
 DAY_MS = 86_400_000
 INDUSTRIES = ("retail", "tech", "finance", "health", "manufacturing", "media")

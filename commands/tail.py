@@ -13,128 +13,23 @@ import asyncio
 import os
 import signal
 import sys
-import unicodedata
-from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import orjson
 
+from model_monitoring.commands.tail_format import clean, format_event
+from model_monitoring.commands.tail_webhook import DeliveryFailed, TailEvent, WebhookSink
 from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.tables.trigger import JOB_NAME
 
 KINDS = ("drift", "degraded", "snapshot", "completed", "failed")
-RETRYABLE_STATUS = frozenset({408, 425, 429})
-MAX_DRIFTED_SHOWN = 5
 
 
-# ------------------------------------------------------------------ formatting (pure)
-def clean(value: Any, limit: int = 120) -> str:
-    """A wire value made safe for one terminal line: control characters escaped, truncated."""
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else repr(ch)[1:-1] for ch in str(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def fmt_num(value: Any) -> str:
-    if value is None:
-        return "?"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return clean(value, 40)
-    return str(value) if isinstance(value, int) else f"{value:.4g}"
-
-
-def fmt_time(value: Any, fallback_ms: int | None = None) -> str:
-    """ISO-8601 UTC to the second, from an ISO string with a zone or epoch milliseconds."""
-    moment: datetime | None = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = datetime.fromtimestamp(value / 1000, UTC)
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return clean(value, 40)
-        if moment.tzinfo is None:
-            return clean(value, 40)
-    elif fallback_ms is not None:
-        moment = datetime.fromtimestamp(fallback_ms / 1000, UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
-
-
-def _model(body: Mapping[str, Any]) -> str:
-    text = f"{clean(body.get('tenantId'), 60)}:{clean(body.get('modelId'), 60)} v{clean(body.get('modelVersion'), 20)}"
-    segment = body.get("segment")
-    return text if segment is None else f"{text} segment={clean(segment, 40)}"
-
-
-def _run(body: Mapping[str, Any]) -> str:
-    return f"run={clean(body.get('jobRunId'), 80)}"
-
-
-def _tenants(tenants: Any) -> str:
-    if tenants is None:
-        return "all"
-    if isinstance(tenants, list):
-        return ",".join(clean(t, 40) for t in tenants) if len(tenants) <= 3 else f"{len(tenants)}"
-    return clean(tenants, 40)
-
-
-def _as_float(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _snapshot_summary(body: Mapping[str, Any]) -> str:
-    features = body.get("features") if isinstance(body.get("features"), Mapping) else {}
-    statuses = Counter(str(v.get("status")) for v in features.values() if isinstance(v, Mapping))
-    drifted = sorted(((name, v) for name, v in features.items()
-                      if isinstance(v, Mapping) and v.get("status") == "drift"),
-                     key=lambda item: -_as_float(item[1].get("value")))
-    parts = [f"n={fmt_num(body.get('sampleSize'))}",
-             "features " + (" ".join(f"{s}={n}" for s, n in sorted(statuses.items())) or "none")]
-    if drifted:
-        shown = [f"{clean(name, 40)} {fmt_num(v.get('value'))} {clean(v.get('severity'), 10)}"
-                 for name, v in drifted[:MAX_DRIFTED_SHOWN]]
-        more = f", +{len(drifted) - MAX_DRIFTED_SHOWN} more" if len(drifted) > MAX_DRIFTED_SHOWN else ""
-        parts.append(f"[{', '.join(shown)}{more}]")
-    performance = body.get("performance") if isinstance(body.get("performance"), Mapping) else {}
-    for metric, verdict in sorted(performance.items()):
-        if isinstance(verdict, Mapping):
-            parts.append(f"{clean(metric, 20)}={fmt_num(verdict.get('value'))} {clean(verdict.get('status'), 20)}")
-    return " ".join(parts)
-
-
-def format_event(kind: str, body: Mapping[str, Any], fallback_ms: int | None = None) -> str:
-    """One readable line per event, its time first (UTC)."""
-    if kind == "drift":
-        return (f"{fmt_time(body.get('detectedAt'), fallback_ms)} DRIFT {clean(body.get('severity'), 10)} "
-                f"{_model(body)} {clean(body.get('feature'), 60)} {clean(body.get('metric', 'psi'), 10)}="
-                f"{fmt_num(body.get('value'))} (≥{fmt_num(body.get('threshold'))}) "
-                f"n={fmt_num(body.get('sampleSize'))} {_run(body)}")
-    if kind == "degraded":
-        return (f"{fmt_time(body.get('detectedAt'), fallback_ms)} DEGRADED {_model(body)} "
-                f"{clean(body.get('metric'), 10)}={fmt_num(body.get('value'))} "
-                f"(>{fmt_num(body.get('threshold'))}, baseline {fmt_num(body.get('baseline'))}) "
-                f"n={fmt_num(body.get('sampleSize'))} {_run(body)}")
-    if kind == "snapshot":
-        return (f"{fmt_time(body.get('windowEnd'), fallback_ms)} SNAPSHOT {_model(body)} "
-                f"{_snapshot_summary(body)} {_run(body)}")
-    if kind == "completed":
-        duration = body.get("durationMs")
-        took = f"{duration / 1000:.1f}s" if isinstance(duration, (int, float)) else "?"
-        return (f"{fmt_time(body.get('completedAt'), fallback_ms)} COMPLETED {_run(body)} "
-                f"tenants={_tenants(body.get('tenants'))} driftChecked={fmt_num(body.get('driftChecked'))} "
-                f"driftDetected={fmt_num(body.get('driftDetected'))} "
-                f"performanceChecked={fmt_num(body.get('performanceChecked'))} "
-                f"performanceDegraded={fmt_num(body.get('performanceDegraded'))} duration={took}")
-    if kind == "failed":
-        return (f"{fmt_time(body.get('failedAt'), fallback_ms)} FAILED {_run(body)} "
-                f"error={clean(body.get('error'), 300)}")
-    raise ValueError(f"unknown event kind {kind!r}")
-
-
+# ------------------------------------------------------------------ deduplication
 def dedup_key(kind: str, body: Mapping[str, Any]) -> str | None:
     """What makes two deliveries the same event: its `eventId`, or for the events without one
     the fields the service derives their identity from."""
@@ -164,116 +59,6 @@ class SeenEvents:
         self._keys.move_to_end(key)
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
-
-
-def backoff_delays(retries: int, base: float = 0.5, cap: float = 30.0) -> list[float]:
-    """The waits before each retry: base, 2·base, 4·base … capped."""
-    return [min(cap, base * 2 ** i) for i in range(retries)]
-
-
-def retry_after_seconds(header: str | None) -> float | None:
-    try:
-        return max(0.0, float(header)) if header else None
-    except ValueError:
-        return None  # an HTTP date: the exponential backoff applies
-
-
-# ------------------------------------------------------------------ delivery
-@dataclass(frozen=True)
-class TailEvent:
-    kind: str
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    body: dict[str, Any]
-    summary: str
-
-    def payload(self) -> dict[str, Any]:
-        """What the webhook receives: the contract's event with its kind and origin."""
-        return {"type": self.kind, "topic": self.topic, "partition": self.partition,
-                "offset": self.offset, "summary": self.summary, "event": self.body}
-
-
-class DeliveryFailed(RuntimeError):
-    """The last try failed and there is no dead-letter file: the offset stays uncommitted."""
-
-
-@dataclass
-class WebhookSink:
-    """POSTs events as JSON; after the last try, appends them to the dead-letter file."""
-
-    url: str
-    retries: int = 5
-    backoff: float = 0.5
-    backoff_cap: float = 30.0
-    timeout: float = 10.0
-    dead_letter_file: Path | None = None
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
-    _session: Any = None
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"--webhook must be an http(s) URL, not {clean(self.url, 80)!r}")
-
-    @property
-    def target(self) -> str:
-        """The URL without its path and credentials (webhook paths often hold a token)."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
-
-    async def __aenter__(self) -> WebhookSink:
-        import aiohttp
-
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._session.close()
-
-    async def deliver(self, event: TailEvent) -> str:
-        """'delivered' or 'dead-lettered'; raises DeliveryFailed when neither was possible."""
-        import aiohttp
-
-        body = orjson.dumps(event.payload())
-        headers = {"Content-Type": "application/json", "User-Agent": "model-monitoring-tail",
-                   "Idempotency-Key": event.key or f"{event.topic}/{event.partition}/{event.offset}",
-                   "X-Model-Monitoring-Event": event.kind}
-        delays = backoff_delays(self.retries, self.backoff, self.backoff_cap)
-        error, attempts = "", 0
-        for attempts in range(1, len(delays) + 2):
-            wait_at_least = None
-            try:
-                async with self._session.post(self.url, data=body, headers=headers,
-                                              allow_redirects=False) as resp:
-                    await resp.read()
-                    if 200 <= resp.status < 300:
-                        return "delivered"
-                    error = f"HTTP {resp.status}"
-                    if resp.status < 500 and resp.status not in RETRYABLE_STATUS:
-                        break  # the receiver refuses this event: retrying will not help
-                    wait_at_least = retry_after_seconds(resp.headers.get("Retry-After"))
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                error = f"{type(exc).__name__}: {clean(exc, 200)}"
-            if attempts > len(delays):
-                break
-            await self.sleep(min(self.backoff_cap, max(delays[attempts - 1], wait_at_least or 0.0)))
-        self._dead_letter(event, attempts, error)
-        return "dead-lettered"
-
-    def _dead_letter(self, event: TailEvent, attempts: int, error: str) -> None:
-        where = f"{event.topic}[{event.partition}]@{event.offset}"
-        if self.dead_letter_file is None:
-            raise DeliveryFailed(f"{where} key={event.key}: {self.target} failed {attempts} time(s), "
-                                 f"last {error}; no --dead-letter-file, so the offset stays uncommitted")
-        record = {"failedAt": fmt_time(int(datetime.now(UTC).timestamp() * 1000)),
-                  "attempts": attempts, "error": error, "webhook": self.target, **event.payload()}
-        self.dead_letter_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.dead_letter_file, "ab") as f:
-            f.write(orjson.dumps(record) + b"\n")
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the offset is committed
 
 
 # ------------------------------------------------------------------ the consumer
@@ -408,7 +193,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def add_tail_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "tail", help="print the drift, degraded, snapshot and job events (and POST them to a webhook)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (or KAFKA_BOOTSTRAP_SERVERS)")

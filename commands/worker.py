@@ -1,10 +1,12 @@
-"""`model-monitoring worker`: create the topics if absent, then run the Faust worker."""
+"""`model-monitoring worker`: wait for Kafka and create the topics if absent (answering the
+probes meanwhile, streams/preflight.py), then run the Faust worker."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import logging.config
 import os
 import shutil
 from pathlib import Path
@@ -12,8 +14,8 @@ from pathlib import Path
 import faust
 
 from model_monitoring.agents.service import build_app
-from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.logs import logging_config
+from model_monitoring.streams.preflight import preflight
 from model_monitoring.streams.settings import Settings
 
 log = logging.getLogger("model_monitoring.worker")
@@ -38,7 +40,9 @@ def discard_state_after_crash(settings: Settings, tabledir: Path) -> bool:
 
 def run_worker(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
-    asyncio.run(ensure_topics(settings))
+    logging.config.dictConfig(logging_config(settings.log_level))  # faust's worker sets the same later
+    if asyncio.run(preflight(settings)) is None:
+        return 0  # stopped before Kafka could be reached
     monitor = build_app(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     discard_state_after_crash(settings, Path(monitor.app.conf.tabledir))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
+from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
 
 FeatureValue = float | int | str | bool | None
 

@@ -1,4 +1,4 @@
-"""Decoding and validating messages against this package's JSON Schemas, and the timestamp format.
+"""Decoding and validating messages against this package's JSON Schemas.
 
 Every message the service reads goes `decode_json` -> (`split_envelope` for features) ->
 `Validators.validate`; every failure is a `MessageRejected` whose `reason` is the DLQ `error`
@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import time
 from collections.abc import Callable
-from datetime import date
 from importlib import resources
 from typing import Any
 
 import fastjsonschema
 import orjson
 
-# DLQ reason codes (the `error` header). Other components may raise MessageRejected with
-# further codes of their own; these are the ones the contract names.
-INVALID_UTF8 = "invalid_utf8"
-INVALID_JSON = "invalid_json"
-SCHEMA = "schema"
-TOO_LARGE = "too_large"
-TOO_LATE = "too_late"
-UNKNOWN_JOB = "unknown_job"
-KNOWN_REASONS = (INVALID_UTF8, INVALID_JSON, SCHEMA, TOO_LARGE, TOO_LATE, UNKNOWN_JOB)
+from model_monitoring.schemas.rejection import INVALID_JSON, INVALID_UTF8, SCHEMA, TOO_LARGE, MessageRejected
+from model_monitoring.schemas.timestamps import parse_timestamp_ms
 
 DEFAULT_MAX_FEATURES = 2000
-MAX_DETAIL_CHARS = 300
-# 9999-12-31T23:59:59.999Z: the last instant format_timestamp can write.
-MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 # Logical topic kind -> schema file (named after the default topic).
 SCHEMA_FILES: dict[str, str] = {
@@ -50,20 +37,6 @@ SCHEMA_FILES: dict[str, str] = {
 TOPIC_KINDS = tuple(SCHEMA_FILES)
 # Kinds whose `features` map takes the configured cap instead of the file's default.
 _CAPPED_FEATURE_MAPS = ("features", "baselines")
-
-
-class MessageRejected(Exception):
-    """A message that cannot be used: `reason` is the DLQ code, `detail` a short human text."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        if len(detail) > MAX_DETAIL_CHARS:
-            detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.detail}"
 
 
 # --- bytes -> object --------------------------------------------------------------------------
@@ -107,80 +80,6 @@ def split_envelope(obj: object) -> list[object]:
     return [obj]
 
 
-# --- timestamps -------------------------------------------------------------------------------
-
-# The same shape as the schemas' string timestamps: extended-format date and time (seconds and
-# a fraction of up to 9 digits optional), separator T, t or space, zone Z, z, ±HH, ±HHMM or ±HH:MM.
-_ISO_ZONED = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
-    r"(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?"
-    r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)"
-)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_MS_PER_DAY = 86_400_000
-
-
-def parse_timestamp_ms(value: str | int) -> int:
-    """Epoch milliseconds of an ISO-8601 date-time with a zone, or of epoch milliseconds.
-
-    A fraction finer than a millisecond is truncated; a leap second (:60) counts as the next
-    second's start. Naive date-times, impossible dates and instants outside 1970-01-01 ..
-    9999-12-31T23:59:59.999Z raise MessageRejected("schema"). An integral float (JSON `1.7e12`,
-    which JSON Schema counts as an integer) is accepted as epoch milliseconds.
-    """
-    if isinstance(value, str):
-        ms = _parse_iso_ms(value)
-    elif isinstance(value, bool):
-        raise MessageRejected(SCHEMA, "timestamp: must be string or integer")
-    elif isinstance(value, int):
-        ms = value
-    elif isinstance(value, float) and value.is_integer():
-        ms = int(value)
-    else:
-        raise MessageRejected(SCHEMA, "timestamp: must be string or integer")
-    if not 0 <= ms <= MAX_TIMESTAMP_MS:
-        raise MessageRejected(SCHEMA, "timestamp: must be from 1970-01-01 to 9999-12-31 UTC")
-    return ms
-
-
-def _parse_iso_ms(text: str) -> int:
-    match = _ISO_ZONED.fullmatch(text)
-    if match is None:
-        raise MessageRejected(SCHEMA, "timestamp: must be an ISO-8601 date-time with a zone, e.g. 2026-11-20T10:00:00Z")
-    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-    try:
-        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        raise MessageRejected(SCHEMA, f"timestamp: no such date {year}-{month}-{day}") from None
-    h, m, s = int(hour), int(minute), int(second or 0)
-    if h > 23 or m > 59 or s > 60:
-        raise MessageRejected(SCHEMA, f"timestamp: no such time {hour}:{minute}:{second or '00'}")
-    millis = int((fraction + "00")[:3]) if fraction else 0
-    offset_min = 0
-    if zulu is None:
-        oh, om = int(off_h), int(off_m or 0)
-        if oh > 23 or om > 59:
-            raise MessageRejected(SCHEMA, "timestamp: zone offset out of range")
-        offset_min = oh * 60 + om
-        if sign == "-":
-            offset_min = -offset_min
-    return days * _MS_PER_DAY + ((h * 60 + m - offset_min) * 60 + s) * 1000 + millis
-
-
-def format_timestamp(ms: int) -> str:
-    """The one output format: ISO-8601 UTC, millisecond precision, 'Z' (2026-11-20T10:00:00.000Z)."""
-    if isinstance(ms, bool) or not isinstance(ms, int):
-        raise TypeError(f"epoch milliseconds must be int, not {type(ms).__name__}")
-    if not 0 <= ms <= MAX_TIMESTAMP_MS:
-        raise ValueError(f"epoch milliseconds out of range: {ms}")
-    seconds, millis = divmod(ms, 1000)
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}Z"
-    )
-
-
 def _is_iso_zoned(text: str) -> bool:
     """fastjsonschema format `iso8601-zoned`: the pattern checks the shape, this the calendar and range."""
     try:
@@ -202,7 +101,8 @@ def load_schema(topic_kind: str) -> dict[str, Any]:
         name = SCHEMA_FILES[topic_kind]
     except KeyError:
         raise ValueError(f"unknown topic kind {topic_kind!r}; expected one of {', '.join(TOPIC_KINDS)}") from None
-    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    return schema
 
 
 def compile_schema(schema: dict[str, Any]) -> Callable[[Any], Any]:
@@ -248,7 +148,9 @@ class Validators:
 
 # --- checks the schema language cannot say ----------------------------------------------------
 
-SHARES_TOLERANCE = 1e-3
+# How far a baseline's shares may sum from 1: an annotation in the baselines schema, so the
+# contract file, this check and `Baseline.from_dict` share one number.
+SHARES_TOLERANCE: float = float(load_schema("baselines")["x-sharesTolerance"])
 
 
 def _check_baseline_bins(baseline: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ class TopicLayoutError(RuntimeError):
 
 
 async def ensure_topics(s: Settings, timeout: float = 60.0) -> dict[str, int]:
-    """Create missing topics; return every topic's partition count."""
+    """Create missing topics, waiting up to `timeout` s for Kafka; return every topic's partition count."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         admin = AIOKafkaAdminClient(**s.kafka_client_kwargs(), request_timeout_ms=10_000)
@@ -34,6 +34,23 @@ async def ensure_topics(s: Settings, timeout: float = 60.0) -> dict[str, int]:
                 raise TopicLayoutError(f"cannot reach Kafka at {s.kafka_bootstrap_servers}: {exc}") from exc
             log.warning("waiting for Kafka at %s: %s", s.kafka_bootstrap_servers, exc)
             await asyncio.sleep(1.0)
+    return await _create_missing(admin, s)
+
+
+async def create_topics(s: Settings) -> dict[str, int]:
+    """One attempt of `ensure_topics`, Kafka's errors raised as they are: the worker's
+    start-up diagnoses and retries them itself (streams/preflight.py)."""
+    admin = AIOKafkaAdminClient(**s.kafka_client_kwargs(), request_timeout_ms=10_000)
+    try:
+        await admin.start()
+    except BaseException:
+        await admin.close()
+        raise
+    return await _create_missing(admin, s)
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, s: Settings) -> dict[str, int]:
+    """Create the missing topics with a started client, which this closes; check the layout."""
     try:
         specs = topic_specs(s)
         existing = set(await admin.list_topics())

@@ -77,6 +77,11 @@ def faust_settings(s: Settings) -> dict[str, Any]:
         # the embedded broker needs short group timeouts to form a group quickly (DESIGN.md)
         conf.update(broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
                     broker_rebalance_timeout=6.0)
+    for name, value in (("broker_session_timeout", s.broker_session_timeout_seconds),
+                        ("broker_heartbeat_interval", s.broker_heartbeat_interval_seconds),
+                        ("broker_rebalance_timeout", s.broker_rebalance_timeout_seconds)):
+        if value is not None:
+            conf[name] = value
     if s.kafka_security_protocol != "PLAINTEXT":
         conf["broker_credentials"] = _credentials(s)
     return conf
@@ -96,16 +101,18 @@ def create_monitor(s: Settings) -> Monitor:
     """The app, its topics and tables; no agent registered yet."""
     app = faust.App(s.app_id, **faust_settings(s))
     topics = declare_topics(app, s)
-    common = dict(key_type=bytes, value_type=bytes, partitions=s.partitions)
+    # faust creates the changelogs compacted; the operator's extra configs go with them
+    changelog: dict[str, Any] = dict(extra_topic_configs=dict(s.compacted_topic_config))
+    common: dict[str, Any] = dict(key_type=bytes, value_type=bytes, partitions=s.partitions, **changelog)
     tables = Tables(
         partials=app.Table("partials", **common),
         join_buffer=app.Table("join_buffer", **common),
         baselines=app.GlobalTable("baselines", key_type=bytes, value_type=bytes, partitions=1,
-                                  recovery_buffer_size=1),
+                                  recovery_buffer_size=1, **changelog),
         job_runs=app.Table("job_runs", **common),
         evaluations=app.Table("evaluations", **common),
         run_status=app.GlobalTable("run_status", key_type=bytes, value_type=bytes, partitions=1,
-                                   recovery_buffer_size=1),
+                                   recovery_buffer_size=1, **changelog),
     )
     return Monitor(settings=s, app=app, topics=topics, tables=tables,
                    validators=Validators(max_features=s.max_features),

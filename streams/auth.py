@@ -8,15 +8,14 @@ claims into a :class:`ServicePrincipal` (scopes and the tenants the caller may r
 from __future__ import annotations
 
 import hashlib
-import time
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from model_monitoring.streams.jwt_keys import HMAC_ALGORITHM, load_public_key, public_key_algorithm
 
 __all__ = [
     "DEFAULT_SCOPE",
@@ -24,44 +23,13 @@ __all__ = [
     "AuthError",
     "ServicePrincipal",
     "TokenVerifier",
-    "mint_token",
 ]
 
 DEFAULT_SCOPE = "model-monitoring:run"
-HMAC_ALGORITHM = "HS256"
 # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
-MIN_RSA_BITS = 2048
 # Far above any real service token; refuses absurd headers before any base64 work.
 MAX_TOKEN_CHARS = 16_384
-
-
-def _load_public_key(pem: str) -> Any:
-    """Parse a PEM public key (or an X.509 certificate carrying one)."""
-    data = pem.encode()
-    try:
-        return serialization.load_pem_public_key(data)
-    except ValueError:
-        pass
-    try:
-        from cryptography import x509
-
-        return x509.load_pem_x509_certificate(data).public_key()
-    except ValueError as exc:
-        raise ValueError("JWT public key is not a PEM public key or certificate") from exc
-
-
-def _public_key_algorithm(key: Any) -> str:
-    """The one JWS algorithm a public key may verify; refuses weak or unsupported keys."""
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise ValueError(f"JWT RSA public key has {key.key_size} bits; at least {MIN_RSA_BITS} required")
-        return "RS256"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise ValueError(f"JWT EC public key uses curve {key.curve.name}; only P-256 (ES256) is supported")
-        return "ES256"
-    raise ValueError(f"JWT public key type {type(key).__name__} is not supported (RSA or EC P-256 only)")
 
 
 @dataclass(frozen=True)
@@ -103,7 +71,7 @@ class AuthConfig:
         if self.secret:
             allowed.append(HMAC_ALGORITHM)
         if self.public_key_pem:
-            allowed.append(_public_key_algorithm(_load_public_key(self.public_key_pem)))
+            allowed.append(public_key_algorithm(load_public_key(self.public_key_pem)))
         return allowed
 
     def describe(self) -> str:
@@ -112,7 +80,7 @@ class AuthConfig:
             return "JWT auth DISABLED (explicit setting): every request is accepted without a token"
         parts = [f"JWT auth: algorithms={','.join(self.algorithms()) or 'none configured'}"]
         if self.public_key_pem:
-            der = _load_public_key(self.public_key_pem).public_bytes(
+            der = load_public_key(self.public_key_pem).public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             parts.append(f"key_sha256={hashlib.sha256(der).hexdigest()[:16]}")
@@ -226,8 +194,8 @@ class TokenVerifier:
                 )
             self._keys[HMAC_ALGORITHM] = config.secret
         if config.public_key_pem:
-            public_key = _load_public_key(config.public_key_pem)
-            self._keys[_public_key_algorithm(public_key)] = public_key
+            public_key = load_public_key(config.public_key_pem)
+            self._keys[public_key_algorithm(public_key)] = public_key
         if not self._keys:
             raise ValueError(
                 "JWT auth needs MODEL_MONITORING_JWT_SECRET or MODEL_MONITORING_JWT_PUBLIC_KEY_FILE "
@@ -288,45 +256,3 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise _map_decode_error(exc) from exc
-
-
-def mint_token(
-    config_or_secret_or_private_key: AuthConfig | str | bytes | Any,
-    *,
-    algorithm: str = HMAC_ALGORITHM,
-    issuer: str | None = None,
-    audience: str | None = None,
-    scope: str | Sequence[str] | None = DEFAULT_SCOPE,
-    tenant_ids: Sequence[str] | None = None,
-    ttl_seconds: float = 300,
-    subject: str | None = "workflow-service",
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """Sign a service token (demo, docs and tests).
-
-    With an :class:`AuthConfig` the key is its HS256 secret and issuer, audience and (when left
-    at the default) scope come from the config. ``scope=None`` omits the claim; ``extra`` is
-    merged last and may override any claim.
-    """
-    key = config_or_secret_or_private_key
-    if isinstance(key, AuthConfig):
-        if not key.secret or algorithm != HMAC_ALGORITHM:
-            raise ValueError("minting from an AuthConfig needs its HS256 secret; pass a private key for RS256/ES256")
-        issuer = issuer if issuer is not None else key.issuer
-        audience = audience if audience is not None else key.audience
-        scope = key.scope if scope == DEFAULT_SCOPE else scope
-        key = key.secret
-    now = int(time.time())
-    claims: dict[str, Any] = {"iat": now, "exp": now + int(ttl_seconds), "jti": uuid.uuid4().hex}
-    if subject is not None:
-        claims["sub"] = subject
-    if issuer is not None:
-        claims["iss"] = issuer
-    if audience is not None:
-        claims["aud"] = audience
-    if scope is not None:
-        claims["scope"] = scope if isinstance(scope, str) else list(scope)
-    if tenant_ids is not None:
-        claims["tenantIds"] = list(tenant_ids)
-    claims.update(extra or {})
-    return jwt.encode(claims, key, algorithm=algorithm)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -57,7 +57,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if self.consumer.in_transaction:
             return reported
         conf = self.app.conf
-        transport = self.transport
+        # this thread belongs to the aiokafka transport; its interface type (TransportT) has no port
+        transport = cast(faust_aiokafka.Transport, self.transport)
         kwargs: dict[str, Any] = dict(
             bootstrap_servers=faust_aiokafka.server_list(transport.url, transport.default_port),
             **faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))

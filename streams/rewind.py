@@ -14,9 +14,10 @@ partitions without a committed offset to where `consumer_auto_offset_reset` says
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
 
 log = logging.getLogger("model_monitoring.rewind")
@@ -25,7 +26,8 @@ log = logging.getLogger("model_monitoring.rewind")
 async def rewind_uncommitted(app: faust.App) -> list[Any]:
     """Seek the assigned input partitions the group has not committed (or committed at 0) to
     their beginning; returns them. Changelog partitions are the table recovery's own."""
-    consumer = app.consumer
+    # the app's consumer is faust's Consumer; its interface type (ConsumerT) omits seek_to_committed
+    consumer = cast(Consumer, app.consumer)
     if app.conf.consumer_auto_offset_reset != "earliest" or not consumer.assignment():
         return []
     changelogs = app.tables.changelog_topics
@@ -40,6 +42,7 @@ async def rewind_uncommitted(app: faust.App) -> list[Any]:
 
 
 def register(app: faust.App) -> None:
-    @app.on_rebalance_complete.connect
+    # mode's SignalHandlerT alias accepts no function, not even one of its exact signature
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
         await rewind_uncommitted(app)

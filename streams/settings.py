@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     broker_profile: Literal["embedded", "kafka"] = Field(
         "embedded", validation_alias=_env("MODEL_MONITORING_BROKER_PROFILE", "broker_profile"))
     replication_factor: int = Field(1, ge=1, validation_alias=_env("MODEL_MONITORING_REPLICATION_FACTOR", "replication_factor"))
+    # extra topic configs of every compacted topic the service creates: its tables' changelogs
+    # and the baselines topic (e.g. {"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"})
+    compacted_topic_config: dict[str, str] = Field(
+        default_factory=dict, validation_alias=_env("MODEL_MONITORING_COMPACTED_TOPIC_CONFIG", "compacted_topic_config"))
+    # consumer-group timeouts; unset, the broker profile's (embedded: 6 s / 1 s / 6 s, which
+    # the embedded broker needs; kafka: faust's production defaults 60 s / 3 s / 60 s)
+    broker_session_timeout_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("MODEL_MONITORING_BROKER_SESSION_TIMEOUT_SECONDS", "broker_session_timeout_seconds"))
+    broker_heartbeat_interval_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("MODEL_MONITORING_BROKER_HEARTBEAT_INTERVAL_SECONDS", "broker_heartbeat_interval_seconds"))
+    broker_rebalance_timeout_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("MODEL_MONITORING_BROKER_REBALANCE_TIMEOUT_SECONDS", "broker_rebalance_timeout_seconds"))
 
     # the worker
     app_id: str = Field("model-monitoring", validation_alias=_env("MODEL_MONITORING_APP_ID", "app_id"))
@@ -184,12 +196,15 @@ class Settings(BaseSettings):
         return kw
 
 
+MAPPING_SETTINGS = ("threshold_overrides", "compacted_topic_config")  # values, not sections
+
+
 def _flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Config files may group keys in sections ([kafka], [batch_jobs] …); the leaf names are the
     setting names, so `batch_jobs.model_monitoring_cron` sets `cron`."""
     flat: dict[str, Any] = {}
     for key, value in doc.items():
-        if isinstance(value, Mapping) and key != "threshold_overrides":
+        if isinstance(value, Mapping) and key not in MAPPING_SETTINGS:
             flat.update(_flatten(value))
         else:
             flat[key] = value
@@ -210,16 +225,20 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return _flatten(doc)
 
 
+JSON_VARIABLES = ("MODEL_MONITORING_THRESHOLD_OVERRIDES", "MODEL_MONITORING_COMPACTED_TOPIC_CONFIG")
+
+
 def load_settings(environ: Mapping[str, str], config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings: explicit overrides > environment > config file > defaults."""
     path = config_file or (Path(environ["MODEL_MONITORING_CONFIG"]) if environ.get("MODEL_MONITORING_CONFIG") else None)
     from_file = read_config_file(path) if path else {}
     env_values = {k: v for k, v in environ.items()
                   if k.startswith(("MODEL_MONITORING_", "KAFKA_"))}
-    raw_overrides = env_values.get("MODEL_MONITORING_THRESHOLD_OVERRIDES")
-    if isinstance(raw_overrides, str):
-        import orjson
+    for name in JSON_VARIABLES:  # mappings come from the environment as JSON objects
+        raw = env_values.get(name)
+        if isinstance(raw, str):
+            import orjson
 
-        env_values["MODEL_MONITORING_THRESHOLD_OVERRIDES"] = orjson.loads(raw_overrides)
+            env_values[name] = orjson.loads(raw)
     merged: dict[str, Any] = {**from_file, **env_values, **overrides}
     return Settings.model_validate(merged)

@@ -4,6 +4,7 @@ decodes with orjson and validates against schemas/, which is faster than faust's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.types import TopicT
@@ -32,7 +33,7 @@ class Topics:
 
 
 def declare_topics(app: faust.App, s: Settings) -> Topics:
-    def topic(name: str, partitions: int | None = None, **kw: object) -> TopicT:
+    def topic(name: str, partitions: int | None = None, **kw: Any) -> TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
                          value_serializer="raw", partitions=partitions or s.partitions, **kw)
 
@@ -59,7 +60,8 @@ def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
                      s.degraded_topic, s.snapshot_topic, s.completed_topic, s.failed_topic,
                      s.runs_topic, s.snapshot_requests_topic, s.snapshot_parts_topic)
     }
-    specs[s.baselines_topic] = {"partitions": p, "config": {"cleanup.policy": "compact"}}
+    specs[s.baselines_topic] = {"partitions": p, "config": {**s.compacted_topic_config,
+                                                            "cleanup.policy": "compact"}}
     for source in (s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic):
         specs[s.dlq_topic(source)] = {"partitions": p, "config": {}}
     return specs

@@ -22,7 +22,7 @@ Kafka client wakes in between to send a produce request every two or three messa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, cast
 
 import faust
@@ -97,7 +97,9 @@ class Consumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - see tests
         # faust-streaming 0.15.3 `Consumer._drain_messages`, line for line, except that the
         # delivery goes through `self.deliver` instead of `wait_first` for every message.
-        callback = self.callback
+        # faust types the callback as returning an Awaitable; it is the conductor's coroutine
+        # function, whose coroutine `deliver` drives with send()
+        callback = cast(Delivery, self.callback)
         deliver = self.deliver
         getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set
@@ -118,7 +120,7 @@ class Consumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(flag_consumer_fetching)
-                ait = cast(AsyncIterator, getmany(timeout=1.0))
+                ait = getmany(timeout=1.0)
 
                 # getmany can return at once in a loop; give the event loop a turn
                 await self.sleep(0)

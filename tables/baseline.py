@@ -13,10 +13,10 @@ from typing import Literal, cast
 import numpy as np
 import orjson
 
+from model_monitoring.schemas.validation import SHARES_TOLERANCE
 from model_monitoring.tables.binning import FeatureBins, category_list, category_strings, numeric_array, numeric_edges
 from model_monitoring.tables.error_sums import PerformanceSums
 
-SHARE_TOLERANCE = 1e-6
 TASKS = ("classification", "regression")
 
 
@@ -49,7 +49,7 @@ class FeatureBaseline:
             raise BaselineError("shares must be numbers in [0, 1]", where)
         if self.bins.kind == "numeric" and self.other != 0.0:
             raise BaselineError("a numeric feature has no 'other' share", (*where, "other"))
-        if abs(math.fsum(shares) - 1.0) > SHARE_TOLERANCE:
+        if abs(math.fsum(shares) - 1.0) > SHARES_TOLERANCE:
             raise BaselineError(f"proportions, other and missing sum to {math.fsum(shares)!r}, not 1", where)
 
     def expected_shares(self) -> np.ndarray:

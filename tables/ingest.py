@@ -67,6 +67,17 @@ class _PendingPartial:
     max_offset: dict[str, int] = field(default_factory=dict)
 
 
+def _admit(out: FoldResult, offset: int, index: int, timestamp_ms: int, horizon_ms: int,
+           reason: str) -> bool:
+    """A record older than (the partition's event-time mark − horizon) is too late to count;
+    any other moves the mark."""
+    if out.max_event_ms >= 0 and timestamp_ms < out.max_event_ms - horizon_ms:
+        out.rejected.append(Rejection(offset, index, "too_late", reason))
+        return False
+    out.max_event_ms = max(out.max_event_ms, timestamp_ms)
+    return True
+
+
 class IngestFold:
     """Folds batches of one partition into partial and join-buffer values."""
 
@@ -85,14 +96,10 @@ class IngestFold:
         out = FoldResult(max_event_ms=high_water_ms)
         pending: dict[PartialKey, _PendingPartial] = {}
         for offset, index, rec in records:
-            if out.max_event_ms >= 0 and rec.timestamp_ms < out.max_event_ms - self.retention_ms:
-                out.rejected.append(Rejection(offset, index, "too_late",
-                                              "prediction older than the retention"))
+            if not _admit(out, offset, index, rec.timestamp_ms, self.retention_ms, "prediction older than the retention"):
                 continue
-            out.max_event_ms = max(out.max_event_ms, rec.timestamp_ms)
             source: Source = (FEATURES, offset, index)
-            jkey = join_key(self.partition, rec.prediction_id)
-            entry = out.joins.get(jkey) or get_join(jkey) or JoinEntry()
+            jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.prediction is not None and entry.prediction.source != source:
                 out.counts["duplicate_predictions"] += 1
                 continue
@@ -108,9 +115,10 @@ class IngestFold:
                 slot.features.append(rec.features)
                 slot.max_offset[FEATURES] = max(offset, slot.max_offset.get(FEATURES, -1))
                 out.counts["records"] += 1
-            if entry.outcome is not None and entry.matched_by in (None, source):
+            outcome = entry.outcome
+            if outcome is not None and entry.matched_by in (None, source):
                 entry = entry.matched(source)
-                self._contribute(slot, FEATURES, offset, pred, entry.outcome, out)
+                self._contribute(slot, FEATURES, offset, pred, outcome, out)
             out.joins[jkey] = entry
         self._finish(pending, out)
         return out
@@ -122,14 +130,10 @@ class IngestFold:
         out = FoldResult(max_event_ms=high_water_ms)
         pending: dict[PartialKey, _PendingPartial] = {}
         for offset, index, rec in records:
-            if out.max_event_ms >= 0 and rec.timestamp_ms < out.max_event_ms - join_ttl_ms:
-                out.rejected.append(Rejection(offset, index, "too_late",
-                                              "outcome older than the join TTL"))
+            if not _admit(out, offset, index, rec.timestamp_ms, join_ttl_ms, "outcome older than the join TTL"):
                 continue
-            out.max_event_ms = max(out.max_event_ms, rec.timestamp_ms)
             source: Source = (OUTCOMES, offset, index)
-            jkey = join_key(self.partition, rec.prediction_id)
-            entry = out.joins.get(jkey) or get_join(jkey) or JoinEntry()
+            jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.outcome is not None and entry.outcome.source != source:
                 out.counts["duplicate_outcomes"] += 1
                 continue
@@ -151,6 +155,11 @@ class IngestFold:
         return out
 
     # ---------------------------------------------------------------- helpers
+    def _entry(self, out: FoldResult, get_join: JoinGetter, prediction_id: str) -> tuple[bytes, JoinEntry]:
+        """The join entry of a prediction id: as this fold left it, else as stored, else new."""
+        jkey = join_key(self.partition, prediction_id)
+        return jkey, out.joins.get(jkey) or get_join(jkey) or JoinEntry()
+
     def _key_for(self, pred: Prediction) -> PartialKey:
         return PartialKey(self.partition, pred.tenant_id, pred.model_id, pred.model_version,
                           pred.segment, pred.timestamp_ms // self.bucket_ms)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 
@@ -69,7 +70,7 @@ class JoinEntry:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> JoinEntry:
-        doc: Mapping[str, list] = orjson.loads(raw)
+        doc: Mapping[str, list[Any]] = orjson.loads(raw)
         p = doc.get("p")
         o = doc.get("o")
         m = doc.get("m")
@@ -80,5 +81,5 @@ class JoinEntry:
         )
 
 
-def _source(v: list) -> Source:
+def _source(v: list[Any]) -> Source:
     return (str(v[0]), int(v[1]), int(v[2]))

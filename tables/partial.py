@@ -70,9 +70,11 @@ class PartialState:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, object]) -> PartialState:
-        return cls(FeatureHistogram.from_json(doc["h"]),  # type: ignore[arg-type]
-                   PerformanceSums.from_json(doc["p"]),  # type: ignore[arg-type]
-                   dict(doc.get("w") or {}), int(doc.get("d") or 0))  # type: ignore[arg-type,call-overload]
+        marks, duplicates = doc.get("w") or {}, doc.get("d") or 0
+        if not isinstance(marks, Mapping) or not isinstance(duplicates, int):
+            raise ValueError("a partial's watermarks must be an object and its duplicates a count")
+        return cls(FeatureHistogram.from_json(doc["h"]), PerformanceSums.from_json(doc["p"]),
+                   {str(k): int(v) for k, v in marks.items()}, duplicates)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_json())

@@ -15,7 +15,9 @@ from typing import NamedTuple
 
 import orjson
 
-from model_monitoring.schemas.validation import MessageRejected, parse_timestamp_ms, split_envelope
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.timestamps import parse_timestamp_ms
+from model_monitoring.schemas.validation import split_envelope
 
 RESERVED_COLUMNS = (
     "prediction", "outcome", "predictionId", "tenantId", "modelId", "modelVersion", "segment", "timestamp"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_monitoring.schemas.validation import format_timestamp
+from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.evaluation import evaluate_snapshot

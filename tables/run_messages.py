@@ -97,12 +97,17 @@ _RUN_TYPES: dict[str, Any] = {"start": StartRun, "report": PartitionReport,
                               "evaluated": KeyEvaluated}
 
 
-def decode_run_message(raw: bytes) -> RunMessage:
+def _decode_tagged(raw: bytes, types: Mapping[str, Any], topic: str) -> Any:
+    """A message of a topic that carries several kinds, told apart by its `type` tag."""
     doc = _loads(raw)
-    kind = _RUN_TYPES.get(doc.get("type"))  # type: ignore[arg-type]
+    kind = types.get(str(doc.get("type")))
     if kind is None:
-        raise MessageError(f"unknown runs-topic message type {doc.get('type')!r}")
-    message: RunMessage = kind.from_doc(doc)
+        raise MessageError(f"unknown {topic} message type {doc.get('type')!r}")
+    return kind.from_doc(doc)
+
+
+def decode_run_message(raw: bytes) -> RunMessage:
+    message: RunMessage = _decode_tagged(raw, _RUN_TYPES, "runs-topic")
     return message
 
 
@@ -186,9 +191,5 @@ _PART_TYPES: dict[str, Any] = {"part": SnapshotPart, "evaluate": EvaluateRequest
 
 
 def decode_part_message(raw: bytes) -> PartMessage:
-    doc = _loads(raw)
-    kind = _PART_TYPES.get(doc.get("type"))  # type: ignore[arg-type]
-    if kind is None:
-        raise MessageError(f"unknown snapshot-parts message type {doc.get('type')!r}")
-    message: PartMessage = kind.from_doc(doc)
+    message: PartMessage = _decode_tagged(raw, _PART_TYPES, "snapshot-parts")
     return message

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from model_monitoring.schemas.validation import parse_timestamp_ms
+from model_monitoring.schemas.timestamps import parse_timestamp_ms
 from model_monitoring.tables.job_run import JobRun
 
 JOB_NAME = "model-monitoring"

@@ -17,8 +17,10 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bench.scenarios.common import Context, progress, worker_unaffected
-from model_monitoring.streams.auth import mint_token
+from bench.scenarios.checks import worker_unaffected
+from bench.scenarios.common import progress
+from bench.scenarios.context import Context
+from model_monitoring.streams.tokens import mint_token
 
 RUN = "/api/v1/ml/model-monitoring/run"
 ISSUER, AUDIENCE = "https://auth.test/", "model-monitoring"

@@ -17,7 +17,7 @@ from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.run_evaluation import evaluate_key, in_window
 from model_monitoring.tables.trigger import window_for
-from tests.integration.oracle import Fold
+from tests.support.oracle import Fold
 
 IGNORED_FIELDS = ("detectedAt",)
 

@@ -8,11 +8,14 @@ import random
 import time
 from typing import Any
 
-from bench.scenarios.common import Context, ScenarioFailed, Service, account, compare_state, progress, wait_until
+from bench.scenarios.checks import account, compare_state
+from bench.scenarios.common import ScenarioFailed, progress, wait_until
+from bench.scenarios.context import Context
 from bench.scenarios.load import baselines, stream
+from bench.scenarios.service import Service
 from model_monitoring.commands.harness import WorkerProcess
 from model_monitoring.commands.simulate import Message, Scenario
-from tests.integration.oracle import offline_fold
+from tests.support.oracle import offline_fold
 
 # what real traffic brings besides the faults: duplicates, early outcomes, malformed messages
 NOISY = Scenario(duplicate_rate=0.02, early_outcome_rate=0.05, malformed_rate=0.005)

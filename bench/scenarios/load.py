@@ -7,10 +7,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench.scenarios.common import END_MS, ScenarioFailed, Service, progress
+from bench.scenarios.common import END_MS, ScenarioFailed, progress
+from bench.scenarios.service import Service
 from model_monitoring.commands.harness import WorkerProcess
 from model_monitoring.commands.simulate import Message, Scenario, StreamConfig, generate
-from tests.integration.test_ingest_crash import build_baselines
+from tests.support.baselines import build_baselines
 
 TENANTS = ("acme", "globex", "initech")
 MODELS = ("risk-scoring", "churn")

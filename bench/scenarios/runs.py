@@ -13,23 +13,15 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.scenarios.common import (
-    END_MS,
-    OUTPUT_KINDS,
-    Context,
-    ScenarioFailed,
-    Service,
-    account,
-    compare_state,
-    progress,
-    run_async,
-    wait_until,
-)
+from bench.scenarios.checks import account, compare_state
+from bench.scenarios.common import END_MS, OUTPUT_KINDS, ScenarioFailed, progress, run_async, wait_until
+from bench.scenarios.context import Context
 from bench.scenarios.expected import check_run, expected_run
 from bench.scenarios.load import TENANTS, baselines, ingest, stream
+from bench.scenarios.service import Service
 from model_monitoring.commands.simulate import Message, Scenario
-from model_monitoring.schemas.validation import format_timestamp
-from tests.integration.oracle import offline_fold
+from model_monitoring.schemas.timestamps import format_timestamp
+from tests.support.oracle import offline_fold
 
 MANY_TENANTS = TENANTS + ("umbrella", "hooli", "vandelay")  # 12 keys: a run long enough to stop in
 
@@ -71,7 +63,7 @@ def finish_run(ctx: Context, svc: Service, fold: Any, refs: Any, job_run_id: str
 STAGES = ("fan-out", "snapshot part", "published event")
 
 
-async def _freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout: float = 60
+async def freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout: float = 60
                      ) -> bool:
     """Trigger the run and SIGSTOP the worker as soon as the run reaches `stage` (seen on the
     topic the stage writes); True if it got there in time."""
@@ -121,7 +113,7 @@ def crash_during_run(ctx: Context) -> None:
             job_run_id = f"crash-run-{i}-{attempt}"
             worker = svc.worker
             pid = worker.process.pid  # type: ignore[union-attr]
-            reached = run_async(_freeze_at(svc, pid, job_run_id, stage))
+            reached = run_async(freeze_at(svc, pid, job_run_id, stage))
             if reached and not svc.completions(job_run_id):
                 worker.kill()  # SIGKILL a stopped process: it dies where it stood
                 out = svc.outputs(job_run_id)

@@ -1,26 +1,38 @@
 """Agents under `agent.test_context()` with the memory store: the real ingest agent folds a
-batch into its tables; a bad record in an envelope does not stop the good ones."""
+batch into its tables; a bad record in an envelope does not stop the good ones and goes to the
+dead-letter topic with its reason."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from model_monitoring.agents.ingest import IngestShell
 from model_monitoring.agents.service import build_app
+from model_monitoring.commands.broker import Broker
+from model_monitoring.commands.harness import TOPIC_DEFAULTS, read_topic
 from model_monitoring.commands.simulate import reference_records
+from model_monitoring.schemas.models import InferenceRecord
+from model_monitoring.streams.admin import ensure_topics
+from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.keys import BaselineKey, PartialKey, is_partial_key
 from model_monitoring.tables.partial import PartialState
+from tests.support.waiting import until
+
+UNREACHABLE = "127.0.0.1:1"  # for a test that must not reach any broker
 
 
-@pytest.fixture
-def monitor(tmp_path: Any, broker: Any, unique: str) -> Any:
-    # the agent runs on an in-memory channel; its table changelog and DLQ sends go to the
-    # session's embedded broker (the real producer, nothing mocked)
-    s = load_settings({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "MODEL_MONITORING_APP_ID": unique,
+def make_monitor(tmp_path: Path, unique: str, bootstrap: str) -> Monitor:
+    # every topic under the test's own prefix: the session broker's default-named topics keep
+    # the partition count the other tests create them with
+    topics = {f"MODEL_MONITORING_{name.upper()}_TOPIC": f"{unique}.{default}"
+              for name, default in TOPIC_DEFAULTS.items()}
+    s = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "MODEL_MONITORING_APP_ID": unique, **topics,
                        "MODEL_MONITORING_STORE": "memory", "MODEL_MONITORING_AUTH_DISABLED": "true",
                        "MODEL_MONITORING_DATA_DIR": str(tmp_path), "MODEL_MONITORING_PARTITIONS": "2",
                        "MODEL_MONITORING_BATCH_SIZE": "3", "MODEL_MONITORING_CRON_ENABLED": "false"})
@@ -31,6 +43,15 @@ def monitor(tmp_path: Any, broker: Any, unique: str) -> Any:
     return m
 
 
+@pytest.fixture
+async def monitor(tmp_path: Path, broker: Broker, unique: str) -> Monitor:
+    """The agent runs on an in-memory channel; its table changelog and DLQ sends go to the
+    session's embedded broker (the real producer, nothing mocked)."""
+    m = make_monitor(tmp_path, unique, broker.bootstrap)
+    await ensure_topics(m.settings)
+    return m
+
+
 def record(i: int) -> dict[str, Any]:
     rec = reference_records("churn", n=5, seed=i)[i % 5]
     rec.pop("outcome")
@@ -38,40 +59,59 @@ def record(i: int) -> dict[str, Any]:
                 segment="emea")
 
 
-async def test_ingest_agent_counts_a_batch(monitor: Any) -> None:
+def partials(monitor: Monitor) -> dict[PartialKey, PartialState]:
+    return {PartialKey.decode(k): PartialState.from_bytes(v) for k, v in monitor.tables.partials.data.items()
+            if is_partial_key(k)}
+
+
+def dead_lettered(monitor: Monitor, reason: str | None = None) -> float:
+    """What the DLQ counter says was dead-lettered (for `reason`, or for any)."""
+    return sum(sample.value for metric in monitor.metrics.registry.collect() for sample in metric.samples
+               if sample.name == "model_monitoring_dlq_messages_total"
+               and reason in (None, sample.labels["reason"]))
+
+
+@pytest.mark.integration
+async def test_ingest_agent_counts_a_batch(monitor: Monitor, broker: Broker) -> None:
+    s = monitor.settings
     baseline = build_baseline(reference_records("churn", n=500, seed=1), model_id="churn",
                               model_version="3", tenant_id=None, task="classification")
     monitor.tables.baselines.data[BaselineKey(None, "churn", "3").encode()] = orjson.dumps(baseline.to_dict())
     agent = monitor.app.agents["ingest-features"]
     await monitor.app.producer.start()
-    async with agent.test_context() as ctx:
-        for i in range(3):
-            await ctx.put(key=f"p{i}".encode(), value=orjson.dumps(record(i)), wait=False)
-        await ctx.put(key=b"p3", value=orjson.dumps({"records": [record(3), record(4)]}), wait=False)
-        await ctx.put(key=b"p5", value=orjson.dumps({"records": [record(5), {"bad": 1}]}), wait=False)
-        for _ in range(100):
-            states = [PartialState.from_bytes(v) for k, v in monitor.tables.partials.data.items()
-                      if is_partial_key(k)]
-            if sum(s.histogram.n for s in states) >= 6:
-                break
-            await __import__("asyncio").sleep(0.05)
-    await monitor.app.producer.stop()
-    keys = [PartialKey.decode(k) for k in monitor.tables.partials.data if is_partial_key(k)]
-    assert {(k.tenant_id, k.model_id, k.segment) for k in keys} == {("acme", "churn", "emea")}
-    total = sum(PartialState.from_bytes(v).histogram.n for k, v in monitor.tables.partials.data.items()
-                if is_partial_key(k))
-    assert total == 6  # five good singles/envelope records + the good half of the mixed envelope
-    assert len([k for k in monitor.tables.join_buffer.data]) == 6
+    try:
+        async with agent.test_context() as ctx:
+            for i in range(3):
+                await ctx.put(key=f"p{i}".encode(), value=orjson.dumps(record(i)), wait=False)
+            await ctx.put(key=b"p3", value=orjson.dumps({"records": [record(3), record(4)]}), wait=False)
+            await ctx.put(key=b"p5", value=orjson.dumps({"records": [record(5), {"bad": 1}]}), wait=False)
+            await until(lambda: sum(p.histogram.n for p in partials(monitor).values()) == 6
+                        and dead_lettered(monitor, "schema") == 1, 10,
+                        failure=lambda: f"partials {partials(monitor)}")
+    finally:
+        await monitor.app.producer.stop()  # flushes the dead letter
+    # five good singles/envelope records + the good half of the mixed envelope, in one partial
+    counted = partials(monitor)
+    assert {(k.tenant_id, k.model_id, k.model_version, k.segment) for k in counted} == {("acme", "churn", "3", "emea")}
+    assert sum(p.histogram.n for p in counted.values()) == 6
+    assert len(monitor.tables.join_buffer.data) == 6
+
+    # the bad half of the mixed envelope: its own bytes, the message's key, and why
+    [letter] = await read_topic(broker.bootstrap, s.dlq_topic(s.features_topic), timeout=30, min_messages=1)
+    assert (letter.key, letter.value) == (b"p5", orjson.dumps({"bad": 1}))
+    assert dict(letter.headers) == {
+        "error": b"schema", "detail": b"predictionId: is required", "source.topic": s.features_topic.encode(),
+        "source.partition": b"0", "source.offset": b"4", "source.index": b"1"}
+    assert dead_lettered(monitor) == dead_lettered(monitor, "schema") == 1
 
 
-async def test_regression_producer_failure_is_not_dead_lettered(monitor: Any) -> None:
+async def test_regression_producer_failure_is_not_dead_lettered(tmp_path: Path, unique: str) -> None:
     """Found by this tier: with the producer down, the record-by-record fallback sent every good
     record to the DLQ as `internal_error`. A broker failure is not a record defect: it must
     propagate (the worker restarts and the batch is redelivered), and no record is rejected."""
-    from model_monitoring.agents.ingest import IngestShell
-    from model_monitoring.schemas.models import InferenceRecord
-
+    monitor = make_monitor(tmp_path, unique, UNREACHABLE)  # the producer is never started
     shell = IngestShell(monitor)
     records = [(0, 0, InferenceRecord.from_dict(record(0))), (1, 0, InferenceRecord.from_dict(record(1)))]
     with pytest.raises(RuntimeError, match="Producer not Running"):
         await shell.fold(0, "features", records)
+    assert dead_lettered(monitor) == 0

@@ -5,49 +5,25 @@ message is in the DLQ."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
-from model_monitoring.commands.broker import EmbeddedBroker
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from model_monitoring.commands.simulate import Scenario, StreamConfig, generate, reference_records
+from model_monitoring.commands.broker import Broker
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
+from model_monitoring.commands.simulate import Scenario, StreamConfig, generate
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import load_settings
-from model_monitoring.tables.baseline import build_baseline
-from tests.integration.oracle import (
-    baseline_message,
-    dlq_positions,
-    offline_fold,
-    stream_state,
-    wait_for_stable_changelog,
-)
+from tests.support.baselines import baseline_message, build_baselines
+from tests.support.oracle import changelog_table, dlq_positions, offline_fold, stream_state
+from tests.support.waiting import until_consumed, wait_until
 
 pytestmark = pytest.mark.integration
 
-MODELS = ("risk-scoring", "churn")
 
-
-def build_baselines(version: str = "3") -> dict:
-    return {(m, version): build_baseline(reference_records(m, n=5000, seed=11), model_id=m,
-                                         model_version=version, tenant_id=None,
-                                         task="classification")
-            for m in MODELS}
-
-
-async def wait_until(predicate, timeout: float, every: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(every)
-    return False
-
-
-def test_sigkill_mid_ingest_equals_offline_fold(broker: EmbeddedBroker, unique: str,
+def test_sigkill_mid_ingest_equals_offline_fold(broker: Broker, unique: str,
                                                 tmp_path: Path) -> None:
-    env = service_env(broker.bootstrap, tmp_path / "data", app_id=f"{unique}-mm",
+    env = service_env(broker, tmp_path / "data", app_id=f"{unique}-mm",
                       topic_prefix=f"{unique}.", extra={"MODEL_MONITORING_PARTITIONS": "4",
                                                         "MODEL_MONITORING_BATCH_SIZE": "500"})
     settings = load_settings(env)
@@ -64,15 +40,14 @@ def test_sigkill_mid_ingest_equals_offline_fold(broker: EmbeddedBroker, unique: 
     worker = WorkerProcess(env, tmp_path / "worker-1.log").start()
     try:
         worker.wait_ready()
-        assert asyncio.run(wait_until(
-            lambda: _async(worker.metric("model_monitoring_records_consumed_total",
-                                         topic=settings.baselines_topic) >= 2), 60))
+        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total",
+                                         topic=settings.baselines_topic) >= 2, 60, failure=worker.log_tail)
         topic_of = {"features": settings.features_topic, "outcomes": settings.outcomes_topic}
         asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
         # kill in the middle: some but not all of the records are in
-        assert asyncio.run(wait_until(lambda: _async(worker.metric(
-            "model_monitoring_records_consumed_total", topic=settings.features_topic) >= 6000), 120,
-            every=0.1)), worker.log_tail()
+        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total",
+                                         topic=settings.features_topic) >= 6000, 120, every=0.1,
+                   failure=worker.log_tail)
         consumed_at_kill = worker.metric("model_monitoring_records_consumed_total",
                                          topic=settings.features_topic)
         worker.kill()
@@ -83,14 +58,14 @@ def test_sigkill_mid_ingest_equals_offline_fold(broker: EmbeddedBroker, unique: 
     restarted = WorkerProcess(env, tmp_path / "worker-2.log").start()
     try:
         restarted.wait_ready()
-        inputs = [settings.features_topic, settings.outcomes_topic]
-        assert asyncio.run(wait_until(
-            lambda: _lag_zero(broker.bootstrap, settings.app_id, inputs), 240, every=1.0)), \
-            restarted.log_tail()
-        changelog = asyncio.run(wait_for_stable_changelog(
-            broker.bootstrap, f"{settings.app_id}-partials-changelog"))
+        # every input committed, so every table write it made was flushed to the changelog
+        asyncio.run(until_consumed(broker.bootstrap, settings.app_id,
+                                   [settings.features_topic, settings.outcomes_topic], 240,
+                                   failure=restarted.log_tail))
     finally:
         restarted.stop()
+    # the worker is gone: the changelog read to its end offset is final
+    changelog = asyncio.run(changelog_table(broker.bootstrap, f"{settings.app_id}-partials-changelog"))
 
     expected = offline_fold(messages, baselines)
     actual = stream_state(changelog)
@@ -103,16 +78,8 @@ def test_sigkill_mid_ingest_equals_offline_fold(broker: EmbeddedBroker, unique: 
     total = sum(s.histogram.n for s in actual.states.values())
     assert total == sum(s.histogram.n for s in expected.states.values())
     matched = sum(s.performance.n for s in actual.states.values())
-    assert matched > 10_000
+    assert matched == sum(s.performance.n for s in expected.states.values()) > 10_000
 
-    dead = asyncio.run(read_topic(broker.bootstrap, settings.dlq_topic(settings.features_topic)))
-    dead += asyncio.run(read_topic(broker.bootstrap, settings.dlq_topic(settings.outcomes_topic)))
+    dead = asyncio.run(read_topic(broker.bootstrap, settings.dlq_topic(settings.features_topic), timeout=60))
+    dead += asyncio.run(read_topic(broker.bootstrap, settings.dlq_topic(settings.outcomes_topic), timeout=60))
     assert len(dlq_positions(dead)) == expected.malformed > 0
-
-
-async def _async(value: bool) -> bool:
-    return value
-
-
-async def _lag_zero(bootstrap: str, group: str, topics: list[str]) -> bool:
-    return await group_lag(bootstrap, group, topics) == 0

@@ -6,23 +6,25 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from model_monitoring.commands.broker import EmbeddedBroker
+from model_monitoring.commands.broker import Broker
 from model_monitoring.commands.harness import group_lag, produce, service_env
 from model_monitoring.commands.tail import TailOptions, run_tail, topics_by_kind
+from model_monitoring.commands.tail_format import format_event
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
-from tests.unit.test_tail import COMPLETED, DEGRADED, DRIFT, FAILED, SNAPSHOT, Receiver
+from tests.support.events import COMPLETED, DEGRADED, DRIFT, FAILED, SNAPSHOT
+from tests.support.waiting import until
+from tests.support.webhook import Receiver
 
 pytestmark = pytest.mark.integration
 
 
-def settings_for(broker: EmbeddedBroker, unique: str, tmp_path: Path) -> Settings:
-    env = service_env(broker.bootstrap, tmp_path / "data", app_id=f"{unique}-mm",
+def settings_for(broker: Broker, unique: str, tmp_path: Path) -> Settings:
+    env = service_env(broker, tmp_path / "data", app_id=f"{unique}-mm",
                       topic_prefix=f"{unique}.", extra={"MODEL_MONITORING_PARTITIONS": "2"})
     return load_settings(env)
 
@@ -40,24 +42,27 @@ async def publish(s: Settings) -> None:
     ])
 
 
-async def tail_for(s: Settings, opts: TailOptions, seconds: float,
-                   until: Callable[[str], bool] = lambda out: False) -> tuple[int, str, str]:
-    """Run the tail until it returns, `until(stdout)` holds, or `seconds` pass; then stop it as
-    SIGTERM would (it finishes its batch and commits)."""
+async def tail_for(s: Settings, opts: TailOptions, seconds: float, drain: bool = False) -> tuple[int, str, str]:
+    """Run the tail until it returns by itself or, with `drain`, until its group has committed
+    every message of its topics (it commits each event once handled, a redelivered duplicate
+    included, so nothing more can show); then stop it as SIGTERM would. At most `seconds`."""
     out, err, stop = io.StringIO(), io.StringIO(), asyncio.Event()
     task = asyncio.create_task(run_tail(s, opts, out, err, stop))
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not task.done() and asyncio.get_running_loop().time() < deadline:
-        if until(out.getvalue()):
-            await asyncio.sleep(1.0)  # a redelivered duplicate may follow in the same batch
-            break
-        await asyncio.sleep(0.1)
-    stop.set()
-    code = await asyncio.wait_for(task, timeout=30)
+    topics = [topic for kind, topic in topics_by_kind(s).items() if kind in opts.kinds]
+
+    async def finished() -> bool:
+        return task.done() or (drain and await group_lag(s.kafka_bootstrap_servers, opts.group, topics) == 0)
+
+    try:
+        await until(finished, seconds, every=0.2,
+                    failure=lambda: f"the tail neither returned nor drained:\n{err.getvalue()}")
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(task, timeout=30)
     return code, out.getvalue(), err.getvalue()
 
 
-async def test_tail_delivers_each_event_once_and_commits(broker: EmbeddedBroker, unique: str,
+async def test_tail_delivers_each_event_once_and_commits(broker: Broker, unique: str,
                                                          tmp_path: Path) -> None:
     s = settings_for(broker, unique, tmp_path)
     await ensure_topics(s)
@@ -66,25 +71,26 @@ async def test_tail_delivers_each_event_once_and_commits(broker: EmbeddedBroker,
     with Receiver([500, 200]) as hook:
         opts = TailOptions(group=group, from_beginning=True, webhook=hook.url,
                            webhook_backoff=0.05)
-        code, out, err = await tail_for(s, opts, 90, until=lambda out: len(out.splitlines()) >= 5)
+        code, out, err = await tail_for(s, opts, 90, drain=True)
     assert code == 0, err
-    kinds = sorted(line.split()[1] for line in out.splitlines())
-    assert kinds == ["COMPLETED", "DEGRADED", "DRIFT", "FAILED", "SNAPSHOT"], out
+    published = {"drift": DRIFT, "degraded": DEGRADED, "snapshot": SNAPSHOT, "completed": COMPLETED,
+                 "failed": FAILED}
+    # each event once, the redelivered drift event too, in its topic's order
+    assert sorted(out.splitlines()) == sorted(format_event(kind, body) for kind, body in published.items()), out
     posted = [body for _, body in hook.requests]
-    assert len(posted) == 6  # five events, one of them retried after the 500
-    assert sorted({p["type"] for p in posted}) == ["completed", "degraded", "drift", "failed", "snapshot"]
+    assert len(posted) == 6 and posted[0] == posted[1]  # the first POST answered 500 and was retried
+    assert len(posted[1:]) == 5 and {p["type"]: p["event"] for p in posted[1:]} == published
     assert await group_lag(s.kafka_bootstrap_servers, group, list(topics_by_kind(s).values())) == 0
 
     # the same group again: it resumes after what was committed, so only the new event shows
     later = {**DEGRADED, "eventId": "ev-3", "metric": "mae"}
     await produce(s.kafka_bootstrap_servers, [
         (topics_by_kind(s)["degraded"], b"acme:risk-scoring", json.dumps(later).encode())])
-    code, out, _ = await tail_for(s, TailOptions(group=group, from_beginning=True), 60,
-                                  until=lambda out: bool(out))
-    assert code == 0 and len(out.splitlines()) == 1 and " mae=0.19 " in out, out
+    code, out, _ = await tail_for(s, TailOptions(group=group, from_beginning=True), 60, drain=True)
+    assert code == 0 and out.splitlines() == [format_event("degraded", later)], out
 
 
-async def test_undelivered_event_stays_uncommitted(broker: EmbeddedBroker, unique: str,
+async def test_undelivered_event_stays_uncommitted(broker: Broker, unique: str,
                                                    tmp_path: Path) -> None:
     s = settings_for(broker, unique, tmp_path)
     await ensure_topics(s)

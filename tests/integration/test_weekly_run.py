@@ -17,15 +17,15 @@ from typing import Any
 import orjson
 import pytest
 
-from model_monitoring.commands.broker import EmbeddedBroker
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from model_monitoring.commands.broker import Broker
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
 from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
-from model_monitoring.schemas.validation import format_timestamp, parse_timestamp_ms
+from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
 from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.auth import mint_token
 from model_monitoring.streams.settings import Settings, load_settings
-from tests.integration.oracle import baseline_message
-from tests.integration.test_ingest_crash import build_baselines
+from model_monitoring.streams.tokens import mint_token
+from tests.support.baselines import baseline_message, build_baselines
+from tests.support.waiting import until_consumed, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ RUN = "/api/v1/ml/model-monitoring/run"
 
 
 class Service:
-    def __init__(self, broker: EmbeddedBroker, env: dict[str, str], settings: Settings,
+    def __init__(self, broker: Broker, env: dict[str, str], settings: Settings,
                  worker: WorkerProcess, messages: list[Any], baselines: dict) -> None:
         self.broker, self.env, self.s, self.worker = broker, env, settings, worker
         self.messages, self.baselines = messages, baselines
@@ -54,25 +54,33 @@ class Service:
     def completion(self, job_run_id: str, timeout: float = 90) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for rec in asyncio.run(read_topic(self.broker.bootstrap, self.s.completed_topic, timeout=0.5)):
-                doc = orjson.loads(rec.value)
-                if doc["jobRunId"] == job_run_id:
-                    return doc
+            done = self.events(self.s.completed_topic, job_run_id)
+            if done:
+                return done[0]
             time.sleep(0.5)
         raise AssertionError(f"no completion for {job_run_id}:\n{self.worker.log_tail()}")
 
     def events(self, topic: str, job_run_id: str) -> list[dict[str, Any]]:
-        docs = [orjson.loads(r.value) for r in asyncio.run(read_topic(self.broker.bootstrap, topic, timeout=0.5))]
+        """The run's messages on `topic`, read to the topic's end offset."""
+        docs = [orjson.loads(r.value) for r in asyncio.run(read_topic(self.broker.bootstrap, topic, timeout=60))]
         return [d for d in docs if d["jobRunId"] == job_run_id]
+
+    def settle(self, timeout: float = 90) -> None:
+        """Wait until the worker has consumed (and committed) every trigger and every internal
+        message of the runs: whatever they publish is in its topic by then."""
+        inputs = [self.s.trigger_topic, self.s.runs_topic, self.s.snapshot_requests_topic,
+                  self.s.snapshot_parts_topic]
+        asyncio.run(until_consumed(self.broker.bootstrap, self.s.app_id, inputs, timeout,
+                                   failure=self.worker.log_tail))
 
     def token(self, **kw: Any) -> str:
         return mint_token(self.env["MODEL_MONITORING_JWT_SECRET"], **kw)
 
 
 @pytest.fixture(scope="module")
-def service(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("weekly")
-    env = service_env(broker.bootstrap, tmp / "data", app_id="weekly-mm", topic_prefix="weekly.",
+    env = service_env(broker, tmp / "data", app_id="weekly-mm", topic_prefix="weekly.",
                       extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false"})
     s = load_settings(env)
     asyncio.run(ensure_topics(s))
@@ -83,16 +91,12 @@ def service(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()
-        deadline = time.monotonic() + 60
-        while worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) < 2:
-            assert time.monotonic() < deadline, worker.log_tail()
-            time.sleep(0.3)
+        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= 2,
+                   60, every=0.3, failure=worker.log_tail)
         topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
         asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
-        deadline = time.monotonic() + 240
-        while asyncio.run(group_lag(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic])):
-            assert time.monotonic() < deadline, worker.log_tail()
-            time.sleep(1)
+        asyncio.run(until_consumed(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic], 240,
+                                   failure=worker.log_tail))
         yield Service(broker, env, s, worker, messages, baselines)
     finally:
         worker.stop()
@@ -143,8 +147,8 @@ def test_run_publishes_exactly_the_expected_alerts(service: Service, tmp_path: P
     assert {d["metric"] for d in degraded if d["segment"] is None} == {"brier", "mae"}
     assert not [d for d in drift + degraded if d["tenantId"] == "initech"]
     initech = [s for s in snapshots if s["tenantId"] == "initech" and s["segment"] is None]
-    assert initech and all(f["status"] == "insufficient_data"
-                           for s in initech for f in s["features"].values())
+    assert sorted(s["modelId"] for s in initech) == ["churn", "risk-scoring"]
+    assert {f["status"] for s in initech for f in s["features"].values()} == {"insufficient_data"}
 
     # every snapshot (segment null) equals the offline check of the same data
     for snap in (s for s in snapshots if s["segment"] is None):
@@ -177,31 +181,42 @@ def test_run_publishes_exactly_the_expected_alerts(service: Service, tmp_path: P
     assert done["tenants"] == ["acme", "globex", "initech"]
     log = [d for d in service.worker.json_lines() if d.get("message") == "model-monitoring completed"
            and d.get("jobRunId") == "scenario-1"]
-    assert log and log[0]["driftChecked"] == done["driftChecked"]
+    assert [entry["driftChecked"] for entry in log] == [done["driftChecked"]]
 
 
 def test_duplicate_trigger_publishes_nothing_twice(service: Service) -> None:
     for _ in range(3):
         service.trigger("dup-1")
-    service.completion("dup-1")
-    time.sleep(3)
+    done = service.completion("dup-1")
+    service.settle()  # the two duplicates were consumed too: anything they published is out
     drift = service.events(service.s.drift_topic, "dup-1")
+    degraded = service.events(service.s.degraded_topic, "dup-1")
     snaps = service.events(service.s.snapshot_topic, "dup-1")
-    completed = [d for d in (orjson.loads(r.value) for r in asyncio.run(
-        read_topic(service.broker.bootstrap, service.s.completed_topic, timeout=0.5))) if d["jobRunId"] == "dup-1"]
-    assert len(completed) == 1
-    assert len({d["eventId"] for d in drift}) == len(drift) > 0
-    keys = [(s["tenantId"], s["modelId"], s["modelVersion"], s["segment"]) for s in snaps]
-    assert len(keys) == len(set(keys))
+    assert len(service.events(service.s.completed_topic, "dup-1")) == 1
+    assert service.events(service.s.failed_topic, "dup-1") == []
+    per_event = Counter(d["eventId"] for d in drift + degraded)
+    assert set(per_event.values()) == {1} and len(per_event) == done["driftDetected"] + done["performanceDegraded"]
+    per_snapshot = Counter((s["tenantId"], s["modelId"], s["modelVersion"], s["segment"]) for s in snaps)
+    assert set(per_snapshot.values()) == {1}
+    # one alert per drift verdict of the snapshots, no more
+    verdicts = Counter((s["tenantId"], s["modelId"], s["segment"], f) for s in snaps
+                       for f, v in s["features"].items() if v["status"] == "drift")
+    assert Counter((d["tenantId"], d["modelId"], d["segment"], d["feature"]) for d in drift) == verdicts
+    assert len(drift) == done["driftDetected"] and len(degraded) == done["performanceDegraded"]
+    assert {(d["tenantId"], d["modelId"]) for d in degraded} == {("acme", "churn")}
 
 
 def test_tenant_filter(service: Service) -> None:
     service.trigger("only-globex", ["globex"])
     done = service.completion("only-globex")
     assert done["tenants"] == ["globex"]
-    for topic in (service.s.drift_topic, service.s.degraded_topic, service.s.snapshot_topic):
-        assert {d["tenantId"] for d in service.events(topic, "only-globex")} <= {"globex"}
-    assert service.events(service.s.snapshot_topic, "only-globex")
+    drift = service.events(service.s.drift_topic, "only-globex")
+    snapshots = service.events(service.s.snapshot_topic, "only-globex")
+    assert {d["tenantId"] for d in drift + snapshots} == {"globex"}
+    assert {(d["modelId"], d["feature"]) for d in drift if d["segment"] is None} == {("churn", "lead_source")}
+    assert sorted(s["modelId"] for s in snapshots if s["segment"] is None) == ["churn", "risk-scoring"]
+    assert service.events(service.s.degraded_topic, "only-globex") == []  # only acme:churn degrades
+    assert (done["driftDetected"], done["performanceDegraded"]) == (len(drift), 0)
 
 
 def test_http_route_with_good_and_bad_tokens(service: Service) -> None:

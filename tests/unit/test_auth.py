@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import model_monitoring.streams.auth
-from model_monitoring.streams.auth import AuthConfig, AuthError, ServicePrincipal, TokenVerifier, mint_token
+from model_monitoring.streams.auth import AuthConfig, AuthError, ServicePrincipal, TokenVerifier
+from model_monitoring.streams.tokens import mint_token
 
 SECRET = "s3cret-for-unit-tests-only-0123456789abcdef"
 ISSUER = "https://workflow.internal"

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from model_monitoring.tables import keys as keys_module
 from model_monitoring.tables import run_messages
-from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
 from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
 from model_monitoring.tables.partial import PartialState
+from tests.support.strategies import performance_sums
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -44,15 +44,9 @@ def histograms(draw: st.DrawFn) -> FeatureHistogram:
         n=draw(st.integers(0, 10**6)), fingerprint=draw(st.sampled_from(["", "f" * 16])))
 
 
-@st.composite
-def performance(draw: st.DrawFn) -> PerformanceSums:
-    n = draw(st.integers(0, 8))
-    p = draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
-    y = draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n))
-    return PerformanceSums.empty().update_many(p, y)
 
 
-PARTIALS = st.builds(PartialState, histograms(), performance(),
+PARTIALS = st.builds(PartialState, histograms(), performance_sums(max_size=8),
                      st.dictionaries(st.sampled_from(["f", "o"]), st.integers(-1, 10**9)),
                      st.integers(0, 1000))
 SOURCE = st.tuples(st.sampled_from(["f", "o"]), st.integers(0, 10**9), st.integers(0, 1000))
@@ -144,11 +138,9 @@ def test_table_values_round_trip(cls: type, data: st.DataObject) -> None:
 @given(data=st.data())
 def test_table_keys_round_trip_and_start_with_their_partition(cls: type, data: st.DataObject) -> None:
     key = data.draw(KEY_STRATEGIES[cls])
-    raw = key.encode()
     decode = KEY_DECODERS.get(cls) or cls.decode
-    assert decode(raw) == key
-    partition = getattr(key, "partition", 0)
-    assert keys_module.partition_of(raw) == partition
+    assert decode(key.encode()) == key
+    assert keys_module.partition_of(key.encode()) == getattr(key, "partition", 0)
 
 
 @SETTINGS
@@ -164,9 +156,8 @@ def test_job_runs_keys_of_different_kinds_never_collide(data: st.DataObject) -> 
 @given(data=st.data())
 def test_internal_messages_round_trip(cls: type, data: st.DataObject) -> None:
     message = data.draw(MESSAGE_STRATEGIES[cls])
-    raw = message.to_bytes()
-    assert MESSAGE_DECODERS[cls](raw) == message
-    assert MESSAGE_DECODERS[cls](raw).to_bytes() == raw
+    decoded = MESSAGE_DECODERS[cls](message.to_bytes())
+    assert decoded == message and decoded.to_bytes() == message.to_bytes()
 
 
 @SETTINGS

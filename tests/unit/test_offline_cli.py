@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from model_monitoring.commands.offline import main
+from model_monitoring.commands.offline import main, render_table
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
@@ -80,7 +80,8 @@ def test_baseline_build_writes_the_contract_baseline_of_the_reference(files: dic
     expected = build_baseline([r for _, r in lines], model_id="risk-scoring", model_version="3", tenant_id=None,
                               task="classification")
     assert Baseline.from_dict(document) == expected
-    assert document["sampleSize"] == 2_000 and document["performance"]["brier"] is not None
+    assert document["sampleSize"] == 2_000 and expected.brier is not None
+    assert document["performance"] == {"brier": expected.brier, "mae": expected.mae}
 
 
 def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Path], built: Path) -> None:
@@ -112,13 +113,18 @@ def test_check_table_is_readable(files: dict[str, Path], built: Path) -> None:
     result = run("check", "--baseline", str(built), "--current", str(files["current"]),
                  "--outcomes", str(files["outcomes"]), "--format", "table")
     assert result.returncode == 0, result.stderr
+    as_json = run("check", "--baseline", str(built), "--current", str(files["current"]),
+                  "--outcomes", str(files["outcomes"]))
+    snapshot = orjson.loads(as_json.stdout)
+    assert result.stdout == render_table(snapshot)
     lines = result.stdout.splitlines()
-    header = next(line for line in lines if line.startswith("feature"))
-    for column in ("status", "severity", "PSI", "gate", "sample"):
-        assert column in header
-    amount = next(line for line in lines if line.startswith("amount "))
-    assert "drift" in amount and "1500" in amount
-    assert any(line.startswith("brier ") and "degraded" in line for line in lines)
+    header = next(line for line in lines if line.startswith("feature")).split()
+    assert header == ["feature", "status", "severity", "PSI", "gate", "sample", "mismatch", "top", "bin"]
+    amount, verdict = next(line for line in lines if line.startswith("amount ")).split(), snapshot["features"]["amount"]
+    assert amount[:6] == ["amount", "drift", verdict["severity"], f"{verdict['value']:.6f}", f"{verdict['gate']:.6f}",
+                          "1500"]
+    brier = next(line for line in lines if line.startswith("brier ")).split()
+    assert brier[:3] == ["brier", "degraded", f"{snapshot['performance']['brier']['value']:.6f}"]
 
 
 def test_a_malformed_line_ends_with_one_error_line_and_exit_2(files: dict[str, Path], built: Path) -> None:

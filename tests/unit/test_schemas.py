@@ -22,18 +22,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import model_monitoring.schemas as schemas
-from model_monitoring.schemas import validation
+from model_monitoring.schemas import rejection, validation
 from model_monitoring.schemas.models import InferenceRecord, JobTrigger, OutcomeRecord
+from model_monitoring.schemas.rejection import MessageRejected
+from model_monitoring.schemas.timestamps import MAX_TIMESTAMP_MS, format_timestamp, parse_timestamp_ms
 from model_monitoring.schemas.validation import (
-    MAX_TIMESTAMP_MS,
     SCHEMA_FILES,
     TOPIC_KINDS,
-    MessageRejected,
     Validators,
     decode_json,
-    format_timestamp,
     load_schema,
-    parse_timestamp_ms,
     split_envelope,
 )
 
@@ -206,7 +204,10 @@ OTHER_KEYWORDS = {
     "writeOnly", "type", "enum", "const", "pattern", "uniqueItems", "required", "dependencies", "format",
     "contentMediaType", "contentEncoding",
 }
-DRAFT_07_KEYWORDS = SUBSCHEMA | SCHEMA_MAPS | SCHEMA_LISTS | NON_NEGATIVE | NUMBERS | OTHER_KEYWORDS
+# Annotations of this project's own, which validators ignore: the baselines schema carries the
+# shares tolerance that the validator and Baseline.from_dict both read.
+EXTENSION_NUMBERS = {"x-sharesTolerance"}
+DRAFT_07_KEYWORDS = SUBSCHEMA | SCHEMA_MAPS | SCHEMA_LISTS | NON_NEGATIVE | NUMBERS | OTHER_KEYWORDS | EXTENSION_NUMBERS
 
 
 def _draft07_problems(node: Any, root: dict[str, Any], where: str = "#") -> list[str]:
@@ -226,7 +227,7 @@ def _draft07_problems(node: Any, root: dict[str, Any], where: str = "#") -> list
             problems += [p for i, sub in enumerate(value) for p in _draft07_problems(sub, root, f"{at}/{i}")]
         elif key in NON_NEGATIVE and not (type(value) is int and value >= 0):
             problems.append(f"{at}: must be a non-negative integer")
-        elif key in NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        elif key in NUMBERS | EXTENSION_NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float))):
             problems.append(f"{at}: must be a number")
         elif key == "type":
             names = value if isinstance(value, list) else [value]
@@ -433,7 +434,7 @@ def test_mistyped_field_is_rejected(kind: str, path: tuple[Any, ...], bad: Any) 
     assert error.reason == "schema"
     named = _dotted(path)
     assert re.match(re.escape(named) + r"[:.\[]", error.detail), error.detail
-    assert len(error.detail) <= validation.MAX_DETAIL_CHARS
+    assert len(error.detail) <= rejection.MAX_DETAIL_CHARS
 
 
 def test_detail_names_the_failing_path_in_plain_words() -> None:
@@ -542,10 +543,13 @@ def test_baseline_bins_must_be_consistent(path: tuple[Any, ...], bad: Any, says:
 
 
 def test_baseline_shares_tolerate_rounding() -> None:
+    """Shares written with 7 decimals pass; 4e-4 off does not: the tolerance is 1e-6
+    (test_regression_shares_tolerance.py)."""
+    thirds = [0.3333333, 0.3333333, 0.3333333, 0.0]  # sum 0.9999999
+    VALIDATORS.validate("baselines", _with(example("baselines"), ("features", "amount", "proportions"), thirds))
     baseline = _with(example("baselines"), ("features", "amount", "proportions"), [0.2, 0.3, 0.3, 0.1996])
-    VALIDATORS.validate("baselines", baseline)
-    baseline = _with(example("baselines"), ("features", "amount", "proportions"), [0.2, 0.3, 0.3, 0.198])
-    rejected("baselines", baseline)
+    assert rejected("baselines", baseline).detail == (
+        "features.amount: proportions, other and missing must sum to 1, not 0.9996")
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -803,7 +807,7 @@ def test_message_rejected_carries_reason_and_detail() -> None:
     copied = pickle.loads(pickle.dumps(error))
     assert (copied.reason, copied.detail) == (error.reason, error.detail)
     long = MessageRejected("schema", "x" * 10_000)
-    assert len(long.detail) == validation.MAX_DETAIL_CHARS
+    assert len(long.detail) == rejection.MAX_DETAIL_CHARS
 
 
 # --- never anything but MessageRejected -------------------------------------------------------
@@ -837,7 +841,7 @@ def _validate_or_reject(kind: str, obj: object) -> bool:
         VALIDATORS.validate(kind, obj)
     except MessageRejected as error:
         assert error.reason == "schema"
-        assert isinstance(error.detail, str) and 0 < len(error.detail) <= validation.MAX_DETAIL_CHARS
+        assert isinstance(error.detail, str) and 0 < len(error.detail) <= rejection.MAX_DETAIL_CHARS
         return False
     return True
 

@@ -17,6 +17,7 @@ from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.error_sums import ErrorSums, PerformanceSums, exact_units, exact_units_sum
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
 from model_monitoring.tables.psi import psi
+from tests.support.strategies import performance_sums
 
 SETTINGS = settings(max_examples=150, deadline=None)
 SLOW_SETTINGS = settings(max_examples=50, deadline=None)  # each example builds a baseline
@@ -48,12 +49,6 @@ def error_sums(draw: st.DrawFn) -> ErrorSums:
     return ErrorSums().update_many(np.array(draw(st.lists(ERRORS, max_size=20)), dtype=np.float64))
 
 
-@st.composite
-def performance_sums(draw: st.DrawFn) -> PerformanceSums:
-    n = draw(st.integers(0, 20))
-    p = draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
-    y = draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n))
-    return PerformanceSums.empty().update_many(p, y)
 
 
 @SETTINGS

@@ -6,56 +6,24 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import threading
 from collections import namedtuple
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from model_monitoring.commands.tail import (
-    KINDS,
+from model_monitoring.commands.tail import KINDS, SeenEvents, Tail, add_tail_parser, dedup_key
+from model_monitoring.commands.tail_format import clean, fmt_time, format_event
+from model_monitoring.commands.tail_webhook import (
     DeliveryFailed,
-    SeenEvents,
-    Tail,
     TailEvent,
     WebhookSink,
-    add_tail_parser,
     backoff_delays,
-    clean,
-    dedup_key,
-    fmt_time,
-    format_event,
     retry_after_seconds,
 )
-
-DRIFT = {"eventId": "ev-1", "jobRunId": "run-7", "tenantId": "acme", "modelId": "risk-scoring",
-         "modelVersion": "3", "segment": None, "feature": "amount", "metric": "psi",
-         "value": 0.31, "threshold": 0.25, "delta": 0.06, "severity": "critical",
-         "sampleSize": 5400, "baselineSampleSize": 20000, "windowStart": "2026-11-22T06:00:00Z",
-         "windowEnd": "2026-11-29T06:00:00Z", "detectedAt": "2026-11-29T06:00:02Z"}
-DEGRADED = {"eventId": "ev-2", "jobRunId": "run-7", "tenantId": "acme", "modelId": "risk-scoring",
-            "modelVersion": "3", "segment": "emea", "metric": "brier", "value": 0.19,
-            "baseline": 0.12, "threshold": 0.132, "delta": 0.058, "sampleSize": 812,
-            "windowStart": "2026-11-22T06:00:00Z", "windowEnd": "2026-11-29T06:00:00Z",
-            "detectedAt": "2026-11-29T06:00:02.500+00:00"}
-SNAPSHOT = {"jobRunId": "run-7", "tenantId": "acme", "modelId": "risk-scoring", "modelVersion": "3",
-            "segment": None, "windowStart": "2026-11-22T06:00:00Z", "windowEnd": "2026-11-29T06:00:00Z",
-            "sampleSize": 5400,
-            "features": {
-                "amount": {"metric": "psi", "value": 0.31, "status": "drift", "severity": "critical"},
-                "industry": {"metric": "psi", "value": 0.12, "status": "drift", "severity": "warning"},
-                "age_days": {"metric": "psi", "value": 0.01, "status": "ok", "severity": None},
-                "region": {"metric": "psi", "value": None, "status": "insufficient_data", "severity": None}},
-            "performance": {"brier": {"value": 0.19, "status": "degraded"},
-                            "mae": {"value": 0.33, "status": "degraded"}}}
-COMPLETED = {"job": "model-monitoring", "jobRunId": "run-7", "tenants": ["acme"], "driftChecked": 40,
-             "performanceChecked": 4, "driftDetected": 3, "performanceDegraded": 1,
-             "durationMs": 812, "completedAt": "2026-11-29T06:00:03Z"}
-FAILED = {"job": "model-monitoring", "jobRunId": "run-8", "error": "deadline passed\nafter 900 s",
-          "failedAt": 1795932003000}
+from tests.support.events import COMPLETED, DEGRADED, DRIFT, FAILED, SNAPSHOT
+from tests.support.webhook import Receiver
 
 Record = namedtuple("Record", "topic partition offset key value timestamp")
 TOPICS = {"drift": "ml.model.drift.detected", "degraded": "ml.model.performance.degraded",
@@ -161,38 +129,6 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 # ------------------------------------------------------------------ the webhook
-class Receiver:
-    """A local webhook: answers each POST with the next scripted status (the last one repeats)."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.requests: list[tuple[dict[str, str], Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append((dict(self.headers), json.loads(body)))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from faust.types import TP
 from mode import Service
 
 import model_monitoring.streams.transport
-from model_monitoring.streams.app import build_app
+from model_monitoring.agents.service import build_app
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.streams.transport import Consumer, SuspendedDelivery, Transport
+from tests.support.waiting import until
 
 TOPIC = "features"
 TP0, TP1 = TP(TOPIC, 0), TP(TOPIC, 1)
@@ -72,14 +73,6 @@ class Harness:
         await asyncio.wait_for(task, timeout=5)
 
 
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
     yield Harness()  # built inside the test's event loop, as the worker builds its app
@@ -120,7 +113,7 @@ async def test_delivers_in_order_each_once_without_a_task_per_message(harness: H
     task = harness.start()
     loop.set_task_factory(counting_factory)
     try:
-        await until(lambda: len(harness.delivered) == 300)
+        await until(lambda: len(harness.delivered) == 300, 5, every=0.005)
     finally:
         loop.set_task_factory(previous)
     await harness.stop(task)
@@ -136,7 +129,7 @@ async def test_messages_at_or_below_the_read_offset_are_dropped(harness: Harness
     harness.consumer._read_offset[TP0] = 5
     harness.fetches.append({TP0: [record(TP0, i) for i in range(3, 9)]})
     task = harness.start()
-    await until(lambda: len(harness.delivered) == 4)
+    await until(lambda: len(harness.delivered) == 4, 5, every=0.005)
     await harness.stop(task)
     assert harness.delivered == [(0, 5), (0, 6), (0, 7), (0, 8)]
 
@@ -150,7 +143,7 @@ async def test_a_delivery_that_suspends_is_finished_and_keeps_the_order(harness:
     harness.consumer.callback = slow_now_and_then
     harness.fetches.append({TP0: [record(TP0, i) for i in range(50)]})
     task = harness.start()
-    await until(lambda: len(harness.delivered) == 50)
+    await until(lambda: len(harness.delivered) == 50, 5, every=0.005)
     await harness.stop(task)
     assert harness.delivered == [(0, i) for i in range(50)]
     assert harness.consumer.suspended_deliveries == 8
@@ -192,9 +185,17 @@ async def test_stop_flow_interrupts_a_blocked_delivery_and_drain_waits(harness: 
     await asyncio.wait_for(entered.wait(), timeout=5)
     calls_before = harness.fetch_calls
 
+    parked = asyncio.Event()  # the drain loop waits for the flow to resume: it delivers nothing more
+    resume_wait = harness.consumer.can_resume_flow.wait
+
+    async def wait_for_resume() -> bool:
+        parked.set()
+        return await resume_wait()
+
+    harness.consumer.can_resume_flow.wait = wait_for_resume  # type: ignore[method-assign]
     harness.consumer.stop_flow()  # what faust's on_partitions_revoked does
-    await until(lambda: bool(cancelled))
-    await asyncio.sleep(0.1)
+    await until(lambda: bool(cancelled), 5, every=0.005)
+    await asyncio.wait_for(parked.wait(), timeout=5)
     assert cancelled == [3], "the blocked delivery was not interrupted"
     assert harness.delivered == [(0, i) for i in range(4)], "kept delivering after stop_flow"
     assert not task.done(), "the drain loop must survive a rebalance"
@@ -204,7 +205,7 @@ async def test_stop_flow_interrupts_a_blocked_delivery_and_drain_waits(harness: 
     harness.consumer._read_offset[TP0] = None
     harness.fetches.append({TP0: [record(TP0, i) for i in range(3, 10)]})
     harness.consumer.resume_flow()
-    await until(lambda: len(harness.delivered) == 11)
+    await until(lambda: len(harness.delivered) == 11, 5, every=0.005)
     await harness.stop(task)
     assert harness.delivered[4:] == [(0, i) for i in range(3, 10)]
 

@@ -4,23 +4,19 @@ messages are not counted), summed over partitions."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from model_monitoring.commands.harness import latest_values
+from model_monitoring.commands.harness import read_topic
 from model_monitoring.commands.simulate import Message
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import Validators, decode_json, split_envelope
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
-from model_monitoring.tables.histogram import FeatureHistogram, count_batch
+from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.ingest import names_only
 from model_monitoring.tables.keys import PartialKey, is_partial_key
 from model_monitoring.tables.partial import PartialState
@@ -82,6 +78,18 @@ def offline_fold(messages: Iterable[Message], baselines: Mapping[tuple[str, str]
     return fold
 
 
+async def changelog_table(bootstrap: str, topic: str, timeout: float = 120.0) -> dict[bytes, bytes]:
+    """A changelog read to its end offset as a table: the last value per key, tombstones removing
+    the key. `timeout` only bounds a read that cannot reach the end."""
+    table: dict[bytes, bytes] = {}
+    for rec in await read_topic(bootstrap, topic, timeout=timeout):
+        if rec.value is None:
+            table.pop(rec.key, None)
+        else:
+            table[rec.key] = rec.value
+    return table
+
+
 def stream_state(changelog: Mapping[bytes, bytes]) -> Fold:
     """The partials changelog (last value per key) summed over partitions."""
     fold = Fold()
@@ -96,20 +104,6 @@ def stream_state(changelog: Mapping[bytes, bytes]) -> Fold:
     return fold
 
 
-async def wait_for_stable_changelog(bootstrap: str, topic: str, settle: float = 3.0,
-                                    timeout: float = 120.0) -> dict[bytes, bytes]:
-    """Read the changelog until two reads `settle` seconds apart agree."""
-    deadline = time.monotonic() + timeout
-    previous = await latest_values(bootstrap, topic)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(settle)
-        current = await latest_values(bootstrap, topic)
-        if current == previous and current:
-            return current
-        previous = current
-    return previous
-
-
 def dlq_positions(records: Iterable[Any]) -> set[tuple[str, int, int, int]]:
     """Distinct (source topic, partition, offset, index) named by dead letters."""
     out = set()
@@ -118,11 +112,3 @@ def dlq_positions(records: Iterable[Any]) -> set[tuple[str, int, int, int]]:
         out.add((h["source.topic"], int(h["source.partition"]), int(h["source.offset"]),
                  int(h.get("source.index", "-1"))))
     return out
-
-
-def baseline_message(baseline: Baseline) -> tuple[bytes, bytes]:
-    return baseline.key().encode(), orjson.dumps(baseline.to_dict())
-
-
-__all__ = ["FeatureHistogram", "Fold", "offline_fold", "stream_state", "wait_for_stable_changelog",
-           "dlq_positions", "baseline_message"]

@@ -21,7 +21,9 @@ from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import count_batch
+from model_monitoring.tables.keys import EvaluationKey
 from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.run_messages import EvaluateRequest
 
 END = 1_795_046_400_000
 
@@ -53,31 +55,27 @@ def monitor() -> Any:
     return SimpleNamespace(
         settings=load_settings({"MODEL_MONITORING_JWT_SECRET": "x" * 32}), topics=topics,
         tables=SimpleNamespace(evaluations={}), validators=Validators(), metrics=Metrics(),
-        state={"baseline_cache": SimpleNamespace(lookup=lambda t, m, v: baseline)},
+        baselines=SimpleNamespace(lookup=lambda t, m, v: baseline),
         app=SimpleNamespace(producer=rec), recorder=rec, baseline=baseline)
 
 
-def part(monitor: Any) -> dict[str, Any]:
+def part(monitor: Any) -> dict[tuple[str, str], PartialState]:
     """A drifting week of acme:churn (an unseen category for 40%), as one partition's part."""
     messages = generate(StreamConfig(tenants=("acme",), models=("churn",), events_per_key=1500,
                                      end_ms=END, seed=3, scenario=Scenario(unseen_category=("acme:churn",))))
     features = [orjson.loads(m.value)["features"] for m in messages if m.kind == "features"
                 and orjson.loads(m.value)["timestamp"] >= "2026-11-12"]
     state = PartialState().add(count_batch(monitor.baseline, features))
-    return {"3|emea": state.to_json()}
-
-
-def message(doc: dict[str, Any]) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(value=orjson.dumps(doc), partition=0))
+    return {("3", "emea"): state}
 
 
 def evaluate_message() -> Any:
-    return message({"type": "evaluate", "jobRunId": "run-1", "key": "acme:churn", "partitions": [0],
-                    "windowStartMs": END - 7 * DAY_MS, "windowEndMs": END})
+    request = EvaluateRequest("run-1", "acme:churn", (0,), END - 7 * DAY_MS, END)
+    return SimpleNamespace(message=SimpleNamespace(value=request.to_bytes(), partition=0))
 
 
 async def test_first_attempt_marks_before_it_publishes(monitor: Any) -> None:
-    key = b"0|run-1|acme:churn"
+    key = EvaluationKey(0, "run-1", "acme:churn").encode()
     ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())
@@ -90,7 +88,7 @@ async def test_first_attempt_marks_before_it_publishes(monitor: Any) -> None:
 async def test_a_resumed_evaluation_publishes_only_what_is_missing(
         monitor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # what a complete first attempt publishes
-    key = b"0|run-1|acme:churn"
+    key = EvaluationKey(0, "run-1", "acme:churn").encode()
     ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())

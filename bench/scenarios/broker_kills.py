@@ -1,0 +1,189 @@
+"""Scenarios of the broker itself killed with SIGKILL and started again on its log (issue 10):
+during ingest, and during a weekly run between the trigger and the completion. Only a durable
+broker can show them (Apache Kafka; the embedded broker's restart is a new, empty broker). The
+checks are those of a worker crash: the state equals the offline fold and every record is
+accounted for; the run completes once and publishes every expected event once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from bench.scenarios.common import OUTPUT_KINDS, ScenarioFailed, progress, run_async, wait_until
+from bench.scenarios.context import Context
+from bench.scenarios.faults import alive, consumed, start_ingest, verify
+from bench.scenarios.runs import MANY_TENANTS, STAGES, finish_run, freeze_at, prepared
+from bench.scenarios.service import Service
+
+
+async def leaders_elected(bootstrap: str) -> bool:
+    """Every partition of every topic has a leader again (a restarted Kafka listens before it
+    has; until then its metadata lists topics with fewer partitions, or none, and a lag read
+    from them says 0)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    try:
+        await admin.start()
+        described = await admin.describe_topics(await admin.list_topics())
+    except (KafkaError, OSError):
+        return False
+    finally:
+        await admin.close()
+    return all(not d["error_code"] and d["partitions"]
+               and all(p["leader"] >= 0 and not p["error_code"] for p in d["partitions"])
+               for d in described)
+
+
+def restart_broker(ctx: Context, down: float) -> float:
+    """SIGKILL the broker, leave it down `down` seconds, start it again on the same log and
+    ports; returns the seconds until it served every partition again."""
+    ctx.broker.kill()
+    time.sleep(down)
+    started = time.monotonic()
+    ctx.broker.start()
+    if not wait_until(lambda: run_async(leaders_elected(ctx.broker.bootstrap)), 120, 0.5):
+        raise ScenarioFailed("the restarted broker has partitions without a leader after 120 s")
+    seconds = time.monotonic() - started
+    ctx.result.notes.setdefault("broker_restart_seconds", []).append(round(seconds, 1))
+    return seconds
+
+
+def revive_exited(ctx: Context, svc: Service) -> int:
+    """Start again every worker that exited (a worker is expected to ride out a broker restart;
+    one that does not is counted and its last words kept in the row's notes)."""
+    revived = 0
+    for index, worker in list(svc.workers.items()):
+        if not alive(worker):
+            code = worker.process.returncode if worker.process is not None else None
+            last = worker.log_tail(3).replace("\n", " | ")[-300:]
+            ctx.result.notes.setdefault("worker_exits", []).append(f"worker {index} exit {code}: {last}")
+            progress(f"  worker {index} exited ({code}); started again")
+            svc.start_worker(index, wait=False)
+            revived += 1
+    return revived
+
+
+def input_lag(svc: Service, tries: int = 20) -> int:
+    """The group's input lag, asked again while a restarted broker still loads its groups."""
+    for attempt in range(tries):
+        try:
+            return svc.input_lag()
+        except Exception as exc:  # noqa: BLE001 - retried, then raised
+            if attempt + 1 == tries:
+                raise
+            progress(f"  lag unknown yet: {type(exc).__name__}")
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def completed_reviving(ctx: Context, svc: Service, job_run_id: str, timeout: float = 180) -> None:
+    """Until the run has completed (or failed), restarting exited workers meanwhile."""
+    def finished() -> bool:
+        revive_exited(ctx, svc)
+        return svc.wait_completed(job_run_id, 1.0)
+
+    if not wait_until(finished, timeout, 0.5):
+        raise ScenarioFailed(f"run {job_run_id} did not finish:\n{svc.worker.log_tail()}")
+
+
+def consumed_until_lag_zero(ctx: Context, svc: Service, timeout: float, max_restarts: int = 3) -> None:
+    """Until the group has committed every input message, restarting exited workers; more than
+    `max_restarts` restarts is a crash loop, a failure."""
+    deadline = time.monotonic() + timeout
+    restarts = 0
+    while time.monotonic() < deadline:
+        restarts += revive_exited(ctx, svc)
+        if restarts > max_restarts:
+            raise ScenarioFailed(f"the worker crash-loops after the broker restart ({restarts} exits):\n"
+                                 + svc.worker.log_tail(15))
+        if input_lag(svc) == 0:
+            return
+        time.sleep(1.0)
+    raise ScenarioFailed(f"input lag {svc.input_lag()} after {timeout:.0f}s:\n" + svc.worker.log_tail(15))
+
+
+# ---------------------------------------------------------------------- broker killed mid-ingest
+def broker_killed_mid_ingest(ctx: Context) -> None:
+    """kill -9 the broker after a random share of the log was consumed, restart it on its log;
+    the worker goes on (restarted only if it exited) and ends with the offline fold's state."""
+    r = ctx.result
+    records, kills = (5_000, 1) if ctx.quick else (100_000, 3)
+    rng = random.Random(ctx.seed + 9)
+    r.load = f"{records:,} records"
+    svc = ctx.service("brokerkill", partitions=4)
+    messages, refs = start_ingest(ctx, svc, records, 9)
+    total = len(messages)
+    done, before = 0, 0.0  # records consumed by worker processes that exited
+    for k in range(kills):
+        worker = svc.worker
+        # a random moment in this kill's share of the log (consumed counts per process)
+        low, high = k / kills, (k + 1) / kills
+        target = rng.uniform(low + 0.1 * (high - low), low + 0.7 * (high - low)) * total
+        wait_until(lambda w=worker, t=target, b=before: b + consumed(w) >= t or not alive(w), 600, 0.05)
+        if not alive(worker):
+            raise ScenarioFailed(f"the worker died by itself:\n{worker.log_tail()}")
+        at = before + consumed(worker)
+        down = rng.uniform(0.5, 5.0)
+        seconds = restart_broker(ctx, down)
+        lag = input_lag(svc)
+        moment = f"after {at:,.0f} records, down {down:.1f}s + {seconds:.0f}s restart"
+        progress(f"  broker SIGKILL {k + 1}/{kills} {moment}, lag {lag:,}")
+        r.notes.setdefault("kill_moments", []).append(moment)
+        if r.check(lag > 0, f"broker kill {k + 1} came after the ingest"):
+            done += 1
+        if k + 1 < kills:  # the next kill needs the worker consuming again
+            if revive_exited(ctx, svc):
+                before = at
+            wait_until(lambda w=svc.worker, a=at, b=before: b + consumed(w) > a or input_lag(svc) == 0, 180, 0.2)
+    consumed_until_lag_zero(ctx, svc, 900 if not ctx.quick else 240)
+    exits = len(r.notes.get("worker_exits", []))
+    r.faults = f"{done} broker SIGKILL mid-ingest + restart on its log; {exits} worker exits"
+    r.notes["kills"] = done
+    verify(ctx, svc, messages, refs, timeout=60)
+
+
+# ---------------------------------------------------------------------- broker killed mid-run
+def broker_killed_mid_run(ctx: Context) -> None:
+    """kill -9 the broker at a stage of a weekly run (the worker frozen with SIGSTOP there for the
+    moment of the kill, so that it lies between the trigger and the completion), restart it;
+    the run completes once, every expected event once. A stage reached too late is retried with
+    a new run, up to three times."""
+    r = ctx.result
+    records = 8_000 if ctx.quick else 40_000
+    stages = ["published event"] if ctx.quick else list(STAGES)
+    rng = random.Random(ctx.seed + 10)
+    r.load = f"{records:,} records, 12 keys"
+    svc, fold, refs = prepared(ctx, "brokerkillrun", records, tenants=MANY_TENANTS)
+    kills, midway = 0, 0
+    for i, stage in enumerate(stages):
+        for attempt in range(3):
+            job_run_id = f"broker-kill-{i}-{attempt}"
+            worker = svc.worker
+            pid = worker.process.pid  # type: ignore[union-attr]
+            reached = run_async(freeze_at(svc, pid, job_run_id, stage))
+            if reached and not svc.completions(job_run_id):
+                out = svc.outputs(job_run_id)
+                published = sum(len(out[k]) for k in OUTPUT_KINDS)
+                midway += published > 0
+                down = rng.uniform(0.5, 5.0)
+                ctx.broker.kill()
+                os.kill(pid, signal.SIGCONT)  # the worker runs on into a dead broker
+                restart_broker(ctx, down)
+                progress(f"  broker killed at the {stage} of {job_run_id}, {published} events out, "
+                         f"down {down:.1f}s")
+                completed_reviving(ctx, svc, job_run_id)
+                finish_run(ctx, svc, fold, refs, job_run_id, settle=5.0)
+                kills += 1
+                break
+            os.kill(pid, signal.SIGCONT)
+            progress(f"  {job_run_id}: the {stage} came {'after completion' if reached else 'never'}; again")
+            finish_run(ctx, svc, fold, refs, job_run_id, settle=0.5)
+    r.check(kills == len(stages), f"{len(stages) - kills} stage(s) never reached before completion")
+    exits = len(r.notes.get("worker_exits", []))
+    r.faults = (f"{kills} broker SIGKILL between trigger and completion, {midway} mid-publication; "
+                f"{exits} worker exits")
+    r.notes["kills"], r.notes["stages"] = kills, stages

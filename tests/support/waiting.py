@@ -1,0 +1,54 @@
+"""Waiting for a concrete condition, never for a fixed time: poll until it holds or a deadline
+passes, then fail with a message that says what was awaited (and, for a worker, its log)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+from model_monitoring.commands.harness import group_lag
+
+Condition = Callable[[], bool | Awaitable[bool]]
+
+
+async def until(condition: Condition, timeout: float, every: float = 0.1,
+                failure: Callable[[], str] | str = "condition not reached") -> None:
+    """Poll `condition` (sync or async) until it holds; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout}s: {failure() if callable(failure) else failure}")
+        await asyncio.sleep(every)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.5,
+               failure: Callable[[], str] | str = "condition not reached") -> None:
+    """`until` for synchronous code (a test driving a worker process; the condition may run
+    its own event loop)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout}s: {failure() if callable(failure) else failure}")
+        time.sleep(every)
+
+
+async def consumed(bootstrap: str, group: str, topics: list[str]) -> bool:
+    """The group has committed every message of `topics` (lag 0 against the true end offsets),
+    on two reads in a row: one read takes the end offsets before the commits, so an output that
+    a commit made during the read (on another of the topics) would not be seen by it."""
+    return await group_lag(bootstrap, group, topics) == 0 and await group_lag(bootstrap, group, topics) == 0
+
+
+async def until_consumed(bootstrap: str, group: str, topics: list[str], timeout: float,
+                         failure: Callable[[], str] | str = "") -> None:
+    """Wait until `consumed`; a worker's group commits only after its producer flushed, so by
+    then every output of those messages is in its topic."""
+    await until(lambda: consumed(bootstrap, group, topics), timeout, every=0.5,
+                failure=failure or f"group {group} still lags on {topics}")
