@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -39,13 +39,35 @@ async def already_published(s: Settings, job_run_id: str, model_key: str, since_
     since `since_ms`. Best effort: what cannot be read in time counts as not published (a
     repeat, never a loss)."""
     kinds = {s.snapshot_topic: "snapshot", s.drift_topic: "drift", s.degraded_topic: "degraded"}
+
+    def ours(doc: Mapping[str, Any]) -> bool:
+        return (doc.get("jobRunId") == job_run_id
+                and f"{doc.get('tenantId')}:{doc.get('modelId')}" == model_key)
+
+    found = await read_back(s, list(kinds), since_ms, ours, f"{model_key} of run {job_run_id}", timeout)
+    return {identity(kinds[topic], doc) for topic, doc in found}
+
+
+async def terminal_published(s: Settings, topic: str, job_run_id: str, since_ms: int,
+                             timeout: float = 60.0) -> bool:
+    """Is the run's `workflow.job.completed` (or `.failed`) on `topic` since `since_ms`?"""
+    found = await read_back(s, [topic], since_ms, lambda doc: doc.get("jobRunId") == job_run_id,
+                            f"the end of run {job_run_id}", timeout)
+    return bool(found)
+
+
+async def read_back(s: Settings, topics: list[str], since_ms: int,
+                    match: Callable[[Mapping[str, Any]], bool], what: str, timeout: float
+                    ) -> list[tuple[str, Mapping[str, Any]]]:
+    """(topic, document) of the messages on `topics` since `since_ms` (less a margin) that
+    `match` accepts, read up to the topics' end offsets."""
     client = s.kafka_client_kwargs()
     consumer = AIOKafkaConsumer(**client, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
-    found: set[tuple[str, ...]] = set()
+    found: list[tuple[str, Mapping[str, Any]]] = []
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in kinds
+        tps = [TopicPartition(t, p) for t in topics
                for p in sorted(consumer.partitions_for_topic(t) or range(s.partitions))]
         consumer.assign(tps)
         starts = await consumer.offsets_for_times(
@@ -61,15 +83,13 @@ async def already_published(s: Settings, job_run_id: str, model_key: str, since_
             for tp, records in batch.items():
                 for rec in records:
                     doc = orjson.loads(rec.value or b"null")
-                    if (isinstance(doc, dict) and doc.get("jobRunId") == job_run_id
-                            and f"{doc.get('tenantId')}:{doc.get('modelId')}" == model_key):
-                        found.add(identity(kinds[tp.topic], doc))
+                    if isinstance(doc, dict) and match(doc):
+                        found.append((tp.topic, doc))
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
         if pending:
-            log.warning("reading back %s of run %s: %d partitions unread after %.0fs",
-                        model_key, job_run_id, len(pending), timeout)
+            log.warning("reading back %s: %d partitions unread after %.0fs", what, len(pending), timeout)
     except (TimeoutError, KafkaError, OSError, ValueError) as exc:
-        log.warning("reading back %s of run %s failed: %r", model_key, job_run_id, exc)
+        log.warning("reading back %s failed: %r", what, exc)
     finally:
         await consumer.stop()
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from faust.types import EventT
 
+from model_monitoring.agents.published import terminal_published
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.schemas.validation import decode_json
@@ -20,7 +22,7 @@ from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
-from model_monitoring.tables.job_tracker import track
+from model_monitoring.tables.job_tracker import outbox_action, track, with_outbox
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key
 from model_monitoring.tables.run_messages import EvaluateRequest, SnapshotRequest, StartRun, decode_run_message
 from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
@@ -94,15 +96,45 @@ class Tracker:
     async def handle(self, event: EventT) -> None:
         message = decode_run_message(event.message.value or b"")
         table = self.m.tables.job_runs
-        step = track(message, event.message.partition, table.get, now_ms())
+        await self.settle_outbox(RunKey(event.message.partition, message.job_run_id))
+        step = track(message, event.message.partition, event.message.offset, table.get, now_ms())
         if step.note:
             (log.warning if step.run is None else log.info)(step.note)
-        if step.run is None:
+        if step.run is None or not step.applied:
             return
         for key, value in step.writes.items():
             table[key] = value
-        await self.perform(step.run, step.actions)
-        self.save(step.key, step.run)
+        await self.apply(step.key, step.run, step.actions)
+
+    async def apply(self, key: RunKey, run: JobRun, actions: list[tracker.Action]) -> None:
+        """Perform the idempotent actions, save; a completion or failure goes through the run's
+        outbox: saved and flushed before it is sent, cleared after."""
+        run, actions, terminal = with_outbox(run, actions, now_ms())
+        await self.perform(run, actions)
+        self.save(key, run)
+        if terminal is not None:
+            await self.m.app.producer.flush()  # the outbox is durable before the event goes out
+            await self.perform(run, [terminal])
+            self.save(key, replace(run, outbox=None))
+
+    async def settle_outbox(self, key: RunKey) -> None:
+        """A run saved with a full outbox was interrupted around sending it: send it unless a
+        read-back of its topic finds it already published."""
+        raw = self.m.tables.job_runs.get(key.encode())
+        run = JobRun.from_bytes(raw) if raw is not None else None
+        action = outbox_action(run) if run is not None else None
+        if run is None or action is None or run.outbox is None:
+            return
+        s = self.m.settings
+        topic = s.completed_topic if isinstance(action, Complete) else s.failed_topic
+        if await terminal_published(s, topic, run.job_run_id, int(run.outbox["sinceMs"])):
+            log.warning("run %s: its %s event was already published before the restart; not again",
+                        run.job_run_id, run.outbox["kind"])
+        else:
+            log.warning("run %s: publishing its %s event, interrupted by a restart",
+                        run.job_run_id, run.outbox["kind"])
+            await self.perform(run, [action])
+        self.save(key, replace(run, outbox=None))
 
     def save(self, key: RunKey, run: JobRun) -> None:
         self.m.tables.job_runs[key.encode()] = run.to_bytes()
@@ -159,10 +191,12 @@ class Tracker:
             run = JobRun.from_bytes(raw)
             if run.status != "running":
                 continue
+            if run.outbox is not None:
+                await self.settle_outbox(key)
+                continue
             run, actions = tracker.check_deadline(run, now_ms())
             if actions:
-                await self.perform(run, actions)
-                self.save(key, run)
+                await self.apply(key, run, actions)
 
 
 def register(monitor: Monitor) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import orjson
 
@@ -62,6 +63,10 @@ class JobRun:
     totals: Mapping[str, int] = field(default_factory=lambda: {f: 0 for f in COUNT_FIELDS})
     finished_ms: int | None = None
     error: str | None = None
+    applied_offset: int = -1  # the last runs-topic message folded into this value
+    # the completion or failure decided but not yet known to be published: {"kind", "payload",
+    # "sinceMs"}, saved (and flushed) before it is sent, cleared after (`agents/run.py`)
+    outbox: Mapping[str, Any] | None = None
 
     def all_reported(self) -> bool:
         return len(self.reported) >= self.partitions

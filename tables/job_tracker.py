@@ -4,12 +4,22 @@ table (read through a getter) in; the run's new value, the entries to write and 
 Beside each run's own value (constant size, `tables/job_run.py`) the table keeps one entry per
 partition report and one per evaluated key, so an `evaluated` message costs O(1), not O(keys).
 The shell writes the entries first, performs the actions, then saves the run: a crash in between
-repeats idempotent actions, never loses an entry."""
+repeats idempotent actions, never loses an entry.
+
+Exactly once, after a crash at any point:
+- the run remembers the runs-topic offset it folded last (`applied_offset`): a redelivered
+  message at or below it changes nothing;
+- an evaluated entry remembers the offset of the message that wrote it: the same message,
+  redelivered because the run was not saved after it, still counts (once); another message for
+  the same key (a repeated report) does not;
+- the completion (or failure) is not an idempotent action: the run is saved with it in its
+  `outbox`, and flushed, before it is sent, and cleared after; a run found with a full outbox
+  sends it only if a read-back of the output topic does not find it (`agents/run.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -28,6 +38,37 @@ class TrackerStep:
     writes: dict[bytes, bytes] = field(default_factory=dict)
     actions: list[tracker.Action] = field(default_factory=list)
     note: str | None = None  # what a log line should say about it, if anything
+    applied: bool = True  # False: a redelivered message this run already folded (nothing to do)
+
+
+def _written_by(stored: bytes | None, offset: int) -> bool:
+    """Does this evaluated entry still need counting: absent, or written by this very message
+    (whose run update a crash lost)?"""
+    if stored is None:
+        return True
+    doc = orjson.loads(stored)
+    return isinstance(doc, dict) and doc.get("offset") == offset
+
+
+def with_outbox(run: JobRun, actions: list[tracker.Action], now_ms: int
+                ) -> tuple[JobRun, list[tracker.Action], tracker.Complete | tracker.Fail | None]:
+    """Split off the run's completion or failure (at most one) and put it in the run's outbox."""
+    terminal = [a for a in actions if isinstance(a, tracker.Complete | tracker.Fail)]
+    if not terminal:
+        return run, actions, None
+    action = terminal[0]
+    kind = "completed" if isinstance(action, tracker.Complete) else "failed"
+    outbox = {"kind": kind, "payload": dict(action.payload), "sinceMs": now_ms}
+    rest = [a for a in actions if a is not action]
+    return replace(run, outbox=outbox), rest, action
+
+
+def outbox_action(run: JobRun) -> tracker.Complete | tracker.Fail | None:
+    """The completion or failure waiting in a run's outbox, if any."""
+    if run.outbox is None:
+        return None
+    payload = dict(run.outbox["payload"])
+    return tracker.Complete(payload) if run.outbox["kind"] == "completed" else tracker.Fail(payload)
 
 
 def stored_reports(get: Getter, partition: int, run: JobRun) -> dict[int, list[str]]:
@@ -40,11 +81,23 @@ def stored_reports(get: Getter, partition: int, run: JobRun) -> dict[int, list[s
     return out
 
 
-def track(message: RunMessage, partition: int, get: Getter, now_ms: int) -> TrackerStep:
-    """Apply one runs-topic message received on `partition`."""
+def track(message: RunMessage, partition: int, offset: int, get: Getter, now_ms: int) -> TrackerStep:
+    """Apply one runs-topic message received at `offset` of `partition`."""
     key = RunKey(partition, message.job_run_id)
     raw = get(key.encode())
     run = JobRun.from_bytes(raw) if raw is not None else None
+    if run is not None and offset <= run.applied_offset:
+        return TrackerStep(key, run, note=f"redelivered message at offset {offset} already applied",
+                           applied=False)
+    step = _track(message, key, run, offset, get, now_ms)
+    if step.run is None:
+        return step
+    return replace(step, run=replace(step.run, applied_offset=offset))
+
+
+def _track(message: RunMessage, key: RunKey, run: JobRun | None, offset: int, get: Getter,
+           now_ms: int) -> TrackerStep:
+    partition = key.partition
     if isinstance(message, StartRun):
         note = f"duplicate trigger for jobRunId={key.job_run_id} ignored ({run.status})" if run else None
         run, actions = tracker.start(run, message.run)
@@ -71,9 +124,9 @@ def track(message: RunMessage, partition: int, get: Getter, now_ms: int) -> Trac
         return TrackerStep(key, run, writes, actions)
     assert isinstance(message, KeyEvaluated)
     done_key = EvaluatedKey(partition, run.job_run_id, message.key).encode()
-    first_time = get(done_key) is None
+    first_time = _written_by(get(done_key), offset)
     if first_time:
-        writes[done_key] = orjson.dumps(dict(message.counts))
+        writes[done_key] = orjson.dumps({"counts": dict(message.counts), "offset": offset})
     run, actions = tracker.evaluated(run, message.counts, first_time, now_ms,
                                      lambda: stored_reports(read, partition, current))
     return TrackerStep(key, run, writes, actions)

@@ -4,9 +4,11 @@ with a run value of constant size (reports and evaluations are separate entries)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from model_monitoring.tables import job_run as tr
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
-from model_monitoring.tables.job_tracker import track
+from model_monitoring.tables.job_tracker import outbox_action, track, with_outbox
 from model_monitoring.tables.keys import RunKey
 from model_monitoring.tables.run_messages import KeyEvaluated, PartitionReport, RunMessage, StartRun
 
@@ -25,6 +27,7 @@ class Shell:
 
     def __init__(self, run: JobRun, partition: int = 0) -> None:
         self.partition = partition
+        self.offset = 0
         self.table: dict[bytes, bytes] = {RunKey(partition, run.job_run_id).encode(): run.to_bytes()}
 
     @property
@@ -32,7 +35,8 @@ class Shell:
         return JobRun.from_bytes(self.table[RunKey(self.partition, "r1").encode()])
 
     def apply(self, message: RunMessage, now: int) -> list[tr.Action]:
-        step = track(message, self.partition, self.table.get, now)
+        self.offset += 1
+        step = track(message, self.partition, self.offset, self.table.get, now)
         assert step.run is not None
         self.table.update(step.writes)
         self.table[step.key.encode()] = step.run.to_bytes()
@@ -47,15 +51,16 @@ class Shell:
 
 def test_start_through_the_tracker_fans_out_and_a_duplicate_is_noted() -> None:
     table: dict[bytes, bytes] = {}
-    step = track(StartRun(new_run()), 0, table.get, 1_000)
-    assert step.actions == [FanOut()] and step.note is None and step.run == new_run()
+    step = track(StartRun(new_run()), 0, 0, table.get, 1_000)
+    assert step.actions == [FanOut()] and step.note is None
+    assert step.run == replace(new_run(), applied_offset=0)
     table[step.key.encode()] = step.run.to_bytes()
-    again = track(StartRun(new_run()), 0, table.get, 1_500)
+    again = track(StartRun(new_run()), 0, 1, table.get, 1_500)
     assert again.actions == [FanOut()] and again.note is not None and "duplicate" in again.note
 
 
 def test_a_message_for_an_unknown_run_is_ignored() -> None:
-    step = track(KeyEvaluated("nope", "a:m", COUNTS), 0, {}.get, 1_000)
+    step = track(KeyEvaluated("nope", "a:m", COUNTS), 0, 5, {}.get, 1_000)
     assert step.run is None and step.writes == {} and step.actions == []
 
 
@@ -80,7 +85,8 @@ def test_completes_only_when_all_partitions_and_keys_are_done() -> None:
     assert done.payload["driftChecked"] == 12 and done.payload["durationMs"] == 3_000
     assert done.payload["tenants"] == ["acme", "globex"]
     before = shell.run
-    assert shell.evaluated("globex:churn", 5_000) == [] and shell.run == before
+    assert shell.evaluated("globex:churn", 5_000) == []
+    assert shell.run == replace(before, applied_offset=shell.offset)  # nothing but the watermark
 
 
 def test_a_repeated_report_repeats_the_evaluate_requests_of_pending_keys_only() -> None:
@@ -125,3 +131,42 @@ def test_codec_round_trip() -> None:
     shell = Shell(tr.start(None, new_run(tenants=("a", "b")))[0])
     shell.report(1, ["a:m"], 2_000)
     assert JobRun.from_bytes(shell.run.to_bytes()) == shell.run
+
+
+def test_a_redelivered_message_already_applied_changes_nothing() -> None:
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    shell.report(0, ["a:m", "b:m"], 2_000)
+    shell.evaluated("a:m", 3_000)
+    before = dict(shell.table)
+    step = track(KeyEvaluated("r1", "a:m", COUNTS), 0, shell.offset, shell.table.get, 3_500)
+    assert not step.applied and step.writes == {} and step.actions == []
+    assert shell.table == before
+
+
+def test_a_message_whose_run_update_a_crash_lost_counts_once() -> None:
+    """The evaluated entry reached the changelog, the run's new value did not: the same message,
+    redelivered, still counts; a repeated report of the key (another message) does not."""
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    shell.report(0, ["a:m", "b:m"], 2_000)
+    run_before = shell.table[RunKey(0, "r1").encode()]
+    step = track(KeyEvaluated("r1", "a:m", COUNTS), 0, 10, shell.table.get, 3_000)
+    shell.table.update(step.writes)  # ...and the worker died before saving the run
+    assert shell.table[RunKey(0, "r1").encode()] == run_before
+    again = track(KeyEvaluated("r1", "a:m", COUNTS), 0, 10, shell.table.get, 4_000)
+    assert again.run is not None and again.run.evaluated == 1
+    shell.table.update(again.writes)
+    shell.table[again.key.encode()] = again.run.to_bytes()
+    repeat = track(KeyEvaluated("r1", "a:m", COUNTS), 0, 11, shell.table.get, 5_000)
+    assert repeat.run is not None and repeat.run.evaluated == 1
+
+
+def test_the_completion_goes_through_the_outbox() -> None:
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    shell.report(0, ["a:m"], 2_000)
+    step = track(KeyEvaluated("r1", "a:m", COUNTS), 0, 9, shell.table.get, 3_000)
+    assert step.run is not None
+    run, rest, terminal = with_outbox(step.run, step.actions, 3_000)
+    assert rest == [] and isinstance(terminal, Complete)
+    assert run.outbox is not None and run.outbox["kind"] == "completed" and run.outbox["sinceMs"] == 3_000
+    stored = JobRun.from_bytes(run.to_bytes())
+    assert outbox_action(stored) == terminal
