@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from model_monitoring.commands.broker import BrokerProcess
+from model_monitoring.commands.kafka_ready import wait_group_coordinator
 from model_monitoring.commands.kafka_sasl import LISTENER, SaslSslConfig
 
 KAFKA_VERSION = "4.4.0"  # docker-compose.kafka.yml pins apache/kafka to the same version
@@ -272,7 +273,8 @@ class KafkaBroker(BrokerProcess):
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        """The client port opens once the broker is registered and unfenced."""
+        """The client port opens once the broker is registered and unfenced; then the group
+        coordinator must answer (`commands/kafka_ready.py`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
@@ -281,10 +283,12 @@ class KafkaBroker(BrokerProcess):
                                         f"starting; see {self.log_path or self.data_dir / 'kafka.log'}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
+                    break
             except OSError:
                 time.sleep(0.1)
-        raise TimeoutError(f"Kafka did not listen on {self.bootstrap} within {timeout:.0f}s")
+        else:
+            raise TimeoutError(f"Kafka did not listen on {self.bootstrap} within {timeout:.0f}s")
+        wait_group_coordinator(self.bootstrap, max(5.0, deadline - time.monotonic()))
 
 
 def run_kafka_foreground(port: int, data_dir: Path) -> int:

@@ -50,9 +50,29 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
     )
 
 
+# the changelog-backed tables (`streams/app.py`): partitioned like the inputs, or global (one)
+PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations")
+GLOBAL_TABLES = ("baselines", "run_status")
+
+
+def changelog_topic(s: Settings, table: str) -> str:
+    """Faust's name for a table's changelog."""
+    return f"{s.app_id}-{table}-changelog"
+
+
+def leader_topic(s: Settings) -> str:
+    """Faust's topic for electing the leader (the crontab runs on the leader only)."""
+    return f"{s.app_id}-__assignor-__leader"
+
+
 def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
     """What `ensure_topics` creates: name -> partitions and config. Inputs are co-partitioned
-    (same count, same key) so a prediction and its outcome meet on one partition."""
+    (same count, same key) so a prediction and its outcome meet on one partition.
+
+    Faust's own internal topics (the changelogs and the leader topic) are here too: faust
+    declares them only after its consumer has subscribed, and on Apache Kafka the group then
+    refreshes metadata for topics that do not exist yet, several times a second, each an
+    error line, until they do (on a loaded machine past the readiness probe's patience)."""
     p = s.partitions
     specs: dict[str, dict[str, object]] = {
         name: {"partitions": p, "config": {}}
@@ -64,4 +84,10 @@ def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
                                                             "cleanup.policy": "compact"}}
     for source in (s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic):
         specs[s.dlq_topic(source)] = {"partitions": p, "config": {}}
+    compacted = {**s.compacted_topic_config, "cleanup.policy": "compact"}
+    for table in PARTITIONED_TABLES:
+        specs[changelog_topic(s, table)] = {"partitions": p, "config": compacted}
+    for table in GLOBAL_TABLES:
+        specs[changelog_topic(s, table)] = {"partitions": 1, "config": compacted}
+    specs[leader_topic(s)] = {"partitions": 1, "config": {}}
     return specs

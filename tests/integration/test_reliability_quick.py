@@ -1,7 +1,8 @@
-"""The quick variants of the reliability scenarios (bench/reliability.py --quick), one test each,
-each on a broker of its own, of the session's engine (the embedded broker keeps every message in memory and its group
-coordinator slows down with them; a scenario's timing must not depend on what ran before): crash during ingest and during a run, a rebalance, duplicates, bad
-input, a broker stall, attacks on the HTTP route and tenant isolation; on Apache Kafka
+"""The quick variants of the reliability scenarios (bench/reliability.py --quick), one test each
+(`scenario_broker`: on Tansu each on a broker of its own, since its group coordinator slows down
+with every message it holds; on Kafka the session's): crash during ingest and during a run, a
+rebalance, duplicates, bad input, a broker stall, attacks on the HTTP route and tenant
+isolation; on Apache Kafka, each on a Kafka of its own,
 (MM_TEST_BROKER=kafka) also the broker killed mid-ingest and mid-run, and compaction. The full
 variants run only in the script."""
 
@@ -32,8 +33,8 @@ def check(name: str, broker: Broker, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_quick_scenario(name: str, own_broker: Broker, tmp_path: Path) -> None:
-    check(name, own_broker, tmp_path)
+def test_quick_scenario(name: str, scenario_broker: Broker, tmp_path: Path) -> None:
+    check(name, scenario_broker, tmp_path)
 
 
 @NOT_DURABLE
