@@ -1,4 +1,4 @@
-"""The wiring: one faust.App built from the settings, with its topics, tables and agents.
+"""The wiring: one faust.App built from the settings, with its topics and tables.
 
 A factory rather than a module-level app, so the settings are read once at start-up and passed
 down, and tests can build as many apps as they need. The agents register themselves on it
