@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -52,18 +53,11 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def scenario_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+def scenario_broker(request: pytest.FixtureRequest) -> Broker:
     """A broker for a scenario that fills it: Tansu slows down with every message it holds (its
     group coordinator), so each such scenario gets a Tansu of its own; Kafka does not, so they
     share the session's (ten seconds saved per scenario)."""
-    if ENGINE == "kafka":
-        yield request.getfixturevalue("broker")
-        return
-    b = start_test_broker(tmp_path)
-    try:
-        yield b
-    finally:
-        b.stop()
+    return cast(Broker, request.getfixturevalue("broker" if ENGINE == "kafka" else "own_broker"))
 
 
 @pytest.fixture
