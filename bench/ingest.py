@@ -1,13 +1,16 @@
 """Ingest benchmark: the practical limit of this work without faust, against the real worker.
 
-    .venv/bin/python -m bench.ingest [--records 200000] [--partitions 4]
+    .venv/bin/python -m bench.ingest [--records 200000] [--partitions 4] [--engine tansu|kafka|both]
 
-Starts the bundled broker on a free loopback port, pre-produces N inference records (25
-features: 20 numeric, 5 categorical, ~700 bytes) as single-record messages to one topic and as
-envelopes of 100 to another, then measures, for each: (a) a plain aiokafka consumer doing the
-same work (getmany, orjson, schema validation, the project's binning, one changelog message per
-(partition, tenant, model, version, segment, day) per batch, commit) and (b) the worker process
-ingesting the records into its tables. Prints a table, then one JSON line. Stops all it starts."""
+Starts a broker on a free loopback port — the bundled Tansu (`--engine tansu`, the default),
+Apache Kafka (`kafka`, commands/kafka_broker.py), or one after the other (`both`) — pre-produces
+N inference records (25 features: 20 numeric, 5 categorical, ~700 bytes) as single-record
+messages to one topic and as envelopes of 100 to another, then measures, for each: (a) a plain
+aiokafka consumer doing the same work (getmany, orjson, schema validation, the project's
+binning, one changelog message per (partition, tenant, model, version, segment, day) per batch,
+commit) and (b) the worker process ingesting the records into its tables. Prints a table per
+broker (with `both`, then the two side by side), then one JSON line: today's keys for one
+engine, {"engines": {"tansu": {...}, "kafka": {...}}} for both. Stops all it starts."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -26,14 +30,20 @@ import orjson
 from bench.ingest_records import ENVELOPE, bench_baseline, create_topics, preproduce
 from bench.plain_consumer import Plain, plain_consume
 from bench.worker_ingest import Variant, WorkerRun, measure_worker
-from model_monitoring.commands.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.broker import ENGINES, make_broker
 from model_monitoring.commands.harness import produce
+from model_monitoring.commands.kafka_broker import BrokerUnavailable
+
+Results = dict[str, tuple[Plain, WorkerRun]]
+SHAPES = (("single", ""), ("envelope", "envelope_"))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--engine", choices=(*ENGINES, "both"), default="tansu",
+                    help="the broker: the embedded Tansu (default), Apache Kafka, or both in turn")
     ap.add_argument("--transport", choices=("mmkafka", "kafka"), default="mmkafka",
                     help="the worker's transport: the project's (default) or faust's own, to compare")
     ap.add_argument("--faust-setting", action="append", default=[], metavar="NAME=VALUE",
@@ -43,12 +53,42 @@ def main(argv: list[str] | None = None) -> int:
                     help="a service setting of the worker, e.g. MODEL_MONITORING_BATCH_SIZE=20")
     ap.add_argument("--timeout", type=float, default=0.0, help="seconds per phase (default: from N)")
     args = ap.parse_args(argv)
-    n, parts = args.records, args.partitions
+    n = args.records
     timeout = args.timeout or max(120.0, n / 500)
     variant = Variant(args.transport, dict(o.split("=", 1) for o in args.faust_setting),
                       dict(o.split("=", 1) for o in args.worker_env))
+    engines = ENGINES if args.engine == "both" else (args.engine,)
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    broker = EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log").start()
+    by_engine: dict[str, Results] = {}
+    try:
+        for engine in engines:
+            try:
+                by_engine[engine] = measure_engine(engine, args, variant, workdir, timeout)
+            except BrokerUnavailable as exc:
+                print(f"{engine}: no broker: {exc}", file=sys.stderr, flush=True)
+                return 2
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for engine, results in by_engine.items():
+        if len(by_engine) > 1:
+            print(f"\n{engine}:")
+        print_table(n, results)
+    summaries = {engine: summary(n, results) for engine, results in by_engine.items()}
+    if len(summaries) > 1:
+        print()
+        print_side_by_side(n, by_engine)
+        print(json.dumps({"engines": summaries}), flush=True)
+    else:
+        print(json.dumps(next(iter(summaries.values()))), flush=True)
+    return 0
+
+
+def measure_engine(engine: str, args: argparse.Namespace, variant: Variant, workdir: Path,
+                   timeout: float) -> Results:
+    """Both shapes on one broker of that engine, started here and stopped before returning."""
+    n, parts = args.records, args.partitions
+    broker = make_broker(engine, workdir / f"{engine}-broker", log_path=workdir / f"{engine}.log")
+    broker.start()
     try:
         run = f"b{uuid.uuid4().hex[:6]}"
         single, envelopes = f"{run}.features", f"{run}.features-envelopes"
@@ -61,35 +101,46 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         size, mean = asyncio.run(asyncio.wait_for(
             preproduce(broker.bootstrap, n, single, envelopes), timeout))
-        print(f"pre-produced {n:,} records ({mean:.0f} bytes each, {size / 1e6:.0f} MB) as single "
-              f"messages and as envelopes of {ENVELOPE}, {parts} partitions, in "
+        print(f"{engine}: pre-produced {n:,} records ({mean:.0f} bytes each, {size / 1e6:.0f} MB) as "
+              f"single messages and as envelopes of {ENVELOPE}, {parts} partitions, in "
               f"{time.perf_counter() - t0:.1f}s; worker: {variant.describe()}", flush=True)
-        results: dict[str, tuple[Plain, WorkerRun]] = {}
+        results: Results = {}
         for label, topic in (("single", single), ("envelope", envelopes)):
             if args.only and label != args.only:
                 continue
             plain = Plain(*asyncio.run(plain_consume(broker.bootstrap, topic, changelog, n, baseline, timeout)))
-            print(f"{label}: plain consumer {plain.rps:,.0f} records/s", flush=True)
-            worker = measure_worker(broker.bootstrap, topic, baselines, n, parts, workdir, timeout,
-                                    variant)
-            print(f"{label}: worker {worker.rps:,.0f} records/s", flush=True)
+            print(f"{engine} {label}: plain consumer {plain.rps:,.0f} records/s", flush=True)
+            worker = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant)
+            print(f"{engine} {label}: worker {worker.rps:,.0f} records/s", flush=True)
             results[label] = (plain, worker)
-        print_table(n, results)
-        summary: dict[str, float | None] = {}
-        for label, prefix in (("single", ""), ("envelope", "envelope_")):
-            p, w = results.get(label, (None, None))
-            summary[f"{prefix}plain_rps"] = round(p.rps) if p else None
-            summary[f"{prefix}worker_rps"] = round(w.rps) if w else None
-            summary[f"{prefix}ratio"] = round(w.rps / p.rps, 3) if p and w else None
-        summary["peak_rss_mb"] = round(max(w.peak_rss_mb for _, w in results.values()), 1)
-        print(json.dumps(summary), flush=True)
-        return 0
+        return results
     finally:
         broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def print_table(n: int, results: dict[str, tuple[Plain, WorkerRun]]) -> None:
+def summary(n: int, results: Results) -> dict[str, float | None]:
+    """The JSON of one engine: today's keys, then CPU µs per record."""
+    out: dict[str, float | None] = {}
+    for label, prefix in SHAPES:
+        p, w = results.get(label, (None, None))
+        out[f"{prefix}plain_rps"] = round(p.rps) if p else None
+        out[f"{prefix}worker_rps"] = round(w.rps) if w else None
+        out[f"{prefix}ratio"] = round(w.rps / p.rps, 3) if p and w else None
+    out["peak_rss_mb"] = round(max(w.peak_rss_mb for _, w in results.values()), 1)
+    for label, prefix in SHAPES:
+        p, w = results.get(label, (None, None))
+        out[f"{prefix}plain_cpu_us"] = round(p.cpu_s / n * 1e6, 1) if p else None
+        out[f"{prefix}worker_cpu_us"] = round(w.cpu_s / n * 1e6, 1) if w else None
+    return out
+
+
+def print_rows(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)))
+
+
+def print_table(n: int, results: Results) -> None:
     rows = [("", "plain rec/s", "worker rec/s", "ratio", "first-to-last", "ready s",
              "CPU µs/rec plain", "worker", "CPU ratio", "peak RSS MB", "binned")]
     for label, (p, w) in results.items():
@@ -98,13 +149,28 @@ def print_table(n: int, results: dict[str, tuple[Plain, WorkerRun]]) -> None:
                      f"{w.rps_first_to_last:,.0f}", f"{w.ready_s:.1f}", f"{plain_us:.0f}",
                      f"{worker_us:.0f}", f"{plain_us / worker_us:.3f}", f"{w.peak_rss_mb:.0f}",
                      f"{w.binned:,}/{n:,}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)))
+    print_rows(rows)
     print("plain: first record received to N committed. worker: N / (the /metrics poll that saw "
           "all N consumed - /readyz first 200); first-to-last: from the first poll that saw "
           "records (NaN: all in one lump). CPU: the consumer's process (worker: all its threads, "
           "from ready) per record — steadier than rates on a shared machine.")
+
+
+def print_side_by_side(n: int, by_engine: dict[str, Results]) -> None:
+    """One row per shape and figure, one column per broker."""
+    engines = list(by_engine)
+    rows: list[tuple[str, ...]] = [("", "", *engines)]
+    figures = (("worker/plain ratio", lambda p, w: f"{w.rps / p.rps:.3f}"),
+               ("plain rec/s", lambda p, w: f"{p.rps:,.0f}"),
+               ("worker rec/s", lambda p, w: f"{w.rps:,.0f}"),
+               ("plain CPU µs/rec", lambda p, w: f"{p.cpu_s / n * 1e6:.0f}"),
+               ("worker CPU µs/rec", lambda p, w: f"{w.cpu_s / n * 1e6:.0f}"),
+               ("worker peak RSS MB", lambda p, w: f"{w.peak_rss_mb:.0f}"))
+    for label, _ in SHAPES:
+        for name, cell in figures:
+            cells = [cell(*by_engine[e][label]) if label in by_engine[e] else "-" for e in engines]
+            rows.append((label, name, *cells))
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
     .venv/bin/python bench/weekly_run.py [--sizes 100,1000,5000] [--features 25] [--partitions 8]
                                          [--events-per-key 10] [--heavy-keys 1000] [--heavy-factor 10]
+                                         [--engine tansu|kafka|both] [--worker-env NAME=VALUE]
 
-The embedded broker (Tansu, memory only) on a free 127.0.0.1 port: a fresh one per measurement by
-default, because it keeps every changelog write and never compacts — it grows by ~5 GB during the
-5,000-key run, almost all of it the job tracker's changelog (`--broker shared` keeps one for the
-whole run). For each measurement a fresh service (app id, topic prefix, data dir) and one worker
-process:
+The broker on a free 127.0.0.1 port: the embedded Tansu (memory only; `--engine tansu`, the
+default), Apache Kafka (`kafka`, log on disk, commands/kafka_broker.py), or each in turn
+(`both`, the same plan on each, then the two side by side). A fresh broker per measurement by
+default, because Tansu keeps every changelog write and never compacts — it grows by ~5 GB
+during the 5,000-key run, almost all of it the job tracker's changelog (`--broker shared` keeps
+one for the whole run); Kafka gets the same treatment, so the two compare like for like. For
+each measurement a fresh service (app id, topic prefix, data dir) and one worker process, with
+the broker's profile (`Broker.worker_env()`):
 
 1. one baseline per model (10 models) from a small deterministic reference sample of the same
    shape (20 numeric + 5 categorical features by default), published to the baselines topic and
@@ -34,8 +38,9 @@ broker's RSS at the end of the measurement.
 
 Progress goes to stderr; stdout holds the table and, as its last line, one JSON object
 {"keys", "seconds", "events_behind", "duration_ms", ...} with one entry per measurement, in
-order (null where a measurement did not complete). Every phase has a timeout; everything
-started is stopped in `finally` blocks, by PID.
+order (null where a measurement did not complete); with `--engine both`, a table per broker,
+one of seconds side by side, and {"engines": {"tansu": {...}, "kafka": {...}}}. Every phase has
+a timeout; everything started is stopped in `finally` blocks, by PID.
 """
 
 from __future__ import annotations
@@ -58,8 +63,9 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from bench.processes import proc_cpu_s, proc_rss_mb, py_spy_dump
 from bench.weekly_data import END_MS, MODELS, WINDOW_DAYS, baseline_messages, envelopes
 from bench.weekly_trigger import log_phases, trigger_and_wait
-from model_monitoring.commands.broker import EmbeddedBroker, free_port
+from model_monitoring.commands.broker import ENGINES, Broker, make_broker
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
+from model_monitoring.commands.kafka_broker import BrokerUnavailable
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import load_settings
@@ -106,14 +112,15 @@ class Measurement:
         return self.keys / self.seconds if self.seconds else None
 
 
-def measure(broker: EmbeddedBroker, workdir: Path, result: Measurement, args: argparse.Namespace) -> None:
+def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.Namespace) -> None:
     keys, events_per_key = result.keys, result.events_per_key
     name = f"wr{keys}x{events_per_key}-{uuid.uuid4().hex[:6]}"
-    env = service_env(broker.bootstrap, workdir / name, app_id=name, topic_prefix=f"{name}.", extra={
+    env = service_env(broker, workdir / name, app_id=name, topic_prefix=f"{name}.", extra={
         "MODEL_MONITORING_PARTITIONS": str(args.partitions),
         "MODEL_MONITORING_CRON_ENABLED": "false",
         "MODEL_MONITORING_LOG_LEVEL": "info",
         "MODEL_MONITORING_RUN_DEADLINE_SECONDS": str(int(args.run_timeout + 60)),
+        **dict(o.split("=", 1) for o in args.worker_env),
     })
     s = load_settings(env)
     asyncio.run(ensure_topics(s))
@@ -171,8 +178,9 @@ def measure(broker: EmbeddedBroker, workdir: Path, result: Measurement, args: ar
                  f"{result.phases}; completion {json.dumps(doc)[:300] if doc else None}")
     finally:
         worker.stop()
-        if broker.process is not None:
-            result.broker_rss_mb = proc_rss_mb(broker.process.pid)
+        process = getattr(broker, "process", None)  # both engines are BrokerProcess; the Protocol has no pid
+        if process is not None:
+            result.broker_rss_mb = proc_rss_mb(process.pid)
         if not args.keep:
             shutil.rmtree(workdir / name, ignore_errors=True)
 
@@ -209,9 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heavy-factor", type=int, default=10, help="events per key multiplier of that measurement")
     ap.add_argument("--phase-timeout", type=float, default=180.0, help="seconds per set-up phase")
     ap.add_argument("--run-timeout", type=float, default=600.0, help="seconds from trigger to completion")
+    ap.add_argument("--engine", choices=(*ENGINES, "both"), default="tansu",
+                    help="the broker: the embedded Tansu (default), Apache Kafka, or both in turn")
     ap.add_argument("--broker", choices=("per-measurement", "shared"), default="per-measurement",
                     help="the memory-only broker keeps every changelog write (GBs at 5,000 keys): "
                          "a fresh one per measurement keeps them independent")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a service setting of the worker, e.g. MODEL_MONITORING_PROCESSING_GUARANTEE=exactly_once")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep data dirs (logs are always kept in the workdir)")
     args = ap.parse_args(argv)
@@ -224,31 +236,65 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     progress(f"workdir {workdir} (worker and broker logs)")
 
+    engines = ENGINES if args.engine == "both" else (args.engine,)
+    by_engine: dict[str, list[Measurement]] = {}
+    for engine in engines:
+        try:
+            by_engine[engine] = run_plan(engine, plan, workdir, args)
+        except BrokerUnavailable as exc:
+            progress(f"{engine}: no broker: {exc}")
+            return 2
+
+    for engine, results in by_engine.items():
+        print(f"weekly run on {BROKER_NAMES[engine]}: {args.features} features, {args.partitions} partitions, "
+              f"{MODELS} models per tenant, window {WINDOW_DAYS} days before {format_timestamp(END_MS)}, "
+              f"{'a fresh broker per measurement' if args.broker == 'per-measurement' else 'one broker for all measurements'}")
+        print(table(results))
+    summaries = {engine: summary(results) for engine, results in by_engine.items()}
+    if len(summaries) > 1:
+        print(side_by_side(by_engine))
+        print(json.dumps({"engines": summaries}))
+    else:
+        print(json.dumps(next(iter(summaries.values()))))
+    return 0 if all(r.status == "completed" for rs in by_engine.values() for r in rs) else 1
+
+
+BROKER_NAMES = {"tansu": "the embedded broker", "kafka": "Apache Kafka"}
+
+
+def run_plan(engine: str, plan: list[tuple[int, int]], workdir: Path, args: argparse.Namespace
+             ) -> list[Measurement]:
+    """Every measurement of the plan on brokers of one engine, started and stopped here."""
     results: list[Measurement] = []
-    broker: EmbeddedBroker | None = None
+    broker: Broker | None = None
     try:
         for index, (keys, epk) in enumerate(plan):
             if broker is None or args.broker == "per-measurement":
                 if broker is not None:
                     broker.stop()
-                broker = EmbeddedBroker(port=free_port(), log_path=workdir / f"broker-{index}.log").start()
-                progress(f"broker pid {broker.process.pid if broker.process else '?'} on {broker.bootstrap}")
+                    if not args.keep:
+                        shutil.rmtree(workdir / f"{engine}-{index - 1}", ignore_errors=True)
+                broker = make_broker(engine, workdir / f"{engine}-{index}",
+                                     log_path=workdir / f"broker-{engine}-{index}.log").start()
+                progress(f"{engine} broker on {broker.bootstrap}")
             result = Measurement(keys, epk)
             results.append(result)
             try:
                 measure(broker, workdir, result, args)
             except Exception as exc:  # noqa: BLE001 - report it and go on with the next size
-                progress(f"{keys} keys x {epk}: {type(exc).__name__}: {exc}")
+                progress(f"{engine}: {keys} keys x {epk}: {type(exc).__name__}: {exc}")
                 result.status = "error"
     finally:
         if broker is not None:
             broker.stop()
+        if not args.keep:  # a Kafka broker's log on disk (Tansu writes none there)
+            for index in range(len(plan)):
+                shutil.rmtree(workdir / f"{engine}-{index}", ignore_errors=True)
+    return results
 
-    print(f"weekly run on the embedded broker: {args.features} features, {args.partitions} partitions, "
-          f"{MODELS} models per tenant, window {WINDOW_DAYS} days before {format_timestamp(END_MS)}, "
-          f"{'a fresh broker per measurement' if args.broker == 'per-measurement' else 'one broker for all measurements'}")
-    print(table(results))
-    print(json.dumps({
+
+def summary(results: list[Measurement]) -> dict[str, list[Any]]:
+    return {
         "keys": [r.keys for r in results],
         "seconds": [round(r.seconds, 3) if r.seconds is not None else None for r in results],
         "events_behind": [r.events_behind for r in results],
@@ -256,8 +302,25 @@ def main(argv: list[str] | None = None) -> int:
         "events_per_key": [r.events_per_key for r in results],
         "partials": [r.partials for r in results],
         "status": [r.status for r in results],
-    }))
-    return 0 if all(r.status == "completed" for r in results) else 1
+    }
+
+
+def side_by_side(by_engine: dict[str, list[Measurement]]) -> str:
+    """Seconds from trigger to completion per measurement, one column per broker."""
+    engines = list(by_engine)
+    head = f"{'keys':>6} {'ev/key':>6} " + " ".join(f"{e + ' s':>10}" for e in engines)
+    if len(engines) == 2:
+        head += f" {engines[1] + '/' + engines[0]:>12}"
+    lines = ["trigger -> completion, seconds:", head, "-" * len(head)]
+    first = by_engine[engines[0]]
+    for i, r in enumerate(first):
+        seconds = [by_engine[e][i].seconds if i < len(by_engine[e]) else None for e in engines]
+        line = f"{r.keys:>6} {r.events_per_key:>6} " + " ".join(f"{fmt(v, '.2f'):>10}" for v in seconds)
+        if len(engines) == 2:
+            a, b = seconds
+            line += f" {fmt(b / a if a and b else None, '.2f'):>12}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

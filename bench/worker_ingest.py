@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.processes import proc_status
-from model_monitoring.commands.broker import free_port
+from model_monitoring.commands.broker import Broker, free_port
 from model_monitoring.commands.harness import WorkerProcess, latest_values, service_env
 from model_monitoring.tables.keys import is_partial_key
 from model_monitoring.tables.partial import PartialState
@@ -75,12 +75,14 @@ class Variant:
         return " ".join(parts) + (" (as shipped)" if shipped else "")
 
 
-def measure_worker(bootstrap: str, topic: str, baselines_topic: str, n: int, partitions: int,
+def measure_worker(broker: Broker | str, topic: str, baselines_topic: str, n: int, partitions: int,
                    workdir: Path, timeout: float, variant: Variant | None = None) -> WorkerRun:
     """A fresh app id and data dir; a warm-up run loads the baseline first, so that every
-    record of the measured run is binned (a fresh app would race the baseline otherwise)."""
+    record of the measured run is binned (a fresh app would race the baseline otherwise). Given
+    the broker itself (not its address), the worker runs with that broker's profile."""
     run = f"w{uuid.uuid4().hex[:8]}"
-    env = service_env(bootstrap, workdir / run, app_id=f"bench-{run}", topic_prefix=f"{run}.",
+    bootstrap = broker if isinstance(broker, str) else broker.bootstrap
+    env = service_env(broker, workdir / run, app_id=f"bench-{run}", topic_prefix=f"{run}.",
                       web_port=free_port(), extra={
                           "MODEL_MONITORING_PARTITIONS": str(partitions),
                           "MODEL_MONITORING_BASELINES_TOPIC": baselines_topic,

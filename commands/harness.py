@@ -201,11 +201,14 @@ async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, by
 
 
 async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
-                     min_messages: int = 0, security: Mapping[str, Any] | None = None) -> list[Any]:
+                     min_messages: int = 0, security: Mapping[str, Any] | None = None,
+                     isolation_level: str = "read_uncommitted") -> list[Any]:
     """Every message of a topic from the beginning (aiokafka ConsumerRecords), until no new one
-    arrives for `timeout` seconds once at least `min_messages` were read."""
+    arrives for `timeout` seconds once at least `min_messages` were read. `read_committed` leaves
+    out the records of aborted transactions (what an exactly-once worker killed mid-transaction
+    wrote), and stops at the end of the last transaction still open."""
     client = {"bootstrap_servers": bootstrap, **(security or {})}
-    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, isolation_level=isolation_level,
                                 auto_offset_reset="earliest", group_id=None,
                                 fetch_max_bytes=16 << 20, max_partition_fetch_bytes=16 << 20)
     await consumer.start()

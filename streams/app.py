@@ -69,6 +69,10 @@ def faust_settings(s: Settings) -> dict[str, Any]:
         producer_max_request_size=FETCH_BYTES,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # exactly_once: faust's transactions (a transactional producer per assigned partition,
+        # input offsets committed inside them, read_committed consumers), as the project's
+        # transport fixes them (streams/transactions.py)
+        processing_guarantee=s.processing_guarantee,
         table_standby_replicas=0,
         stream_wait_empty=False,
         logging_config=None,

@@ -53,9 +53,14 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's consumer thread, with highwaters read the way `true_end_offsets` does."""
 
     async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
-        reported = dict(await super()._highwaters(partitions))
         if self.consumer.in_transaction:
-            return reported
+            # exactly_once (Kafka only): faust reads aiokafka's `last_stable_offset`, which is
+            # known only once a fetch of that partition has returned (None before, and each
+            # assignment starts afresh), and faust's recovery takes None as "nothing to recover".
+            # ListOffsets from this read_committed consumer answers the last stable offset itself.
+            consumer = self._ensure_consumer()
+            return cast(Mapping[Any, int], await consumer.end_offsets(partitions))
+        reported = dict(await super()._highwaters(partitions))
         conf = self.app.conf
         # this thread belongs to the aiokafka transport; its interface type (TransportT) has no port
         transport = cast(faust_aiokafka.Transport, self.transport)

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         "mmkafka", validation_alias=_env("MODEL_MONITORING_KAFKA_TRANSPORT", "kafka_transport"))
     broker_profile: Literal["embedded", "kafka"] = Field(
         "embedded", validation_alias=_env("MODEL_MONITORING_BROKER_PROFILE", "broker_profile"))
+    # at_least_once: exactness from idempotent state (DESIGN.md), on every broker; exactly_once:
+    # faust's Kafka transactions, which need a broker that has them (not the embedded one)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once", validation_alias=_env("MODEL_MONITORING_PROCESSING_GUARANTEE", "processing_guarantee"))
     replication_factor: int = Field(1, ge=1, validation_alias=_env("MODEL_MONITORING_REPLICATION_FACTOR", "replication_factor"))
     # extra topic configs of every compacted topic the service creates: its tables' changelogs
     # and the baselines topic (e.g. {"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"})
@@ -122,6 +126,16 @@ class Settings(BaseSettings):
             raise ValueError("psi_critical must be >= psi_warning")
         if self.retention_days < self.window_days:
             raise ValueError("retention_days must be >= window_days")
+        if self.processing_guarantee == "exactly_once" and self.broker_profile == "embedded":
+            raise ValueError(
+                "processing_guarantee exactly_once needs a broker with transactions, and the embedded "
+                "broker (MODEL_MONITORING_BROKER_PROFILE=embedded) rejects InitProducerId: use "
+                "at_least_once there, or exactly_once on Apache Kafka (MODEL_MONITORING_BROKER_PROFILE=kafka)")
+        if self.processing_guarantee == "exactly_once" and self.kafka_transport != "mmkafka":
+            raise ValueError(
+                "processing_guarantee exactly_once needs the project's transport "
+                "(MODEL_MONITORING_KAFKA_TRANSPORT=mmkafka): faust's own loses table writes across a "
+                "crash with transactions (streams/transactions.py)")
         return self
 
     @classmethod

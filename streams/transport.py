@@ -31,6 +31,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message, ProducerT
 from mode import Service, ServiceT
 
+from model_monitoring.streams.transactions import TransactionManager
+
 Delivery = Callable[[Message], Coroutine[Any, Any, Any]]
 
 
@@ -165,9 +167,11 @@ class Consumer(faust_aiokafka.Consumer):
 
 
 class Transport(faust_aiokafka.Transport):
-    """faust's aiokafka transport with the project's consumer (`mmkafka://`)."""
+    """faust's aiokafka transport with the project's consumer (`mmkafka://`) and, for
+    exactly_once, the project's transaction manager."""
 
     Consumer = Consumer
+    TransactionManager = TransactionManager
 
 
 class Topic(faust.Topic):
@@ -175,8 +179,11 @@ class Topic(faust.Topic):
 
     async def _get_producer(self) -> ProducerT:
         app = self.app
-        if not app.in_transaction:
-            producer = app.producer
-            if producer.started:
-                return producer
-        return await super()._get_producer()  # starts it (or the transaction manager's)
+        if app.in_transaction:
+            # exactly_once: what `maybe_start_producer` returns then, without its three
+            # event-loop turns (it starts nothing: the consumer starts its transaction manager)
+            return app.consumer.transactions
+        producer = app.producer
+        if producer.started:
+            return producer
+        return await super()._get_producer()  # starts it

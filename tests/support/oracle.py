@@ -78,11 +78,13 @@ def offline_fold(messages: Iterable[Message], baselines: Mapping[tuple[str, str]
     return fold
 
 
-async def changelog_table(bootstrap: str, topic: str, timeout: float = 120.0) -> dict[bytes, bytes]:
+async def changelog_table(bootstrap: str, topic: str, timeout: float = 120.0,
+                          isolation_level: str = "read_uncommitted") -> dict[bytes, bytes]:
     """A changelog read to its end offset as a table: the last value per key, tombstones removing
-    the key. `timeout` only bounds a read that cannot reach the end."""
+    the key. `timeout` only bounds a read that cannot reach the end. An exactly-once worker's
+    changelog is read `read_committed`, as its own recovery reads it."""
     table: dict[bytes, bytes] = {}
-    for rec in await read_topic(bootstrap, topic, timeout=timeout):
+    for rec in await read_topic(bootstrap, topic, timeout=timeout, isolation_level=isolation_level):
         if rec.value is None:
             table.pop(rec.key, None)
         else:
