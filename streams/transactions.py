@@ -3,7 +3,7 @@
 faust-streaming 0.15.3 keeps one transactional producer per (co-partitioned topic group,
 partition) this worker is assigned, `{app id}-{group}-{partition}`, routes every message to the
 producer of its *destination* partition, and at each commit commits the transactions of the
-partitions whose input offsets it commits, with those offsets. Three defects, read in its code
+partitions whose input offsets it commits, with those offsets. Four defects, read in its code
 and fixed in this subclass; the crash test on Apache Kafka (tests/integration/test_ingest_crash.py)
 failed until the first two were:
 
@@ -24,6 +24,12 @@ failed until the first two were:
    transaction producer found": another worker's partition, e.g. the weekly run's fan-out). It
    goes through the plain producer, at least once, like every message to a topic the worker
    does not consume (which faust already sends outside transactions: the output topics, DLQs).
+4. faust commits transactions only when some input offset moved. Writes made after the last
+   such commit (a quiet partition's timers, the tail of the input) stayed in an open
+   transaction: invisible to read_committed readers (their last stable offset stops in front
+   of it), and aborted by the broker's transaction timeout after a clean stop, whose final
+   commit had no offsets either. The consumer (streams/transport.py) now commits the open
+   transactions at every commit interval and at stop, offsets or not (`commit_open`).
 
 What remains exactly once: a source partition's changelog writes and its input offsets commit
 together, and a crashed worker's uncommitted writes are never read (read_committed). Writes may
@@ -43,7 +49,7 @@ from faust.types.tuples import HeadersArg
 
 
 class TransactionManager(FaustTransactionManager):
-    """faust's transaction manager with the three fixes of the module doc."""
+    """faust's transaction manager with the fixes of the module doc."""
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         await self.hand_over_buffered()
@@ -63,6 +69,11 @@ class TransactionManager(FaustTransactionManager):
             await fut.message.channel.publish_message(fut, wait=False)
             buffer.message_sent.set()
 
+    async def commit_open(self, start_new_transaction: bool) -> None:
+        """Commit every open transaction: for a commit with no input offsets to commit."""
+        await self.hand_over_buffered()
+        await self.commit_the_others(set(), start_new_transaction)
+
     async def commit_the_others(self, done: set[str], start_new_transaction: bool) -> None:
         """Commit the open transactions that had no offsets to commit (an empty one costs no
         request: aiokafka completes it locally)."""
@@ -71,6 +82,10 @@ class TransactionManager(FaustTransactionManager):
             if transactional_id in done:
                 continue
             async with producer._trn_locks[transactional_id]:
+                # none open: already ended by the stop's first commit, or a failed begin
+                txn = transactional._txn_manager
+                if txn is None or not txn.is_in_transaction():
+                    continue
                 await transactional.commit_transaction()
                 if start_new_transaction:
                     await transactional.begin_transaction()

@@ -22,13 +22,13 @@ Kafka client wakes in between to send a produce request every two or three messa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any, cast
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import Message, ProducerT
+from faust.types import TP, Message, ProducerT
 from mode import Service, ServiceT
 
 from model_monitoring.streams.transactions import TransactionManager
@@ -95,6 +95,14 @@ class Consumer(faust_aiokafka.Consumer):
         # blocked (full stream buffer, flow control, producer buffer): finish it in a task
         # exactly as faust would, so stop_flow() cancels it instead of waiting for it
         await self.wait_first(SuspendedDelivery(coro, yielded), self.suspend_flow.wait())
+
+    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        """faust's commit; with transactions, one with no input offsets to commit still commits
+        the writes made since the last (streams/transactions.py, defect 4)."""
+        committed = await super()._commit_tps(tps, start_new_transaction=start_new_transaction)
+        if not committed and self.in_transaction:
+            await cast(TransactionManager, self.transactions).commit_open(start_new_transaction)
+        return committed
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - see tests
         # faust-streaming 0.15.3 `Consumer._drain_messages`, line for line, except that the
