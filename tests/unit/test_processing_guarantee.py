@@ -77,14 +77,22 @@ class FakeTransactional:
 
     def __init__(self, name: str, calls: list[tuple[str, str]]) -> None:
         self.name, self.calls = name, calls
+        self._txn_manager = self  # aiokafka's transaction state: begun when faust creates it
+        self.open = True
+
+    def is_in_transaction(self) -> bool:
+        return self.open
 
     async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
         self.calls.append(("offsets", self.name))
 
     async def commit_transaction(self) -> None:
+        assert self.open, "aiokafka raises: no transaction in progress"
+        self.open = False
         self.calls.append(("commit", self.name))
 
     async def begin_transaction(self) -> None:
+        self.open = True
         self.calls.append(("begin", self.name))
 
 
@@ -126,6 +134,23 @@ async def test_a_commit_commits_the_transactions_without_offsets_too() -> None:
     calls.clear()
     await tm.commit({TP("features", 0): 43}, start_new_transaction=False)  # stopping: no new ones
     assert ("begin", "guarantee-commit-test-0-1") not in calls and ("commit", "guarantee-commit-test-0-1") in calls
+
+
+async def test_a_commit_with_no_offsets_commits_the_open_transactions_once() -> None:
+    calls: list[tuple[str, str]] = []
+    app = exactly_once_app("guarantee-idle-test")
+    names = ["guarantee-idle-test-0-0", "guarantee-idle-test-0-1"]
+    with_transactions(app, names, calls)
+    consumer = app.consumer
+    # nothing acknowledged since the last commit: faust alone would commit nothing
+    assert await consumer.force_commit() is False
+    assert sorted(calls) == sorted([("commit", n) for n in names] + [("begin", n) for n in names])
+    calls.clear()
+    await consumer.commit_and_end_transactions()  # the stop: committed, none begun again
+    assert sorted(calls) == sorted(("commit", n) for n in names)
+    calls.clear()
+    await consumer.commit_and_end_transactions()  # a second stop-time commit: none open, none committed
+    assert calls == []
 
 
 async def test_a_commit_first_hands_over_what_waits_in_the_producer_buffer() -> None:
