@@ -21,10 +21,13 @@ from tests.support.dashboards import (
     all_panels,
     dashboard_queries,
     exported_names,
+    grafana_queries,
+    grafana_variables,
     load_dashboard,
     metric_names,
     queried_names,
     selectors,
+    substitute,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,3 +311,20 @@ def test_series_with_known_labels_start_at_zero() -> None:
             ("model_monitoring_dlq_messages_total", {"topic": "in", "reason": "schema"})]:
         assert registry.get_sample_value(name, labels) == 0, (name, labels)
 
+
+def test_grafana_variables_are_all_replaced() -> None:
+    """Each dashboard's queries with Grafana's values for its variables hold no `$` any more,
+    and a variable without a value is an error, not a query sent with `$name` in it."""
+    for name in DASHBOARD_FILES:
+        board = load_dashboard(name)
+        variables = grafana_variables(board, scrape_interval_s=15)
+        assert variables["__rate_interval"] == "60s"
+        for query in grafana_queries(board):
+            assert "$" not in substitute(query.expr, variables), query.where
+    assert grafana_variables(load_dashboard("batch-jobs.json"), 15)["__range"] == "2592000s"
+    assert substitute('x{t=~"${tenant}"}[$__range]', {"tenant": ".*", "__range": "1d"}) == 'x{t=~".*"}[1d]'
+    with pytest.raises(AssertionError, match=r"\$model"):
+        substitute('x{m=~"$model"}', {})
+    nested = {"panels": [{"title": "row", "panels": [{"title": "inside", "panels": [{"title": "deeper"}]}]},
+                         {"title": "after"}]}
+    assert [p["title"] for p in all_panels(nested)] == ["row", "inside", "deeper", "after"]
