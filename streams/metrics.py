@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from model_monitoring.schemas.rejection import KNOWN_REASONS
+from model_monitoring.tables.expiry import JOIN_STATES
+from model_monitoring.tables.psi import Severity
+from model_monitoring.tables.trigger import JOB_NAME
+
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# the `source` of the triggers the service sends itself (the topic's default, the HTTP route, the
+# crontab, `model-monitoring trigger`); a trigger message may name another
+TRIGGER_SOURCES = ("topic", "http", "cron", "cli")
+RUN_STATUSES = ("completed", "failed")
 LAG_BUCKETS_S = (60, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 14 * 86_400,
                  30 * 86_400, 60 * 86_400, 90 * 86_400)
 
@@ -14,6 +24,7 @@ LAG_BUCKETS_S = (60, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 14 * 86_400
 @dataclass
 class Metrics:
     cardinality_cap: int = 2000
+    input_topics: tuple[str, ...] = ()  # their dead-letter series start at 0 (see below)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -66,6 +77,27 @@ class Metrics:
         self.batch_seconds = Histogram(
             "model_monitoring_batch_seconds", "Time to fold one ingest batch.", ["topic"], registry=r)
         self._series: set[tuple[str, ...]] = set()
+        self._start_known_series_at_zero()
+
+    def _start_known_series_at_zero(self) -> None:
+        """Export the series whose label values are known, at 0, from the start. Prometheus's
+        increase() and rate() count only changes between scrapes, so a series that first appears
+        at 1 adds nothing: a worker's first run since it started (with weekly runs and restarts
+        in between, most runs) would be missing from the runs, triggers and alerts panels, and
+        "Last run duration" would keep showing an older run."""
+        self.job_duration.labels(JOB_NAME)
+        for status in RUN_STATUSES:
+            self.job_runs.labels(status)
+        for source in TRIGGER_SOURCES:
+            self.job_triggers.labels(JOB_NAME, source)
+        for severity in get_args(Severity):
+            self.alerts.labels("drift", severity)
+        self.alerts.labels("degraded", "degraded")
+        for state in JOIN_STATES:
+            self.join_expired.labels(state)
+        for topic in self.input_topics:
+            for reason in KNOWN_REASONS:
+                self.dlq.labels(topic, reason)
 
     def set_capped(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
         """Set a per-model gauge unless that would exceed the cardinality cap."""

@@ -23,6 +23,10 @@ def expired_partials(keys: Iterable[bytes], high_water_ms: dict[int, int], bucke
             yield raw
 
 
+# what an expired join entry was, the `state` label of its count
+JOIN_STATES = ("matched", "unmatched_prediction", "unmatched_outcome")
+
+
 def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int, int],
                   ttl_ms: int) -> Iterator[tuple[bytes, str]]:
     """Join entries last touched (event time) before (high-water mark − TTL), with their state."""
@@ -33,8 +37,9 @@ def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int,
             continue
         entry = JoinEntry.from_bytes(raw_value)
         if entry.last_seen_ms < hw - ttl_ms:
-            state = ("matched" if entry.matched_by else
-                     "unmatched_prediction" if entry.prediction else "unmatched_outcome")
+            matched, unmatched_prediction, unmatched_outcome = JOIN_STATES
+            state = (matched if entry.matched_by else
+                     unmatched_prediction if entry.prediction else unmatched_outcome)
             yield raw_key, state
 
 

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
@@ -25,22 +25,81 @@ def load_dashboard(name: str) -> dict[str, Any]:
 
 
 def all_panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in board["panels"]:
+    """Every panel, those inside rows too (a collapsed row holds its panels)."""
+    stack = list(reversed(board["panels"]))
+    while stack:
+        panel = stack.pop()
         yield panel
-        yield from panel.get("panels", [])  # collapsed rows hold their panels
+        stack.extend(reversed(panel.get("panels", [])))
 
 
-def dashboard_queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, PromQL) of every panel target and every query variable."""
+class Query(NamedTuple):
+    """One query a dashboard sends: a panel target, as Grafana sends it (`instant` or `range`),
+    or a variable's `label_values(match, label)`."""
+
+    where: str
+    expr: str
+    kind: Literal["instant", "range", "label_values"]
+    label: str = ""
+
+
+def grafana_queries(board: dict[str, Any]) -> Iterator[Query]:
+    """Every panel target and every query variable of a dashboard."""
     for panel in all_panels(board):
         for target in panel.get("targets", []):
-            yield f"{board['uid']} / {panel['title']} / {target['refId']}", target["expr"]
+            kind: Literal["instant", "range"] = "instant" if target.get("instant") and not target.get("range") \
+                else "range"
+            yield Query(f"{board['uid']} / {panel['title']} / {target['refId']}", target["expr"], kind)
     for var in board.get("templating", {}).get("list", []):
         if var.get("type") != "query":
             continue
         query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
         m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", query)
-        yield f"{board['uid']} / ${var['name']}", m.group(1) if m else query
+        assert m, f"{board['uid']} / ${var['name']}: not a label_values() query: {query!r}"
+        yield Query(f"{board['uid']} / ${var['name']}", m.group(1), "label_values", m.group(2))
+
+
+def dashboard_queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable."""
+    for q in grafana_queries(board):
+        yield q.where, q.expr
+
+
+def grafana_variables(board: dict[str, Any], scrape_interval_s: int) -> dict[str, str]:
+    """What Grafana puts for each variable when the dashboard opens with its defaults, against a
+    Prometheus that scrapes every `scrape_interval_s` seconds:
+    - `$__range` (`_s`, `_ms`): the dashboard's default time range (`now-30d` gives `2592000s`);
+    - `$__interval`: the scrape interval (Grafana's floor for it is the data source's
+      `timeInterval`, which the provisioned data source sets to the scrape interval);
+    - `$__rate_interval`: max($__interval + scrape interval, 4 × scrape interval), Grafana's rule,
+      which is 4 × the scrape interval here;
+    - a template variable: its default, which is "All" in both dashboards, and "All" is the
+      variable's `allValue` (`.*`), a regex that matches every value."""
+    time_from = board["time"]["from"]
+    m = re.fullmatch(r"now-(\d+)([smhdw])", time_from)
+    assert m and board["time"]["to"] == "now", f"{board['uid']}: time range {board['time']}"
+    range_s = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[m.group(2)]
+    values = {"__range": f"{range_s}s", "__range_s": str(range_s), "__range_ms": str(range_s * 1000),
+              "__interval": f"{scrape_interval_s}s", "__interval_ms": str(scrape_interval_s * 1000),
+              "__rate_interval": f"{4 * scrape_interval_s}s"}
+    for var in board.get("templating", {}).get("list", []):
+        current = var.get("current", {}).get("value")
+        current = current if isinstance(current, list) else [current]
+        if "$__all" in current:
+            values[var["name"]] = var.get("allValue") or ".*"
+        else:
+            values[var["name"]] = "|".join(re.escape(str(v)) for v in current)
+    return values
+
+
+def substitute(expr: str, variables: dict[str, str]) -> str:
+    """`expr` with every `$name` / `${name}` replaced; a variable not in `variables` is an error,
+    so that a new one cannot reach Prometheus unreplaced."""
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        assert name in variables, f"no value for ${name} in {expr!r}"
+        return variables[name]
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
 
 
 def metric_names(expr: str) -> set[str]:

@@ -21,10 +21,13 @@ from tests.support.dashboards import (
     all_panels,
     dashboard_queries,
     exported_names,
+    grafana_queries,
+    grafana_variables,
     load_dashboard,
     metric_names,
     queried_names,
     selectors,
+    substitute,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,3 +293,38 @@ def test_dashboards_use_only_declared_metrics_and_labels() -> None:
         if m and m.group(1) in labels and m.group(2) not in labels[m.group(1)]:
             wrong.append(f"${var['name']}: {m.group(1)} has no label {m.group(2)}")
     assert not wrong, wrong
+
+
+def test_series_with_known_labels_start_at_zero() -> None:
+    """increase() does not count a series' first sample, so the run, trigger, alert, join-expiry
+    and dead-letter series are exported at 0 before their first count
+    (tests/integration/test_prometheus_dashboards.py shows the stats it fixes)."""
+    registry = Metrics(input_topics=("in",)).registry
+    for name, labels in [
+            ("batch_job_duration_seconds_count", {"job_name": "model-monitoring"}),
+            ("model_monitoring_runs_total", {"status": "completed"}),
+            ("model_monitoring_runs_total", {"status": "failed"}),
+            ("batch_job_triggers_total", {"job": "model-monitoring", "source": "topic"}),
+            ("model_monitoring_alerts_published_total", {"type": "drift", "severity": "critical"}),
+            ("model_monitoring_alerts_published_total", {"type": "degraded", "severity": "degraded"}),
+            ("model_monitoring_join_expired_total", {"state": "unmatched_prediction"}),
+            ("model_monitoring_dlq_messages_total", {"topic": "in", "reason": "schema"})]:
+        assert registry.get_sample_value(name, labels) == 0, (name, labels)
+
+
+def test_grafana_variables_are_all_replaced() -> None:
+    """Each dashboard's queries with Grafana's values for its variables hold no `$` any more,
+    and a variable without a value is an error, not a query sent with `$name` in it."""
+    for name in DASHBOARD_FILES:
+        board = load_dashboard(name)
+        variables = grafana_variables(board, scrape_interval_s=15)
+        assert variables["__rate_interval"] == "60s"
+        for query in grafana_queries(board):
+            assert "$" not in substitute(query.expr, variables), query.where
+    assert grafana_variables(load_dashboard("batch-jobs.json"), 15)["__range"] == "2592000s"
+    assert substitute('x{t=~"${tenant}"}[$__range]', {"tenant": ".*", "__range": "1d"}) == 'x{t=~".*"}[1d]'
+    with pytest.raises(AssertionError, match=r"\$model"):
+        substitute('x{m=~"$model"}', {})
+    nested = {"panels": [{"title": "row", "panels": [{"title": "inside", "panels": [{"title": "deeper"}]}]},
+                         {"title": "after"}]}
+    assert [p["title"] for p in all_panels(nested)] == ["row", "inside", "deeper", "after"]
