@@ -76,12 +76,22 @@ async def _create_missing(admin: AIOKafkaAdminClient, s: Settings) -> dict[str, 
     return counts
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    for _ in range(50):
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout: float = 30.0) -> dict[str, int]:
+    """Every topic's partition count, once each partition has a leader: a topic just created has
+    none for a moment (on Apache Kafka, longer under load), and a message sent to it meanwhile
+    is retried until the producer gives up (NotLeaderForPartitionError)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
         described = await admin.describe_topics(names)
         counts = {d["topic"]: len(d.get("partitions") or []) for d in described
                   if not d.get("error_code")}
-        if all(counts.get(n) for n in names):
+        leaderless = [d["topic"] for d in described
+                      if any(p.get("leader", -1) < 0 for p in d.get("partitions") or [])]
+        if all(counts.get(n) for n in names) and not leaderless:
+            return counts
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("topics without a leader after %.0f s: %s", timeout,
+                        ", ".join(sorted(leaderless)) or "none (some not described)")
             return counts
         await asyncio.sleep(0.2)
-    return counts
