@@ -7,7 +7,7 @@ changelog up to that "highwater", so after a crash it would stop short of the la
 its consistency check refuses to start when the local store holds an offset past it. The Fetch
 response is right, so the end offset is read from a one-record fetch at the reported end − 1:
 the broker returns the whole last batch and the true high watermark. On Apache Kafka the two
-agree and the correction changes nothing."""
+agree: with the `kafka` broker profile the probe is not run."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ async def true_end_offsets(consumer_kwargs: Mapping[str, Any], tps: Iterable[Top
     return result
 
 
+def correct_highwaters(app: Any) -> bool:
+    """Whether this app's broker needs the correction: the embedded profile's (set by
+    streams/app.py create_monitor; an app built elsewhere is corrected, which is always safe)."""
+    return bool(getattr(app, "mm_correct_highwaters", True))
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's consumer thread, with highwaters read the way `true_end_offsets` does."""
 
@@ -61,6 +67,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             consumer = self._ensure_consumer()
             return cast(Mapping[Any, int], await consumer.end_offsets(partitions))
         reported = dict(await super()._highwaters(partitions))
+        if not correct_highwaters(self.app):
+            return reported  # the kafka profile: Apache Kafka's ListOffsets is right
         conf = self.app.conf
         # this thread belongs to the aiokafka transport; its interface type (TransportT) has no port
         transport = cast(faust_aiokafka.Transport, self.transport)
