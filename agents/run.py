@@ -22,7 +22,7 @@ from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
-from model_monitoring.tables.job_tracker import outbox_action, track, with_outbox
+from model_monitoring.tables.job_tracker import outbox_action, run_summary, track, with_outbox
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key
 from model_monitoring.tables.run_messages import EvaluateRequest, SnapshotRequest, StartRun, decode_run_message
 from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
@@ -138,7 +138,8 @@ class Tracker:
 
     def save(self, key: RunKey, run: JobRun) -> None:
         self.m.tables.job_runs[key.encode()] = run.to_bytes()
-        self.m.tables.run_status[RunStatusKey(run.job_run_id).encode()] = orjson.dumps(run.summary())
+        summary = run_summary(run, key.partition, self.m.tables.job_runs.get)
+        self.m.tables.run_status[RunStatusKey(run.job_run_id).encode()] = orjson.dumps(summary)
 
     async def perform(self, run: JobRun, actions: list[tracker.Action]) -> None:
         t, s = self.m.topics, self.m.settings

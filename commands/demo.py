@@ -154,10 +154,11 @@ def run_demo(args: argparse.Namespace) -> int:
         asyncio.run(stream_messages(bootstrap, s, messages))
         asyncio.run(wait_caught_up(bootstrap, s))
         token = mint_token(secret, issuer="demo-platform", audience="model-monitoring")
+        # the route answers when the run has ended (200), or 202 when its wait (60 s) runs out
         status, body = worker.post("/api/v1/ml/model-monitoring/run", b"{}",
-                                   headers={"Authorization": f"Bearer {token}"})
-        if status != 202:
-            print(f"error: the run was refused: {status} {body.decode()}", file=sys.stderr)
+                                   headers={"Authorization": f"Bearer {token}"}, timeout=90.0)
+        if status not in (200, 202):
+            print(f"error: the run was refused or failed: {status} {body.decode()}", file=sys.stderr)
             return 1
         job_run_id = orjson.loads(body)["jobRunId"]
         print(f"5. weekly trigger: POST /api/v1/ml/model-monitoring/run -> {status} jobRunId={job_run_id}")

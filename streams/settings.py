@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     jwt_scope: str = Field("model-monitoring:run", validation_alias=_env("MODEL_MONITORING_JWT_SCOPE", "jwt_scope"))
     auth_disabled: bool = Field(False, validation_alias=_env("MODEL_MONITORING_AUTH_DISABLED", "auth_disabled"))
     max_body_bytes: int = Field(64 * 1024, ge=256, validation_alias=_env("MODEL_MONITORING_MAX_BODY_BYTES", "max_body_bytes"))
+    # how long POST …/run holds the request for the run's end before it answers 202; a caller's
+    # `Prefer: wait=N` or `Prefer: respond-async` overrides it (tables/run_request.py)
+    run_wait_seconds: float = Field(60.0, ge=0, le=300, validation_alias=_env("MODEL_MONITORING_RUN_WAIT_SECONDS", "run_wait_seconds"))
 
     # metrics
     metrics_cardinality_cap: int = Field(2000, ge=1, validation_alias=_env("MODEL_MONITORING_METRICS_CARDINALITY_CAP", "metrics_cardinality_cap"))

@@ -71,10 +71,16 @@ class JobRun:
     def all_reported(self) -> bool:
         return len(self.reported) >= self.partitions
 
-    def summary(self) -> dict[str, object]:
-        return {"jobRunId": self.job_run_id, "status": self.status, "source": self.source,
+    def summary(self, tenants: Sequence[str] | None = None) -> dict[str, object]:
+        """The run as the status route shows it (and the run route answers from it), with the
+        completion's `tenants` (`tenants_of`; not kept in this value, whose size must not grow
+        with them). A run whose completion or failure still sits in its outbox reads `running`:
+        `completed` means the `workflow.job.completed` event is out."""
+        status = self.status if self.outbox is None else "running"
+        return {"jobRunId": self.job_run_id, "status": status, "source": self.source,
                 "windowStartMs": self.window_start_ms, "windowEndMs": self.window_end_ms,
                 "tenantIds": list(self.tenant_ids) if self.tenant_ids is not None else None,
+                "tenants": list(tenants) if tenants is not None else None,
                 "partitionsReported": len(self.reported), "partitions": self.partitions,
                 "keys": self.key_count, "keysEvaluated": self.evaluated, **self.totals,
                 "startedMs": self.started_ms, "finishedMs": self.finished_ms, "error": self.error}
@@ -101,8 +107,11 @@ def keys_of(reports: Mapping[int, Sequence[str]]) -> dict[str, tuple[int, ...]]:
 
 
 def start(run: JobRun | None, new: JobRun) -> tuple[JobRun, list[Action]]:
-    """A start message. A known jobRunId starts nothing new (a duplicate trigger); while no
-    partition has reported, the fan-out is repeated in case the first one was lost in a crash."""
+    """A start message. A known jobRunId starts nothing new: a duplicate trigger, or the HTTP
+    caller's retry with the same Idempotency-Key (the same jobRunId) keeps the first start's
+    window, tenants and deadline, and can never complete the run twice. While no partition has
+    reported, the fan-out is repeated in case the first one was lost in a crash (it is
+    idempotent downstream)."""
     if run is None:
         return new, [FanOut()]
     if run.status == "running" and not run.reported:

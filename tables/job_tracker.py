@@ -81,6 +81,13 @@ def stored_reports(get: Getter, partition: int, run: JobRun) -> dict[int, list[s
     return out
 
 
+def run_summary(run: JobRun, partition: int, get: Getter) -> dict[str, object]:
+    """The run's entry in `run_status`: its summary, with the completion's tenants (read off the
+    stored reports) once it has completed."""
+    completed = run.status == "completed"
+    return run.summary(tracker.tenants_of(run, stored_reports(get, partition, run)) if completed else None)
+
+
 def track(message: RunMessage, partition: int, offset: int, get: Getter, now_ms: int) -> TrackerStep:
     """Apply one runs-topic message received at `offset` of `partition`."""
     key = RunKey(partition, message.job_run_id)

@@ -133,7 +133,8 @@ def http_attacks(ctx: Context) -> None:
     r.check(not triggers, f"{len(triggers)} triggers published: an attack started a run")
     r.check(not svc.read(svc.s.runs_topic), "a run was started")
     # the control: a good token does start a run (so the silence above means something)
-    status, body = worker.post(RUN, b'{"tenantIds": ["acme"]}', {"Authorization": f"Bearer {attacks.token()}"})
+    status, body = worker.post(RUN, b'{"tenantIds": ["acme"]}', {"Authorization": f"Bearer {attacks.token()}",
+                                                                  "Prefer": "respond-async"})
     r.check(status == 202, f"a good request got {status}: {body[:200]!r}")
     time.sleep(1.0)
     r.check(len(svc.read(svc.s.trigger_topic)) == 1, "the good request published no trigger")

@@ -85,16 +85,16 @@ def test_runbook_walkthrough_runs_as_written(broker: Broker, unique: str, tmp_pa
     completions = [orjson.loads(r.value) for r in published(s.completed_topic)]
     [done] = [c for c in completions if c["jobRunId"] == "manual-1"]
     assert done["tenants"] == TENANTS
-    [accepted] = [r for r in responses if "status" not in r and "tenantIds" in r]  # the route's 202 body
-    assert accepted["tenantIds"] == ["acme"]
-    assert [c["tenants"] for c in completions if c["jobRunId"] == accepted["jobRunId"]] == [["acme"]]
+    [answered] = [r for r in responses if r.get("job") == "model-monitoring"]  # the route's 200: the completion
+    assert answered["tenants"] == ["acme"]
+    assert [c for c in completions if c["jobRunId"] == answered["jobRunId"]] == [answered]
     status = [r for r in responses if r.get("jobRunId") == "manual-1" and "status" in r][-1]
     assert status["status"] == "completed" and status["error"] is None
     for count in ("driftChecked", "performanceChecked", "driftDetected", "performanceDegraded"):
         assert status[count] == done[count], count
 
     # 4. the accuracy drop of acme:churn, and nothing else, degraded; the tail printed two of them
-    runs = {"manual-1", accepted["jobRunId"]}
+    runs = {"manual-1", answered["jobRunId"]}
     on_topic = [orjson.loads(r.value) for r in published(s.degraded_topic)]
     degraded = [d for d in on_topic if d["jobRunId"] in runs]
     mine = [d for d in degraded if d["jobRunId"] == "manual-1"]

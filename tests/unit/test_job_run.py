@@ -73,6 +73,19 @@ def test_start_fans_out_once_and_a_duplicate_trigger_starts_nothing_after_report
     assert actions == [] and again == shell.run
 
 
+def test_a_retried_start_of_a_finished_run_changes_nothing() -> None:
+    """The HTTP caller's retry with the same Idempotency-Key: the same jobRunId, a later plan
+    (another trigger time, so another window and deadline). The first run stands."""
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    shell.report(0, [], 2_000)
+    assert shell.run.status == "completed"
+    retry = replace(new_run(partitions=1), window_end_ms=14 * 86_400_000, started_ms=9_000, deadline_ms=99_000)
+    for run in (shell.run, replace(shell.run, status="failed")):
+        assert tr.start(run, retry) == (run, [])
+    step = track(StartRun(retry), 0, shell.offset + 1, shell.table.get, 9_000)
+    assert step.actions == [] and step.run == replace(shell.run, applied_offset=shell.offset + 1)
+
+
 def test_completes_only_when_all_partitions_and_keys_are_done() -> None:
     shell = Shell(tr.start(None, new_run())[0])
     assert shell.report(0, ["acme:churn", "globex:churn"], 2_000) == []
