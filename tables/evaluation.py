@@ -56,8 +56,8 @@ def evaluate_snapshot(
     for name in sorted(set(feature_names) - set(features)):
         features[name] = {
             "metric": "psi", "value": None, "status": "no_baseline", "severity": None,
-            "threshold": None, "gate": None, "sampleSize": histogram.n,
-            "typeMismatch": histogram.type_mismatch.get(name, 0), "bins": [],
+            "threshold": None, "gate": None, "psiLower": None, "pValue": None,
+            "sampleSize": histogram.n, "typeMismatch": histogram.type_mismatch.get(name, 0), "bins": [],
         }
     return {
         "jobRunId": job_run_id,
@@ -75,7 +75,8 @@ def evaluate_snapshot(
 
 
 def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, object]:
-    """The snapshot's ``features.<name>`` object (``threshold`` and ``typeMismatch`` are added fields)."""
+    """The snapshot's ``features.<name>`` object (``threshold``, ``psiLower``, ``pValue`` and
+    ``typeMismatch`` are added fields)."""
     return {
         "metric": "psi",
         "value": verdict.value,
@@ -83,6 +84,8 @@ def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, obje
         "severity": verdict.severity,
         "threshold": verdict.threshold,
         "gate": verdict.gate,
+        "psiLower": verdict.psi_lower,
+        "pValue": verdict.p_value,
         "sampleSize": verdict.sample_size,
         "typeMismatch": type_mismatch,
         "bins": [dict(b) for b in verdict.bins],
@@ -90,7 +93,7 @@ def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, obje
 
 
 def metric_entry(verdict: MetricVerdict) -> dict[str, object]:
-    """The snapshot's ``performance.<metric>`` object (``z`` is an added field)."""
+    """The snapshot's ``performance.<metric>`` object (``z`` and ``pValue`` are added fields)."""
     return {
         "value": verdict.value,
         "baseline": verdict.baseline,
@@ -98,4 +101,5 @@ def metric_entry(verdict: MetricVerdict) -> dict[str, object]:
         "status": verdict.status,
         "sampleSize": verdict.sample_size,
         "z": verdict.z,
+        "pValue": verdict.p_value,
     }

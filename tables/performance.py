@@ -26,6 +26,7 @@ class MetricVerdict:
     status: MetricStatus
     sample_size: int
     z: float | None  # (value − threshold) / standard error; None when not computed
+    p_value: float | None = None  # of H0: true mean error <= threshold; None below min_outcomes
 
 
 @functools.lru_cache(maxsize=64)
@@ -40,7 +41,8 @@ def evaluate_metric(
     against the threshold is significant at ``confidence``. None when there is no baseline value.
 
     With a zero standard error (every error equal) the mean is known exactly, so it is degraded as
-    soon as it is over the threshold, and z is None.
+    soon as it is over the threshold, and z is None (the p-value is then 0 or 1). The p-value is
+    that of the same test, 1 − Φ(z).
     """
     if metric not in ("brier", "mae"):
         raise ValueError(f"unknown metric {metric!r}")
@@ -56,4 +58,5 @@ def evaluate_metric(
     z = None if not std_error else (value - threshold) / std_error
     significant = value > threshold if z is None else z > _z_critical(float(thresholds.confidence))
     status: MetricStatus = "degraded" if value > threshold and significant else "ok"
-    return MetricVerdict(name, value, baseline_value, threshold, status, n, z)
+    p_value = (0.0 if value > threshold else 1.0) if z is None else float(norm.sf(z))
+    return MetricVerdict(name, value, baseline_value, threshold, status, n, z, p_value)

@@ -108,7 +108,7 @@ def test_metric_is_none_without_a_baseline_value() -> None:
 def test_metric_insufficient_below_min_outcomes() -> None:
     verdict = evaluate_metric("mae", sums_with(0.9, 0.01, 99), 0.25, Thresholds())
     assert verdict is not None
-    assert (verdict.status, verdict.sample_size, verdict.z) == ("insufficient_data", 99, None)
+    assert (verdict.status, verdict.sample_size, verdict.z, verdict.p_value) == ("insufficient_data", 99, None, None)
     assert verdict.threshold == pytest.approx(0.275)
     empty = evaluate_metric("mae", ErrorSums(), 0.25, Thresholds())
     assert empty is not None and (empty.value, empty.status) == (None, "insufficient_data")
@@ -140,10 +140,14 @@ def test_z_decision_sits_exactly_at_the_normal_quantile() -> None:
     just_under = evaluate_metric("mae", sums_with(threshold + 0.99 * norm.ppf(0.95) * se, sd, n), 0.1, Thresholds())
     assert just_over is not None and just_under is not None
     assert (just_over.status, just_under.status) == ("degraded", "ok")
+    # the p-value is the same test's: 1 − Φ(z), just under 0.05 when degraded, just over when not
+    assert just_over.p_value == pytest.approx(norm.sf(just_over.z), rel=1e-12)
+    assert just_over.p_value is not None and just_under.p_value is not None
+    assert just_over.p_value < 0.05 < just_under.p_value
 
 
 def test_zero_standard_error_decides_on_the_value_alone() -> None:
     over = evaluate_metric("mae", ErrorSums().update_many([0.5] * 200), 0.25, Thresholds())
     under = evaluate_metric("mae", ErrorSums().update_many([0.25] * 200), 0.24, Thresholds())
-    assert over is not None and (over.status, over.z) == ("degraded", None)
-    assert under is not None and under.status == "ok"
+    assert over is not None and (over.status, over.z, over.p_value) == ("degraded", None, 0.0)
+    assert under is not None and (under.status, under.p_value) == ("ok", 1.0)

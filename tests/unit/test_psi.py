@@ -1,4 +1,5 @@
-"""PSI against a direct computation, the χ² gate against scipy, thresholds, and feature verdicts."""
+"""PSI against a direct computation, thresholds, and feature verdicts (the bound itself:
+test_psi_bound.py; its false alarms and power: test_false_alarms.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import chi2
 
 from model_monitoring.tables.baseline import FeatureBaseline
 from model_monitoring.tables.binning import FeatureBins
-from model_monitoring.tables.psi import EPSILON, evaluate_feature, psi, sample_size_gate
+from model_monitoring.tables.psi import EPSILON, evaluate_feature, psi
+from model_monitoring.tables.psi_bound import psi_bound
 from model_monitoring.tables.thresholds import Thresholds
 
 AMOUNT = FeatureBaseline(
@@ -69,26 +70,6 @@ def test_an_empty_bin_gives_a_large_finite_term_not_infinity() -> None:
         psi(np.array([0.5, 0.5]), np.array([1, 0, 0]))
 
 
-@pytest.mark.parametrize("n_bins", [2, 3, 5, 11, 52])
-@pytest.mark.parametrize("current,baseline", [(100, 20_000), (5_000, 20_000), (1, 1), (10**7, 10**6)])
-@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
-def test_gate_is_the_chi2_quantile_times_the_sample_sizes(n_bins: int, current: int, baseline: int, confidence: float) -> None:
-    plain = chi2.ppf(confidence, n_bins - 1) * (1 / current + 1 / baseline)
-    assert sample_size_gate(n_bins, current, baseline, confidence, small_sample_correction=False) == pytest.approx(plain, rel=1e-12)
-    corrected = chi2.ppf(confidence, n_bins - 1) * (
-        (1 + n_bins / (2 * current)) / current + (1 + n_bins / (2 * baseline)) / baseline
-    )
-    assert sample_size_gate(n_bins, current, baseline, confidence) == pytest.approx(corrected, rel=1e-12)
-
-
-def test_gate_correction_vanishes_with_sample_size_and_degrees_of_freedom_floor_at_one() -> None:
-    big = sample_size_gate(11, 10**8, 10**9)
-    assert big == pytest.approx(sample_size_gate(11, 10**8, 10**9, small_sample_correction=False), rel=1e-6)
-    assert sample_size_gate(1, 100, 100, small_sample_correction=False) == pytest.approx(chi2.ppf(0.95, 1) * 0.02)
-    with pytest.raises(ValueError):
-        sample_size_gate(10, 0, 100)
-
-
 def counts_for(shares: list[float], m: int) -> np.ndarray:
     return np.round(np.array(shares) * m).astype(np.int64)
 
@@ -103,24 +84,39 @@ def test_verdict_drift_warning_and_critical() -> None:
     warning = evaluate_feature(AMOUNT, counts_for([0.1, 0.25, 0.35, 0.3, 0.0], 5000), 20_000, Thresholds(), "m")
     assert warning.value is not None and 0.1 <= warning.value < 0.25
     assert (warning.status, warning.severity, warning.threshold) == ("drift", "warning", 0.1)
+    assert warning.psi_lower is not None and 0.1 <= warning.psi_lower < 0.25
     critical = evaluate_feature(AMOUNT, counts_for([0.05, 0.1, 0.25, 0.6, 0.0], 5000), 20_000, Thresholds(), "m")
     assert (critical.status, critical.severity, critical.threshold) == ("drift", "critical", 0.25)
-    assert critical.gate == sample_size_gate(5, 5000, 20_000)
+    assert critical.psi_lower is not None and 0.25 <= critical.psi_lower < critical.value  # type: ignore[operator]
+    assert critical.p_value is not None and critical.p_value < 1e-12
     assert [b["bin"] for b in critical.bins] == AMOUNT.bins.labels()
     assert sum(b["contribution"] for b in critical.bins) == pytest.approx(critical.value, abs=1e-15)  # type: ignore[misc]
     assert [b["expected"] for b in critical.bins] == [0.2, 0.3, 0.3, 0.2, 0.0]
     assert [b["actual"] for b in critical.bins] == [0.05, 0.1, 0.25, 0.6, 0.0]
 
 
-def test_verdict_insufficient_data_below_min_samples_or_inside_the_gate() -> None:
+def test_verdict_reports_the_bound_its_p_value_and_the_gate_it_implies() -> None:
+    counts = counts_for([0.1, 0.25, 0.35, 0.3, 0.0], 5000)
+    verdict = evaluate_feature(AMOUNT, counts, 20_000, Thresholds(), "m")
+    bound = psi_bound(AMOUNT.expected_shares(), counts, 20_000, epsilon=EPSILON)
+    assert verdict.value == pytest.approx(float(bound.value[0]), abs=1e-15)
+    assert verdict.psi_lower == float(bound.lower(0.95)[0])
+    assert verdict.p_value == float(bound.p_value(0.1)[0])
+    # the gate is the plug-in PSI the check had to reach: value >= gate exactly when psiLower >= 0.1
+    assert verdict.gate == pytest.approx(0.1 + verdict.value - verdict.psi_lower, rel=1e-12)  # type: ignore[operator]
+
+
+def test_verdict_insufficient_data_below_min_samples_or_when_the_bound_is_under_the_threshold() -> None:
     few = evaluate_feature(AMOUNT, counts_for([0.05, 0.1, 0.25, 0.6, 0.0], 99), 20_000, Thresholds(), "m")
     assert (few.status, few.severity) == ("insufficient_data", None)
     assert few.value is not None and few.value > 0.25  # the value is still reported
-    # PSI over the threshold but not over the gate: the sample cannot tell it from noise.
+    assert (few.psi_lower, few.p_value, few.gate) == (None, None, None)  # no test below min_samples
+    # PSI over the threshold, but its lower bound is not: the sample cannot tell it from noise.
     loose = Thresholds(min_samples=10)
     noisy = evaluate_feature(AMOUNT, np.array([1, 5, 4, 2, 0]), 20_000, loose, "m")
-    assert noisy.value is not None and noisy.gate is not None
-    assert 0.1 <= noisy.value <= noisy.gate
+    assert noisy.value is not None and noisy.gate is not None and noisy.psi_lower is not None
+    assert 0.1 <= noisy.value < noisy.gate
+    assert noisy.psi_lower < 0.1 and noisy.p_value is not None and noisy.p_value > 0.05
     assert noisy.status == "insufficient_data"
     empty = evaluate_feature(AMOUNT, np.zeros(5, dtype=np.int64), 20_000, Thresholds(), "m")
     assert (empty.value, empty.status, empty.gate, empty.sample_size, empty.bins) == (None, "insufficient_data", None, 0, ())
