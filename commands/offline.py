@@ -17,6 +17,7 @@ from model_monitoring.schemas.timestamps import format_timestamp, parse_timestam
 from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.records import InputError, Line, read_inference_records, read_outcomes
 from model_monitoring.tables.thresholds import Thresholds
@@ -60,6 +61,9 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--min-outcomes", type=int, default=defaults.min_outcomes)
     check.add_argument("--tolerance", type=float, default=defaults.tolerance)
     check.add_argument("--confidence", type=float, default=defaults.confidence)
+    check.add_argument("--fdr-q", type=float, default=defaults.fdr_q,
+                       help="Benjamini-Hochberg level over the snapshot's drift checks, and apart its "
+                            f"performance checks (default {defaults.fdr_q}; 0 turns it off)")
     check.set_defaults(func=cmd_check)
 
 
@@ -105,7 +109,7 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         thresholds = Thresholds(args.psi_warning, args.psi_critical, args.min_samples, args.min_outcomes,
-                                args.tolerance, args.confidence)
+                                args.tolerance, args.confidence, fdr_q=args.fdr_q)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -140,6 +144,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         job_run_id=args.job_run_id,
         feature_names=sorted({name for f in features for name in f}),
     )
+    snapshot = with_q_values([snapshot], thresholds)[0]  # the snapshot is the whole family here
     if args.format == "table":
         sys.stdout.write(render_table(snapshot))
     else:
@@ -162,26 +167,28 @@ def render_table(snapshot: Mapping[str, object]) -> str:
     ]
     features = cast(Mapping[str, Mapping[str, object]], snapshot["features"])
     width = max([len("feature"), *map(len, features)])
-    out.append(_row([("feature", -width), ("status", -17), ("severity", -8), ("PSI", 10), ("gate", 10),
-                     ("sample", 7), ("mismatch", 8), ("top bin", 0)]))
+    out.append(_row([("feature", -width), ("status", -17), ("severity", -8), ("PSI", 10), ("lower", 10),
+                     ("gate", 10), ("q", 8), ("sample", 7), ("mismatch", 8), ("top bin", 0)]))
     for name, check in features.items():
         bins = cast(list[dict[str, object]], check["bins"])
         top = max(bins, key=lambda b: cast(float, b["contribution"]))["bin"] if bins else "-"
         out.append(_row([(name, -width), (check["status"], -17), (check["severity"] or "-", -8),
-                         (_fixed(check["value"]), 10), (_fixed(check["gate"]), 10), (check["sampleSize"], 7),
-                         (check.get("typeMismatch", 0), 8), (top, 0)]))
+                         (_fixed(check["value"]), 10), (_fixed(check.get("psiLower")), 10),
+                         (_fixed(check["gate"]), 10), (_probability(check.get("qValue")), 8),
+                         (check["sampleSize"], 7), (check.get("typeMismatch", 0), 8), (top, 0)]))
     metrics = cast(Mapping[str, Mapping[str, object]], snapshot["performance"])
     out.append("")
     if not metrics:
         out.append("performance: no baseline value to compare with")
         return "\n".join(out) + "\n"
     out.append(_row([("metric", -7), ("status", -17), ("value", 10), ("baseline", 10), ("threshold", 10),
-                     ("z", 8), ("outcomes", 8)]))
+                     ("z", 8), ("q", 8), ("outcomes", 8)]))
     for metric, check in metrics.items():
         z = check.get("z")
         out.append(_row([(metric, -7), (check["status"], -17), (_fixed(check["value"]), 10),
                          (_fixed(check["baseline"]), 10), (_fixed(check["threshold"]), 10),
-                         ("-" if z is None else f"{cast(float, z):.2f}", 8), (check["sampleSize"], 8)]))
+                         ("-" if z is None else f"{cast(float, z):.2f}", 8), (_probability(check.get("qValue")), 8),
+                         (check["sampleSize"], 8)]))
     return "\n".join(out) + "\n"
 
 
@@ -192,6 +199,10 @@ def _row(cells: Sequence[tuple[object, int]]) -> str:
 
 def _fixed(value: object) -> str:
     return "-" if value is None else f"{cast(float, value):.6f}"
+
+
+def _probability(value: object) -> str:
+    return "-" if value is None else f"{cast(float, value):.2g}"
 
 
 def load_baseline(path: str) -> Baseline:

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     min_outcomes: int = Field(100, ge=1, validation_alias=_env("MODEL_MONITORING_MIN_OUTCOMES", "min_outcomes"))
     tolerance: float = Field(0.10, ge=0, validation_alias=_env("MODEL_MONITORING_TOLERANCE", "tolerance"))
     confidence: float = Field(0.95, gt=0.5, lt=1, validation_alias=_env("MODEL_MONITORING_CONFIDENCE", "confidence"))
+    # Benjamini–Hochberg level over a model version's checks in one run; 0 turns it off
+    fdr_q: float = Field(0.05, ge=0, lt=1, validation_alias=_env("MODEL_MONITORING_FDR_Q", "fdr_q"))
     threshold_overrides: dict[str, dict[str, float]] = Field(
         default_factory=dict, validation_alias=_env("MODEL_MONITORING_THRESHOLD_OVERRIDES", "threshold_overrides"))
 
@@ -189,7 +191,7 @@ class Settings(BaseSettings):
             psi_warning=self.psi_warning, psi_critical=self.psi_critical,
             min_samples=self.min_samples, min_outcomes=self.min_outcomes,
             tolerance=self.tolerance, confidence=self.confidence,
-            overrides=self.threshold_overrides,
+            overrides=self.threshold_overrides, fdr_q=self.fdr_q,
         )
 
     def kafka_client_kwargs(self) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """From one snapshot to the alert events of the contract: a drift event per feature in `drift`,
-a degraded event per metric in `degraded`, each with its stable eventId."""
+a degraded event per metric in `degraded`, each with its stable eventId. The snapshot's checks
+have been through false-discovery control already (tables/fdr.py), so `drift` and `degraded`
+mean: in breach per check, and discovered in the model version's family of checks."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ def drift_events(snapshot: Mapping[str, Any], *, thresholds: Thresholds,
             "sampleSize": verdict["sampleSize"], "baselineSampleSize": baseline_sample_size,
             "windowStart": snapshot["windowStart"], "windowEnd": snapshot["windowEnd"],
             "detectedAt": detected_at,
+            "psiLower": verdict.get("psiLower"), "pValue": verdict.get("pValue"), "qValue": verdict.get("qValue"),
         })
     return out
 
@@ -49,6 +52,7 @@ def degraded_events(snapshot: Mapping[str, Any], *, detected_at: str) -> list[di
             "sampleSize": verdict["sampleSize"],
             "windowStart": snapshot["windowStart"], "windowEnd": snapshot["windowEnd"],
             "detectedAt": detected_at,
+            "pValue": verdict.get("pValue"), "qValue": verdict.get("qValue"),
         })
     return out
 

@@ -56,7 +56,7 @@ def evaluate_snapshot(
     for name in sorted(set(feature_names) - set(features)):
         features[name] = {
             "metric": "psi", "value": None, "status": "no_baseline", "severity": None,
-            "threshold": None, "gate": None, "psiLower": None, "pValue": None,
+            "threshold": None, "gate": None, "psiLower": None, "pValue": None, "qValue": None,
             "sampleSize": histogram.n, "typeMismatch": histogram.type_mismatch.get(name, 0), "bins": [],
         }
     return {
@@ -75,8 +75,8 @@ def evaluate_snapshot(
 
 
 def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, object]:
-    """The snapshot's ``features.<name>`` object (``threshold``, ``psiLower``, ``pValue`` and
-    ``typeMismatch`` are added fields)."""
+    """The snapshot's ``features.<name>`` object (``threshold``, ``psiLower``, ``pValue``,
+    ``qValue`` and ``typeMismatch`` are added fields; ``qValue`` is set by tables/fdr.py)."""
     return {
         "metric": "psi",
         "value": verdict.value,
@@ -86,6 +86,7 @@ def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, obje
         "gate": verdict.gate,
         "psiLower": verdict.psi_lower,
         "pValue": verdict.p_value,
+        "qValue": None,
         "sampleSize": verdict.sample_size,
         "typeMismatch": type_mismatch,
         "bins": [dict(b) for b in verdict.bins],
@@ -93,7 +94,8 @@ def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, obje
 
 
 def metric_entry(verdict: MetricVerdict) -> dict[str, object]:
-    """The snapshot's ``performance.<metric>`` object (``z`` and ``pValue`` are added fields)."""
+    """The snapshot's ``performance.<metric>`` object (``z``, ``pValue`` and ``qValue`` are added
+    fields; ``qValue`` is set by tables/fdr.py)."""
     return {
         "value": verdict.value,
         "baseline": verdict.baseline,
@@ -102,4 +104,5 @@ def metric_entry(verdict: MetricVerdict) -> dict[str, object]:
         "sampleSize": verdict.sample_size,
         "z": verdict.z,
         "pValue": verdict.p_value,
+        "qValue": None,
     }

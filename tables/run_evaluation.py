@@ -14,6 +14,7 @@ from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.keys import PartialKey, is_partial_key, partition_prefix
@@ -78,23 +79,32 @@ class KeyReport:
 def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], PartialState], *,
                  baseline_for: BaselineLookup, thresholds: Thresholds, job_run_id: str,
                  window_start_ms: int, window_end_ms: int, detected_at: str) -> KeyReport:
-    """Evaluate each (version, segment) of one (tenant, model): segment None first per version."""
+    """Evaluate each (version, segment) of one (tenant, model): segment None first per version.
+
+    All segment views of one version are evaluated before any of its events: they form one
+    family for false-discovery control (tables/fdr.py), which decides which checks alert."""
     tenant, model = model_key.split(":", 1)
     report = KeyReport()
+    versions: dict[str, list[tuple[str | None, PartialState]]] = defaultdict(list)
     for (version, segment), state in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        versions[version].append((segment, state))
+    for version, views in versions.items():
         baseline = baseline_for(tenant, model, version)
-        histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
-        snap = evaluate_snapshot(
-            baseline=baseline, histogram=histogram, performance=state.performance,
-            thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
-            segment=segment, window_start=format_timestamp(window_start_ms),
-            window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
-            feature_names=list(histogram.counts))
-        report.events.append(("snapshot", snap))
-        report.events.extend(("drift", e) for e in drift_events(
-            snap, thresholds=thresholds, detected_at=detected_at,
-            baseline_sample_size=baseline.sample_size if baseline else None))
-        report.events.extend(("degraded", e) for e in degraded_events(snap, detected_at=detected_at))
-        for name, n in snapshot_counts(snap).items():
-            report.counts[name] += n
+        snapshots = []
+        for segment, state in views:
+            histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
+            snapshots.append(evaluate_snapshot(
+                baseline=baseline, histogram=histogram, performance=state.performance,
+                thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
+                segment=segment, window_start=format_timestamp(window_start_ms),
+                window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
+                feature_names=list(histogram.counts)))
+        for snap in with_q_values(snapshots, thresholds):
+            report.events.append(("snapshot", snap))
+            report.events.extend(("drift", e) for e in drift_events(
+                snap, thresholds=thresholds, detected_at=detected_at,
+                baseline_sample_size=baseline.sample_size if baseline else None))
+            report.events.extend(("degraded", e) for e in degraded_events(snap, detected_at=detected_at))
+            for name, n in snapshot_counts(snap).items():
+                report.counts[name] += n
     return report

@@ -24,6 +24,9 @@ class Thresholds:
     tolerance: float = 0.10
     confidence: float = 0.95
     overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # Benjamini–Hochberg level over one run's drift checks (and, apart, performance checks) of
+    # one model version; 0 turns false-discovery control off
+    fdr_q: float = 0.05
 
     def __post_init__(self) -> None:
         _check_psi_pair(self.psi_warning, self.psi_critical, "defaults")
@@ -33,6 +36,8 @@ class Thresholds:
             raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
+        if not 0.0 <= self.fdr_q < 1.0:
+            raise ValueError(f"fdr_q must be in [0, 1) (0 turns it off), got {self.fdr_q!r}")
         for key, values in self.overrides.items():
             unknown = set(values) - _OVERRIDE_KEYS
             if unknown:

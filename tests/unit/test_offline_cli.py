@@ -16,6 +16,7 @@ from model_monitoring.schemas.validation import Validators
 from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
+from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
 from model_monitoring.tables.records import read_inference_records
 from model_monitoring.tables.thresholds import Thresholds
@@ -101,7 +102,9 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
         window_start="2026-11-20T10:00:00.000Z", window_end="2026-11-26T10:00:00.001Z", job_run_id="offline",
         feature_names=["age_days", "amount", "industry"],
     )
+    expected = with_q_values([expected], Thresholds())[0]  # the one snapshot is the whole family
     assert snapshot == orjson.loads(orjson.dumps(expected))  # exact, unrounded values
+    assert all(check["qValue"] is not None for check in snapshot["features"].values())
     assert snapshot["features"]["amount"]["status"] == "drift"
     assert snapshot["features"]["industry"]["severity"] == "critical"
     assert snapshot["features"]["age_days"]["status"] == "ok"
@@ -119,12 +122,26 @@ def test_check_table_is_readable(files: dict[str, Path], built: Path) -> None:
     assert result.stdout == render_table(snapshot)
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("feature")).split()
-    assert header == ["feature", "status", "severity", "PSI", "gate", "sample", "mismatch", "top", "bin"]
+    assert header == ["feature", "status", "severity", "PSI", "lower", "gate", "q", "sample", "mismatch", "top",
+                      "bin"]
     amount, verdict = next(line for line in lines if line.startswith("amount ")).split(), snapshot["features"]["amount"]
-    assert amount[:6] == ["amount", "drift", verdict["severity"], f"{verdict['value']:.6f}", f"{verdict['gate']:.6f}",
-                          "1500"]
+    assert amount[:8] == ["amount", "drift", verdict["severity"], f"{verdict['value']:.6f}",
+                          f"{verdict['psiLower']:.6f}", f"{verdict['gate']:.6f}", f"{verdict['qValue']:.2g}", "1500"]
     brier = next(line for line in lines if line.startswith("brier ")).split()
     assert brier[:3] == ["brier", "degraded", f"{snapshot['performance']['brier']['value']:.6f}"]
+
+
+def test_check_fdr_q_option(files: dict[str, Path], built: Path) -> None:
+    """`--fdr-q 0` leaves every check's own verdict and still reports q-values; an out-of-range
+    level is refused like any other bad threshold."""
+    common = ["check", "--baseline", str(built), "--current", str(files["current"]), "--outcomes", str(files["outcomes"])]
+    default, off = orjson.loads(run(*common).stdout), orjson.loads(run(*common, "--fdr-q", "0").stdout)
+    for name, check in off["features"].items():
+        assert check["qValue"] == default["features"][name]["qValue"]
+        if check["pValue"] is not None and check["psiLower"] >= 0.1:
+            assert check["status"] == "drift"
+    refused = run(*common, "--fdr-q", "1")
+    assert refused.returncode == 2 and "fdr_q" in refused.stderr
 
 
 def test_a_malformed_line_ends_with_one_error_line_and_exit_2(files: dict[str, Path], built: Path) -> None:

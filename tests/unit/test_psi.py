@@ -159,6 +159,8 @@ def test_thresholds_overrides_most_specific_first() -> None:
         {"min_samples": 0},
         {"tolerance": -0.1},
         {"confidence": 1.0},
+        {"fdr_q": 1.0},
+        {"fdr_q": -0.01},
         {"overrides": {"m": {"psi_alert": 0.3}}},
         {"overrides": {"m": {"psi_warning": -1.0}}},
     ],
