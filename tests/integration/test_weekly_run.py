@@ -229,7 +229,7 @@ def test_duplicate_trigger_publishes_nothing_twice(service: Service) -> None:
     assert set(per_snapshot.values()) == {1}
     # one alert per feature or metric in breach, no more
     assert Counter((d["tenantId"], d["modelId"], d["segment"], d["feature"]) for d in drift) == Counter(
-        expected_alerts(snaps, "features", "drift"))
+        list(expected_alerts(snaps, "features", "drift")))
     assert grouped(drift, "feature") == expected_alerts(snaps, "features", "drift")
     assert grouped(degraded, "metric") == expected_alerts(snaps, "performance", "degraded")
     assert {(d["tenantId"], d["modelId"]) for d in degraded} == {("acme", "churn")}
