@@ -9,8 +9,8 @@ lasts, and says when it has gone (table `incidents`, one value per (partition, t
   breach too opens nothing: the overall event lists it (tables/alert_grouping.py);
 - in breach, incident open: `escalated` when the drift's severity rises above the highest it
   has reached, else `ongoing`; a covered segment's incident is updated silently;
-- not in breach, incident open: `resolved` when the value clears (plug-in value below the clear
-  threshold, or for drift its lower bound below it), or when this is the `resolve_after_runs`-th
+- not in breach, incident open: `resolved` when the value clears (the plug-in value, or its lower
+  confidence bound, below the clear threshold), or when this is the `resolve_after_runs`-th
   consecutive run not in breach. Until then the incident stays open and publishes nothing (no
   check in breach, no event on the detected topics): it only counts the quiet run.
   `insufficient_data` is "not in breach" too.
@@ -66,15 +66,14 @@ class Check:
     severity: str | None
     value: float | None
     clear_threshold: float | None
-    psi_lower: float | None = None
+    lower: float | None = None  # the value's lower confidence bound: psiLower, or the metric's
     sample_size: int = 0
 
     def clears(self) -> bool:
-        """Plug-in value below the clear threshold, or (drift) its lower bound below it."""
+        """The value, or its lower confidence bound, below the clear threshold."""
         if self.clear_threshold is None or self.value is None:
             return False
-        return self.value < self.clear_threshold or (
-            self.psi_lower is not None and self.psi_lower < self.clear_threshold)
+        return self.value < self.clear_threshold or (self.lower is not None and self.lower < self.clear_threshold)
 
 
 @dataclass(frozen=True)

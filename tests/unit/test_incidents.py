@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model_monitoring.tables.error_sums import ErrorSums
+from model_monitoring.tables.evaluation import metric_entry
+from model_monitoring.tables.incident_events import checks_of, metric_lower_bound
 from model_monitoring.tables.incidents import (
     Check,
     IncidentBook,
@@ -19,6 +24,8 @@ from model_monitoring.tables.incidents import (
     Transition,
     fold,
 )
+from model_monitoring.tables.performance import evaluate_metric
+from model_monitoring.tables.thresholds import Thresholds
 
 POLICY = IncidentPolicy(psi_clear=0.8, resolve_after_runs=2)
 CLEAR = 0.08  # 0.8 × the warning threshold 0.1
@@ -34,7 +41,7 @@ def run(n: int) -> RunRef:
 
 def drift(value: float, severity: str | None = "warning", lower: float | None = None) -> Check:
     return Check(breach=severity is not None, severity=severity, value=value, clear_threshold=CLEAR,
-                 psi_lower=lower, sample_size=1000)
+                 lower=lower, sample_size=1000)
 
 
 def brier(value: float, degraded: bool) -> Check:
@@ -110,6 +117,29 @@ def test_performance_clears_under_baseline_times_one_plus_half_the_tolerance() -
     assert t2 == []
     book, t3 = apply(book, 3, {BRIER: brier(0.125, False)})
     assert statuses(t3) == [(BRIER, "resolved")] and t3[0].resolution == "cleared"
+
+
+def test_a_metric_clears_by_its_lower_confidence_bound_too() -> None:
+    book, _ = apply(IncidentBook(), 1, {BRIER: brier(0.16, True)})
+    noisy = replace(brier(0.128, False), lower=0.121)  # over the clear level 0.126, its bound under it
+    _, t2 = apply(book, 2, {BRIER: noisy})
+    assert statuses(t2) == [(BRIER, "resolved")] and t2[0].resolution == "cleared"
+
+
+def test_the_metric_bound_is_value_minus_z_standard_errors() -> None:
+    sums = ErrorSums().update_many(np.random.default_rng(3).uniform(0.0, 0.3, 400))
+    thresholds = Thresholds(tolerance=0.1, confidence=0.95)
+    verdict = evaluate_metric("mae", sums, 0.14, thresholds)
+    assert verdict is not None and verdict.z is not None
+    entry = metric_entry(verdict)
+    bound = metric_lower_bound(entry, 0.95)
+    std_error = sums.std_error()
+    assert std_error is not None and bound == pytest.approx(entry["value"] - 1.6448536 * std_error, rel=1e-6)
+    assert metric_lower_bound({**entry, "z": None}, 0.95) == entry["value"]  # errors without spread
+    assert metric_lower_bound({**entry, "status": "insufficient_data"}, 0.95) is None
+    check = checks_of({"modelVersion": "3", "segment": None, "modelId": "m", "features": {},
+                       "performance": {"mae": entry}}, thresholds, POLICY)[IncidentKey("3", None, "performance", "mae")]
+    assert (check.lower, check.clear_threshold) == (bound, pytest.approx(0.14 * 1.05))
 
 
 def test_an_absent_check_moves_nothing() -> None:
