@@ -1,6 +1,6 @@
 """False alarms, size at the threshold, and power of the drift rule, per feature shape.
 
-    .venv/bin/python bench/psi_bound_table.py [--baselines 20] [--per-baseline 500] [--n 5000] [--seed 12]
+    .venv/bin/python bench/psi_bound_table.py [--baselines 50] [--per-baseline 200] [--n 5000] [--seed 12]
 
 A check is flagged when M >= min_samples (100) and psiLower >= 0.1 (95% one-sided). Each cell
 is the share of `baselines x per-baseline` repetitions flagged: a fresh baseline of N reference
@@ -39,8 +39,8 @@ SAMPLE_SIZES = (100, 300, 1000, 5000)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baselines", type=int, default=20, help="baselines drawn per cell")
-    parser.add_argument("--per-baseline", type=int, default=500, help="current samples per baseline")
+    parser.add_argument("--baselines", type=int, default=50, help="baselines drawn per cell")
+    parser.add_argument("--per-baseline", type=int, default=200, help="current samples per baseline")
     parser.add_argument("--n", type=int, default=5000, help="baseline sample size N")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)

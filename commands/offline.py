@@ -121,8 +121,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     except InputError as exc:
         return _fail(exc)
     tenant = args.tenant or baseline.tenant_id or _only_tenant(records) or "*"
+    # The stream's family for false-discovery control is every view of the version: all events
+    # and each segment. The same views are evaluated here, and the one asked for is printed.
+    views: list[str | None] = [None, *sorted({cast(str, r["segment"]) for r in records if r.get("segment")})]
+    if args.segment is not None and args.segment not in views:
+        views.append(args.segment)
+    snapshots, joined = [], 0
+    for view in views:
+        in_view = [r for r in records if view is None or r.get("segment") == view]
+        snapshot, joined_here = _view_snapshot(args, baseline, thresholds, tenant, view, in_view, outcomes)
+        snapshots.append(snapshot)
+        joined = joined_here if view == args.segment else joined
+    snapshot = with_q_values(snapshots, thresholds)[views.index(args.segment)]
+    if args.format == "table":
+        sys.stdout.write(render_table(snapshot))
+    else:
+        sys.stdout.buffer.write(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2) + b"\n")
+    unmatched = len(outcomes) - joined
+    if unmatched:
+        print(f"note: {unmatched} outcomes matched no selected prediction", file=sys.stderr)
+    return 0
+
+
+def _view_snapshot(args: argparse.Namespace, baseline: Baseline, thresholds: Thresholds, tenant: str,
+                   segment: str | None, records: Sequence[Mapping[str, object]],
+                   outcomes: Mapping[str, Mapping[str, object]]) -> tuple[dict[str, object], int]:
+    """The snapshot of one view's records, before false-discovery control, and how many of
+    its outcomes came from the outcomes file."""
     pairs: list[tuple[float, float]] = []
-    joined = 0  # outcomes taken from the outcomes file
+    joined = 0
     for record in records:
         outcome = _joined_outcome(record, outcomes)
         if outcome is not None:
@@ -138,21 +165,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         tenant_id=tenant,
         model_id=baseline.model_id,
         model_version=baseline.model_version,
-        segment=args.segment,
+        segment=segment,
         window_start=format_timestamp(min(stamps)) if stamps else None,
         window_end=format_timestamp(max(stamps) + 1) if stamps else None,  # the window is [start, end)
         job_run_id=args.job_run_id,
         feature_names=sorted({name for f in features for name in f}),
     )
-    snapshot = with_q_values([snapshot], thresholds)[0]  # the snapshot is the whole family here
-    if args.format == "table":
-        sys.stdout.write(render_table(snapshot))
-    else:
-        sys.stdout.buffer.write(orjson.dumps(snapshot, option=orjson.OPT_INDENT_2) + b"\n")
-    unmatched = len(outcomes) - joined
-    if unmatched:
-        print(f"note: {unmatched} outcomes matched no selected prediction", file=sys.stderr)
-    return 0
+    return snapshot, joined
 
 
 def render_table(snapshot: Mapping[str, object]) -> str:
@@ -238,15 +257,14 @@ def _line_of(text: str, path: Sequence[str]) -> int:
 
 
 def _select(args: argparse.Namespace, baseline: Baseline, lines: Sequence[Line]) -> list[dict[str, object]]:
-    """The records to check: the baseline's model version, the chosen tenant and segment, and the
-    first record of each predictionId (as the stream counts them)."""
+    """The records to check: the baseline's model version, the chosen tenant, and the first
+    record of each predictionId (as the stream counts them); every segment (the views are chosen
+    by the caller)."""
     seen: set[object] = set()
     records = []
     for number, record in lines:
         _check_model(args.current, number, record, baseline.model_id, baseline.model_version, baseline.tenant_id)
         if args.tenant and record.get("tenantId") not in (None, args.tenant):
-            continue
-        if args.segment is not None and record.get("segment") != args.segment:
             continue
         prediction_id = record.get("predictionId")
         if prediction_id is not None:

@@ -12,13 +12,15 @@ import orjson
 import pytest
 
 from model_monitoring.commands.offline import main, render_table
+from model_monitoring.schemas.timestamps import parse_timestamp_ms
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
-from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
+from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.records import read_inference_records
+from model_monitoring.tables.run_evaluation import evaluate_key
 from model_monitoring.tables.thresholds import Thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,30 +88,39 @@ def test_baseline_build_writes_the_contract_baseline_of_the_reference(files: dic
 
 
 def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Path], built: Path) -> None:
+    """The same records through the weekly run's own evaluation (`evaluate_key`): every view of the
+    version (all events, emea, apac) evaluated, false-discovery control over all of them, and the
+    view asked for printed."""
+    baseline = Baseline.from_dict(orjson.loads(built.read_bytes()))
+    current = [r for _, r in read_inference_records(str(files["current"]))]
+    y = {o["predictionId"]: o["outcome"] for o in map(orjson.loads, files["outcomes"].read_bytes().splitlines())}
+
+    def state(rows: list[dict[str, Any]]) -> PartialState:
+        return PartialState(count_batch(baseline, [r["features"] for r in rows]), PerformanceSums.empty().update_many(
+            [r["prediction"] for r in rows], [y[r["predictionId"]] for r in rows]))
+
+    views = {("3", s): state([r for r in current if s is None or r["segment"] == s]) for s in (None, "emea", "apac")}
+    window = (parse_timestamp_ms("2026-11-20T10:00:00.000Z"), parse_timestamp_ms("2026-11-26T10:00:00.001Z"))
+    stream = evaluate_key("tenant-1:risk-scoring", views, baseline_for=lambda t, m, v: baseline, thresholds=Thresholds(),
+                          job_run_id="offline", window_start_ms=window[0], window_end_ms=window[1],
+                          detected_at="2026-11-29T06:00:00.000Z").of_kind("snapshot")
     result = run("check", "--baseline", str(built), "--current", str(files["current"]),
                  "--outcomes", str(files["outcomes"]))
     assert result.returncode == 0, result.stderr
     snapshot = orjson.loads(result.stdout)
     VALIDATORS.validate("snapshot", snapshot)
-    baseline = Baseline.from_dict(orjson.loads(built.read_bytes()))
-    current = [r for _, r in read_inference_records(str(files["current"]))]
-    y = {o["predictionId"]: o["outcome"] for o in map(orjson.loads, files["outcomes"].read_bytes().splitlines())}
-    expected = evaluate_snapshot(
-        baseline=baseline, histogram=count_batch(baseline, [r["features"] for r in current]),
-        performance=PerformanceSums.empty().update_many([r["prediction"] for r in current],
-                                                        [y[r["predictionId"]] for r in current]),
-        thresholds=Thresholds(), tenant_id="tenant-1", model_id="risk-scoring", model_version="3", segment=None,
-        window_start="2026-11-20T10:00:00.000Z", window_end="2026-11-26T10:00:00.001Z", job_run_id="offline",
-        feature_names=["age_days", "amount", "industry"],
-    )
-    expected = with_q_values([expected], Thresholds())[0]  # the one snapshot is the whole family
-    assert snapshot == orjson.loads(orjson.dumps(expected))  # exact, unrounded values
+    assert snapshot == orjson.loads(orjson.dumps(stream[0]))  # exact, unrounded values
     assert all(check["qValue"] is not None for check in snapshot["features"].values())
     assert snapshot["features"]["amount"]["status"] == "drift"
     assert snapshot["features"]["industry"]["severity"] == "critical"
     assert snapshot["features"]["age_days"]["status"] == "ok"
     assert snapshot["performance"]["brier"]["status"] == "degraded"
     assert snapshot["performance"]["mae"]["sampleSize"] == 1_500
+    emea = orjson.loads(run("check", "--baseline", str(built), "--current", str(files["current"]),
+                            "--outcomes", str(files["outcomes"]), "--segment", "emea").stdout)
+    mine = next(s for s in stream if s["segment"] == "emea")
+    assert {k: v for k, v in emea.items() if not k.startswith("window")} == \
+           {k: v for k, v in orjson.loads(orjson.dumps(mine)).items() if not k.startswith("window")}
 
 
 def test_check_table_is_readable(files: dict[str, Path], built: Path) -> None:

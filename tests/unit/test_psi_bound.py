@@ -3,12 +3,15 @@ against simulation, and the identities between bound, p-value and gate."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom, norm
 
+from model_monitoring.tables import psi_bound as psi_bound_module
 from model_monitoring.tables.psi import EPSILON, psi
 from model_monitoring.tables.psi_bound import DENSE_COUNT, _binomial, psi_bound
 from tests.support.drift_simulation import mixed_towards, zipf
@@ -112,9 +115,33 @@ def test_a_psi_known_exactly_has_no_spread() -> None:
     everything in a bin the baseline never saw: a large PSI, also certain."""
     same = psi_bound(np.array([1.0, 0.0]), np.array([500, 0]), 1_000, epsilon=EPSILON)
     assert (same.value[0], same.std_error[0], float(same.p_value(0.1)[0])) == (0.0, 0.0, 1.0)
-    moved = psi_bound(np.array([1.0, 0.0]), np.array([0, 500]), 1_000, epsilon=EPSILON)
+    moved = psi_bound(np.array([1.0, 0.0]), np.array([0, 500]), 20_000, epsilon=EPSILON)
     assert moved.std_error[0] == 0.0 and float(moved.p_value(0.1)[0]) == 0.0
     assert float(moved.lower(0.95)[0]) == pytest.approx(moved.value[0], rel=1e-3)
+
+
+def term(a: float, e: float) -> float:
+    return (a - e) * math.log(a / e)
+
+
+@pytest.mark.parametrize("n,unseen_share", [(1_000, 1e-3), (5_000, 2e-4), (10_000, EPSILON), (20_000, EPSILON)])
+def test_a_value_the_baseline_never_saw_counts_against_a_share_of_one_in_n(
+    n: int, unseen_share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10% of the traffic on a value the baseline never saw: the reported PSI clips its baseline
+    share at ε; the estimate counts the term against max(ε, 1/N) instead, and nothing else moves."""
+    expected = np.r_[np.full(10, 0.1), 0.0]
+    counts = np.r_[np.full(10, 900), 1_000]
+    bound = psi_bound(expected, counts, n, epsilon=EPSILON)
+    monkeypatch.setattr(psi_bound_module, "UNSEEN_BASELINE_COUNT", 0.0)
+    psi_bound_module._baseline.cache_clear()
+    against_epsilon = psi_bound(expected, counts, n, epsilon=EPSILON)
+    psi_bound_module._baseline.cache_clear()
+    assert bound.value[0] == against_epsilon.value[0] == pytest.approx(psi(expected, counts)[0], rel=1e-12)
+    assert bound.std_error[0] == against_epsilon.std_error[0]
+    shift = term(0.1, EPSILON) - term(0.1, unseen_share)
+    assert against_epsilon.estimate[0] - bound.estimate[0] == pytest.approx(shift, abs=1e-12)
+    assert float(bound.lower(0.95)[0]) >= 0.25  # still critical
 
 
 def test_bad_input_is_refused() -> None:
