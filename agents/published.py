@@ -38,7 +38,8 @@ async def already_published(s: Settings, job_run_id: str, model_key: str, since_
     """Identities of the events of (job_run_id, tenant:model) on the output topics, published
     since `since_ms`. Best effort: what cannot be read in time counts as not published (a
     repeat, never a loss)."""
-    kinds = {s.snapshot_topic: "snapshot", s.drift_topic: "drift", s.degraded_topic: "degraded"}
+    kinds = {s.snapshot_topic: "snapshot", s.drift_topic: "drift", s.degraded_topic: "degraded",
+             s.drift_resolved_topic: "resolved", s.performance_recovered_topic: "recovered"}
 
     def ours(doc: Mapping[str, Any]) -> bool:
         return (doc.get("jobRunId") == job_run_id

@@ -1,6 +1,7 @@
 """The weekly run's scatter/gather: each partition merges its own partials over the window and
 sends one part per (tenant, model); the evaluator of each (tenant, model) merges the parts of
-every partition, evaluates, and publishes drift, degraded and snapshot events. The cost is
+every partition, evaluates, carries the key's incidents (table `incidents`) through the run, and
+publishes snapshot, drift, degraded, resolved and recovered events. The cost is
 O(keys × bins), never O(events)."""
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.partitioned import partition_items
 from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables.evaluation_state import Evaluation
-from model_monitoring.tables.keys import EvaluationKey
-from model_monitoring.tables.run_evaluation import evaluate_key, window_parts
+from model_monitoring.tables.incidents import IncidentBook
+from model_monitoring.tables.keys import EvaluationKey, IncidentBookKey
+from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, window_parts
 from model_monitoring.tables.run_messages import (
     EvaluateRequest,
     KeyEvaluated,
@@ -69,17 +71,23 @@ class Evaluator:
             ev = ev.expect(message.partitions)
         if ev.ready():
             published: set[tuple[str, ...]] = set()
+            book_key = IncidentBookKey(event.message.partition, ev.model_key).encode()
             if ev.publishing_since_ms is None:
-                ev = ev.publishing(int(time.time() * 1000))
+                now = int(time.time() * 1000)
+                report = self.evaluate(ev, book_key, now)
+                ev = ev.publishing(now)
                 table[key] = ev.to_bytes()
-                await self.m.app.producer.flush()  # the mark is out before any event
-            else:  # an earlier attempt was interrupted: publish only what it did not
+                self.m.tables.incidents[book_key] = report.incidents.to_bytes()
+                await self.m.app.producer.flush()  # the mark and the incidents are out before any event
+            else:  # an earlier attempt was interrupted: the same run again, publishing only what it did not
+                report = self.evaluate(ev, book_key, ev.publishing_since_ms)
+                self.m.tables.incidents[book_key] = report.incidents.to_bytes()
                 published = await already_published(self.m.settings, ev.job_run_id, ev.model_key,
-                                                     ev.publishing_since_ms)
+                                                    ev.publishing_since_ms)
                 log.warning("evaluation of %s for run %s resumed: %d events already published",
                             ev.model_key, ev.job_run_id, len(published))
-            counts = await self.evaluate(ev, published)
-            ev = ev.finished(counts)
+            await self.publish_report(ev, report, published)
+            ev = ev.finished(report.counts)
             table[key] = ev.to_bytes()
             await self.report(ev)
         else:
@@ -89,29 +97,48 @@ class Evaluator:
         await self.m.topics.runs.send(key=ev.job_run_id.encode(),
                                       value=KeyEvaluated(ev.job_run_id, ev.model_key, ev.counts).to_bytes())
 
-    async def evaluate(self, ev: Evaluation, published: AbstractSet[tuple[str, ...]] = frozenset()
-                       ) -> dict[str, int]:
+    def evaluate(self, ev: Evaluation, book_key: bytes, evaluated_ms: int) -> KeyReport:
+        """The run's evaluation of one key, from the incidents as they were before the run (the
+        book replays a run it already applied from its before-state, so a resumed evaluation
+        yields the same events). `evaluated_ms` is the publishing mark's time: detectedAt,
+        openedAt and resolvedAt are the same in every attempt."""
         started = time.perf_counter()
-        t, metrics = self.m.topics, self.m.metrics
+        raw = self.m.tables.incidents.get(book_key)
         report = evaluate_key(
             ev.model_key, ev.merged(), baseline_for=self.m.baselines.lookup,
             thresholds=self.m.settings.thresholds(), job_run_id=ev.job_run_id,
             window_start_ms=ev.window_start_ms, window_end_ms=ev.window_end_ms,
-            detected_at=format_timestamp(int(time.time() * 1000)))
-        topics = {"snapshot": t.snapshot, "drift": t.drift, "degraded": t.degraded}
+            detected_at=format_timestamp(evaluated_ms),
+            incidents=IncidentBook.from_bytes(raw) if raw is not None else None,
+            policy=self.m.settings.incident_policy())
+        if report.stale:
+            log.warning("run %s is older than run %s, the last applied to %s: its snapshots are "
+                        "published, no incident changes", ev.job_run_id, report.incidents.last_run,
+                        ev.model_key)
+        log.info("evaluated %s for run %s in %.3fs: %s", ev.model_key, ev.job_run_id,
+                 time.perf_counter() - started, report.counts)
+        return report
+
+    async def publish_report(self, ev: Evaluation, report: KeyReport,
+                             published: AbstractSet[tuple[str, ...]] = frozenset()) -> None:
+        t, metrics = self.m.topics, self.m.metrics
+        topics = {"snapshot": t.snapshot, "drift": t.drift, "degraded": t.degraded,
+                  "resolved": t.resolved, "recovered": t.recovered}
         key = ev.model_key.encode()
         tenant, model = ev.model_key.split(":", 1)
         for kind, doc in report.events:
             await self.publish(topics[kind], kind, key, doc, published)
-            if kind == "drift":
+            if kind == "snapshot":
+                if doc["segment"] is None:
+                    self.export_gauges(tenant, model, doc)
+            elif kind in ("resolved", "recovered"):
+                metrics.incidents_resolved.labels("drift" if kind == "resolved" else "degraded").inc()
+            elif doc.get("incidentStatus") not in ALERT_STATUSES:
+                metrics.incident_updates.labels(kind).inc()
+            elif kind == "drift":
                 metrics.alerts.labels("drift", doc["severity"]).inc()
-            elif kind == "degraded":
+            else:
                 metrics.alerts.labels("degraded", "degraded").inc()
-            elif doc["segment"] is None:
-                self.export_gauges(tenant, model, doc)
-        log.info("evaluated %s for run %s in %.3fs: %s", ev.model_key, ev.job_run_id,
-                 time.perf_counter() - started, report.counts)
-        return report.counts
 
     async def publish(self, topic: Any, kind: str, key: bytes, doc: dict[str, Any],
                       published: AbstractSet[tuple[str, ...]] = frozenset()) -> None:

@@ -1,9 +1,10 @@
 """`model-monitoring demo` (the README's first command) and `model-monitoring simulate`.
 
 The demo runs the whole job on the embedded default: the bundled broker, a worker, baselines
-built from a reference sample, two weeks of traffic with one drift and one accuracy drop
-injected, the weekly trigger over the HTTP route with a service token, and what it published.
-It stops every process it started, also on Ctrl-C."""
+built from a reference sample, three weeks of traffic with one drift and one accuracy drop
+injected in the first two, and one weekly run per week (the last over the HTTP route with a
+service token). It prints what each run published: the incidents opened in week 1, going on in
+week 2 and resolved in week 3. It stops every process it started, also on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import orjson
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
 from model_monitoring.commands.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.streams.tokens import mint_token
@@ -32,7 +34,7 @@ from model_monitoring.tables.baseline import Baseline, build_baseline
 
 DEMO_SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("globex:churn",),
                          small_tenants=("initech",), duplicate_rate=0.01,
-                         early_outcome_rate=0.02, malformed_rate=0.002)
+                         early_outcome_rate=0.02, malformed_rate=0.002, weeks=(1, 2))
 
 
 def demo_baselines(models: Iterable[str], version: str = "3", n: int = 20_000) -> list[Baseline]:
@@ -111,6 +113,56 @@ def checks_table(snapshots: list[dict[str, Any]]) -> str:
     return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows)
 
 
+RUN_KINDS = ("drift", "degraded", "resolved", "recovered")
+
+
+def run_events(bootstrap: str, s: Settings, job_run_id: str) -> dict[str, list[dict[str, Any]]]:
+    topics = {"snapshot": s.snapshot_topic, "drift": s.drift_topic, "degraded": s.degraded_topic,
+              "resolved": s.drift_resolved_topic, "recovered": s.performance_recovered_topic}
+    return {kind: asyncio.run(events_of(bootstrap, topic, job_run_id)) for kind, topic in topics.items()}
+
+
+def lifecycle_line(kind: str, e: dict[str, Any]) -> str:
+    """One published event, as the on-call engineer would read it."""
+    who = f"{e['tenantId']}:{e['modelId']} v{e['modelVersion']}" + (f" segment={e['segment']}" if e["segment"] else "")
+    incident = f"incident {e['incidentId'][:8]}"
+    if kind in ("resolved", "recovered"):
+        name = e.get("feature") or e["metric"]
+        lower = e.get("psiLower", e.get("valueLower"))
+        if e["resolution"] != "cleared":
+            how = f"{e['quietRuns']} runs in a row no longer in breach"
+        elif e["value"] < e["clearThreshold"]:
+            how = f"{e['value']:.4f} < clear {e['clearThreshold']:.4f}"
+        else:
+            how = f"{e['value']:.4f}, its 95% lower bound {lower:.4f} < clear {e['clearThreshold']:.4f}"
+        return f"  {kind.upper():<9}          {who} {name} {how} (opened {e['openedAt']})  {incident}"
+    status = e["incidentStatus"]
+    page = "ALERT" if status in ("opened", "escalated") else "update"
+    segments = ", ".join(seg["segment"] for seg in e.get("segments", [])) or "none"
+    if kind == "drift":
+        what = (f"DRIFT {e['severity']:<8} {who} {e['feature']} psi={e['value']:.4f} "
+                f"psiLower={e['psiLower']:.4f} threshold={e['threshold']}")
+    else:
+        what = (f"DEGRADED {who} {e['metric']}={e['value']:.4f} baseline={e['baseline']:.4f} "
+                f"threshold={e['threshold']:.4f}")
+    return f"  {status.upper():<9} {page:<6}   {what} n={e['sampleSize']}; segments also in breach: {segments}  {incident}"
+
+
+def print_run(week: int, job_run_id: str, how: str, events: dict[str, list[dict[str, Any]]]) -> None:
+    alerts = sum(1 for k in ("drift", "degraded") for e in events[k] if e["incidentStatus"] in ("opened", "escalated"))
+    counts = ", ".join(f"{len(events[k])} {k}" for k in RUN_KINDS)
+    print(f"\nWeek {week}: {how} jobRunId={job_run_id} -> {counts} ({alerts} alerts)")
+    for kind in RUN_KINDS:
+        for e in events[kind]:
+            print(lifecycle_line(kind, e))
+
+
+def trigger_week(bootstrap: str, s: Settings, job_run_id: str, window_end_ms: int) -> None:
+    doc = {"job": "model-monitoring", "jobRunId": job_run_id,
+           "metadata": {"windowEnd": format_timestamp(window_end_ms)}}
+    asyncio.run(produce(bootstrap, [(s.trigger_topic, job_run_id.encode(), orjson.dumps(doc))]))
+
+
 def run_demo(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="model-monitoring-demo-"))
     broker = None if args.bootstrap else EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log")
@@ -145,14 +197,28 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"3. baselines registered: {', '.join(b.key() for b in baselines)} "
               f"(from {baselines[0].sample_size:,} reference records each)")
         today = (int(time.time() * 1000) // DAY_MS) * DAY_MS
-        cfg = StreamConfig(models=models, events_per_key=args.events_per_key, days=14, end_ms=today,
+        cfg = StreamConfig(models=models, events_per_key=args.events_per_key, days=21, end_ms=today,
                            seed=args.seed, scenario=DEMO_SCENARIO)
         messages = list(generate(cfg))
-        print(f"4. two weeks of traffic for tenants acme, globex, initech: {len(messages):,} messages "
-              "(injected: acme:risk-scoring `pipeline_value` ×3 in the last week; globex:churn accuracy drop; "
-              "initech too small to judge; plus duplicates, early outcomes, malformed messages)")
+        print(f"4. three weeks of traffic for tenants acme, globex, initech: {len(messages):,} messages "
+              "(injected in weeks 1 and 2, gone in week 3: acme:risk-scoring `pipeline_value` ×3 and a "
+              "globex:churn accuracy drop; initech too small to judge; plus duplicates, early outcomes, "
+              "malformed messages)")
         asyncio.run(stream_messages(bootstrap, s, messages))
         asyncio.run(wait_caught_up(bootstrap, s))
+        print("5. one weekly run per week (an alert pages: an incident opened or escalated; "
+              "ongoing is an update)")
+        weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]] = []
+        for week, end in ((1, today - 14 * DAY_MS), (2, today - 7 * DAY_MS)):
+            job_run_id = f"demo-week-{week}-{today // DAY_MS}"
+            trigger_week(bootstrap, s, job_run_id, end)
+            result = asyncio.run(wait_for_run(bootstrap, s, job_run_id))
+            events = run_events(bootstrap, s, job_run_id)
+            if week == 1:
+                print(f"\nChecks of week 1 (all segments; per-segment snapshots are on {s.snapshot_topic}):")
+                print(checks_table(events["snapshot"]))
+            print_run(week, job_run_id, f"trigger on {s.trigger_topic} (windowEnd {format_timestamp(end)})", events)
+            weeks.append((job_run_id, events))
         token = mint_token(secret, issuer="demo-platform", audience="model-monitoring")
         # the route answers when the run has ended (200), or 202 when its wait (60 s) runs out
         status, body = worker.post("/api/v1/ml/model-monitoring/run", b"{}",
@@ -161,32 +227,27 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"error: the run was refused or failed: {status} {body.decode()}", file=sys.stderr)
             return 1
         job_run_id = orjson.loads(body)["jobRunId"]
-        print(f"5. weekly trigger: POST /api/v1/ml/model-monitoring/run -> {status} jobRunId={job_run_id}")
         result = asyncio.run(wait_for_run(bootstrap, s, job_run_id))
-        snapshots = asyncio.run(events_of(bootstrap, s.snapshot_topic, job_run_id))
-        drift = asyncio.run(events_of(bootstrap, s.drift_topic, job_run_id))
-        degraded = asyncio.run(events_of(bootstrap, s.degraded_topic, job_run_id))
-        print("\nChecks (all segments; per-segment snapshots are on the snapshot topic):")
-        print(checks_table(snapshots))
-        print(f"\nAlerts published ({len(drift)} on {s.drift_topic}, {len(degraded)} on {s.degraded_topic}):")
-        for e in drift:
-            seg = f" segment={e['segment']}" if e["segment"] else ""
-            print(f"  DRIFT    {e['severity']:<8} {e['tenantId']}:{e['modelId']} v{e['modelVersion']}{seg} "
-                  f"{e['feature']} psi={e['value']:.4f} threshold={e['threshold']} n={e['sampleSize']}")
-        for e in degraded:
-            seg = f" segment={e['segment']}" if e["segment"] else ""
-            print(f"  DEGRADED {e['tenantId']}:{e['modelId']} v{e['modelVersion']}{seg} {e['metric']}="
-                  f"{e['value']:.4f} baseline={e['baseline']:.4f} threshold={e['threshold']:.4f} n={e['sampleSize']}")
-        for title, sample in (("a drift event", drift[:1]), ("a degraded event", degraded[:1])):
+        events = run_events(bootstrap, s, job_run_id)
+        print_run(3, job_run_id, f"POST /api/v1/ml/model-monitoring/run -> {status}", events)
+        weeks.append((job_run_id, events))
+        print("\nIncident lifecycle:")
+        for line in lifecycle(weeks):
+            print("  " + line)
+        first, last = weeks[0][1], weeks[-1][1]
+        for title, sample in (("an opened drift event", first["drift"][:1]),
+                              ("a resolved drift event", last["resolved"][:1])):
             if sample:
                 print(f"\n{title} (JSON as published):\n  " + orjson.dumps(sample[0]).decode())
-        print(f"\n{result['topic']}:")
+        print(f"\n{result['topic']} (week 3):")
         print("  " + orjson.dumps({k: v for k, v in result.items() if k != "topic"}).decode())
-        logline = next((d for d in worker.json_lines() if d.get("message", "").startswith("model-monitoring ")), None)
+        logline = next((d for d in reversed(worker.json_lines())
+                        if d.get("message", "").startswith("model-monitoring ")), None)
         if logline:
             print("worker log line:\n  " + orjson.dumps(logline).decode())
         print(f"\nWhere to look next:\n  metrics   http://127.0.0.1:{worker.web_port}/metrics (run the demo with --keep-running to keep it up)\n"
-              f"  topics    {s.drift_topic}, {s.degraded_topic}, {s.snapshot_topic}, {s.completed_topic}\n"
+              f"  topics    {s.drift_topic}, {s.degraded_topic}, {s.drift_resolved_topic}, "
+              f"{s.performance_recovered_topic}, {s.snapshot_topic}, {s.completed_topic}\n"
               f"  runbook   docs/RUNBOOK.md\n  worker log {worker.log_path}")
         if args.keep_running:
             print("\n--keep-running: the broker and worker stay up; Ctrl-C stops them.")
@@ -204,6 +265,20 @@ def run_demo(args: argparse.Namespace) -> int:
             broker.stop()
         if not args.keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]]) -> list[str]:
+    """Per incident, what each week's run said about it."""
+    steps: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for week, (_, events) in enumerate(weeks, start=1):
+        for kind in RUN_KINDS:
+            for e in events[kind]:
+                status = e.get("incidentStatus") or kind
+                steps.setdefault(e["incidentId"], []).append(f"{status} (week {week})")
+                seg = f" segment={e['segment']}" if e["segment"] else ""
+                names[e["incidentId"]] = f"{e['tenantId']}:{e['modelId']}{seg} {e.get('feature') or e['metric']}"
+    return [f"{incident[:8]} {names[incident]:<40} " + " -> ".join(path) for incident, path in steps.items()]
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -243,7 +318,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 def add_demo_parsers(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole job end to end on the embedded broker")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting the embedded broker")
-    p.add_argument("--events-per-key", type=int, default=3000)
+    p.add_argument("--events-per-key", type=int, default=9000, help="over the three weeks")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--keep-running", action="store_true")

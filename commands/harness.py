@@ -54,6 +54,7 @@ TOPIC_DEFAULTS = {
     "features": "ml.inference.features", "outcomes": "ml.outcomes",
     "baselines": "ml.model.baselines", "trigger": "workflow.job.trigger",
     "drift": "ml.model.drift.detected", "degraded": "ml.model.performance.degraded",
+    "drift_resolved": "ml.model.drift.resolved", "performance_recovered": "ml.model.performance.recovered",
     "snapshot": "ml.model.monitoring.snapshot", "completed": "workflow.job.completed",
     "failed": "workflow.job.failed",
 }

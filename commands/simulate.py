@@ -26,16 +26,18 @@ LEAD_SOURCES = ("web", "referral", "partner", "event")
 
 @dataclass(frozen=True)
 class Scenario:
-    """What to inject. Keys are "tenant:model"."""
+    """What to inject. Keys are "tenant:model". The injections are active in `weeks`, counted
+    back from the end of the stream (0: the last 7 days, 1: the 7 days before them, …)."""
 
-    numeric_shift: tuple[str, ...] = ()        # pipeline_value ×3 in the last week
-    unseen_category: tuple[str, ...] = ()      # lead_source "chatbot" (unseen) for 40% in the last week
-    accuracy_drop: tuple[str, ...] = ()        # outcomes unrelated to predictions in the last week
+    numeric_shift: tuple[str, ...] = ()        # pipeline_value ×3
+    unseen_category: tuple[str, ...] = ()      # lead_source "chatbot" (unseen) for 40%
+    accuracy_drop: tuple[str, ...] = ()        # outcomes unrelated to predictions
     small_tenants: tuple[str, ...] = ()        # tenants with ~30 events a week
     duplicate_rate: float = 0.0                # share of messages sent twice
     early_outcome_rate: float = 0.0            # share of outcomes logged before their prediction
     malformed_rate: float = 0.0                # share of extra malformed messages
     outcome_rate: float = 0.8                  # share of predictions whose outcome arrives
+    weeks: tuple[int, ...] = (0,)              # when the injections are active
 
 
 @dataclass(frozen=True)
@@ -110,16 +112,15 @@ def generate(cfg: StreamConfig) -> Iterator[Message]:
     rng = np.random.default_rng(cfg.seed)
     sc = cfg.scenario
     start_ms = cfg.end_ms - cfg.days * DAY_MS
-    last_week = cfg.end_ms - 7 * DAY_MS
     messages: list[Message] = []
     for tenant in cfg.tenants:
         for model in cfg.models:
             key = f"{tenant}:{model}"
             n = 60 if tenant in sc.small_tenants else cfg.events_per_key
             ts = np.sort(rng.integers(start_ms, cfg.end_ms, size=n))
-            recent = ts >= last_week
-            feats = _features(rng, n, model, recent & (key in sc.numeric_shift),
-                              recent & (key in sc.unseen_category))
+            injected = np.isin((cfg.end_ms - 1 - ts) // (7 * DAY_MS), sc.weeks)
+            feats = _features(rng, n, model, injected & (key in sc.numeric_shift),
+                              injected & (key in sc.unseen_category))
             regions = rng.choice(REGIONS, size=n, p=(0.5, 0.3, 0.2))
             for i in range(n):
                 pid = f"{tenant}-{model}-{cfg.seed}-{i}"
@@ -131,8 +132,8 @@ def generate(cfg: StreamConfig) -> Iterator[Message]:
                 messages.append(Message("features", pid.encode(), orjson.dumps(record), int(ts[i])))
                 if rng.random() >= sc.outcome_rate:
                     continue
-                truth = 0.5 if (recent[i] and key in sc.accuracy_drop) else p
-                y = int(rng.random() < truth) if not (recent[i] and key in sc.accuracy_drop) else int(p < 0.5)
+                truth = 0.5 if (injected[i] and key in sc.accuracy_drop) else p
+                y = int(rng.random() < truth) if not (injected[i] and key in sc.accuracy_drop) else int(p < 0.5)
                 lag = int(rng.integers(3_600_000, 5 * DAY_MS))
                 arrive = int(ts[i]) + lag
                 if rng.random() < sc.early_outcome_rate:

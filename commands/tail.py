@@ -1,8 +1,8 @@
 """`model-monitoring tail`: the reference consumer of what the service publishes.
 
-It follows the drift, degraded, snapshot, completed and failed topics in its own consumer group,
-prints each event on one line and, with `--webhook`, POSTs it as JSON (retries with exponential
-backoff, then a dead-letter file). Offsets are committed only once an event was delivered or
+It follows the drift, degraded, resolved, recovered, snapshot, completed and failed topics in its
+own consumer group, prints each event on one line and, with `--webhook`, POSTs it as JSON
+(retries with exponential backoff, then a dead-letter file). Offsets are committed only once an event was delivered or
 dead-lettered; upstream is at-least-once, so events are deduplicated by `eventId` in-process
 and the webhook gets an `Idempotency-Key` for the rest."""
 
@@ -26,7 +26,7 @@ from model_monitoring.commands.tail_webhook import DeliveryFailed, TailEvent, We
 from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.tables.trigger import JOB_NAME
 
-KINDS = ("drift", "degraded", "snapshot", "completed", "failed")
+KINDS = ("drift", "degraded", "resolved", "recovered", "snapshot", "completed", "failed")
 
 
 # ------------------------------------------------------------------ deduplication
@@ -115,7 +115,8 @@ class TailOptions:
 
 
 def topics_by_kind(s: Settings) -> dict[str, str]:
-    return {"drift": s.drift_topic, "degraded": s.degraded_topic, "snapshot": s.snapshot_topic,
+    return {"drift": s.drift_topic, "degraded": s.degraded_topic, "resolved": s.drift_resolved_topic,
+            "recovered": s.performance_recovered_topic, "snapshot": s.snapshot_topic,
             "completed": s.completed_topic, "failed": s.failed_topic}
 
 
@@ -194,7 +195,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 def add_tail_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "tail", help="print the drift, degraded, snapshot and job events (and POST them to a webhook)",
+        "tail", help="print the drift, degraded, resolution, snapshot and job events (and POST them to a webhook)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (or KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--from-beginning", action="store_true",

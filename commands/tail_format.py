@@ -62,6 +62,20 @@ def _tenants(tenants: Any) -> str:
     return clean(tenants, 40)
 
 
+def _incident(body: Mapping[str, Any]) -> str:
+    """` opened incident=…` (the status first: an opened or escalated event pages), or nothing
+    for an event without incident fields; a segment list on the overall event."""
+    status = body.get("incidentStatus")
+    if status is None:
+        return ""
+    segments = body.get("segments")
+    listed = ""
+    if isinstance(segments, list) and segments:
+        names = [clean(s.get("segment"), 40) for s in segments[:5] if isinstance(s, Mapping)]
+        listed = f" segments={','.join(names)}{',…' if len(segments) > 5 else ''}"
+    return f"{listed} {clean(status, 20).upper()} incident={clean(body.get('incidentId'), 40)}"
+
+
 def _as_float(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
@@ -96,12 +110,18 @@ def format_event(kind: str, body: Mapping[str, Any], fallback_ms: int | None = N
         return (f"{fmt_time(body.get('detectedAt'), fallback_ms)} DRIFT {clean(body.get('severity'), 10)} "
                 f"{_model(body)} {clean(body.get('feature'), 60)} {clean(body.get('metric', 'psi'), 10)}="
                 f"{fmt_num(body.get('value'))} (≥{fmt_num(body.get('threshold'))}) "
-                f"n={fmt_num(body.get('sampleSize'))} {_run(body)}")
+                f"n={fmt_num(body.get('sampleSize'))}{_incident(body)} {_run(body)}")
     if kind == "degraded":
         return (f"{fmt_time(body.get('detectedAt'), fallback_ms)} DEGRADED {_model(body)} "
                 f"{clean(body.get('metric'), 10)}={fmt_num(body.get('value'))} "
                 f"(>{fmt_num(body.get('threshold'))}, baseline {fmt_num(body.get('baseline'))}) "
-                f"n={fmt_num(body.get('sampleSize'))} {_run(body)}")
+                f"n={fmt_num(body.get('sampleSize'))}{_incident(body)} {_run(body)}")
+    if kind in ("resolved", "recovered"):
+        subject = body.get("feature") if kind == "resolved" else body.get("metric")
+        return (f"{fmt_time(body.get('resolvedAt'), fallback_ms)} {kind.upper()} {_model(body)} "
+                f"{clean(subject, 60)}={fmt_num(body.get('value'))} (<{fmt_num(body.get('clearThreshold'))} "
+                f"or quiet) {clean(body.get('resolution'), 20)} incident={clean(body.get('incidentId'), 40)} "
+                f"opened={clean(body.get('openedAt'), 40)} {_run(body)}")
     if kind == "snapshot":
         return (f"{fmt_time(body.get('windowEnd'), fallback_ms)} SNAPSHOT {_model(body)} "
                 f"{_snapshot_summary(body)} {_run(body)}")

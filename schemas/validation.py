@@ -30,6 +30,8 @@ SCHEMA_FILES: dict[str, str] = {
     "trigger": "workflow.job.trigger.json",
     "drift": "ml.model.drift.detected.json",
     "degraded": "ml.model.performance.degraded.json",
+    "resolved": "ml.model.drift.resolved.json",
+    "recovered": "ml.model.performance.recovered.json",
     "snapshot": "ml.model.monitoring.snapshot.json",
     "completed": "workflow.job.completed.json",
     "failed": "workflow.job.failed.json",

@@ -32,6 +32,7 @@ class Tables:
     baselines: TableT     # BaselineKey -> baseline JSON (global)
     job_runs: TableT      # RunKey -> JobRun bytes; ReportKey, EvaluatedKey -> JSON
     evaluations: TableT   # EvaluationKey -> Evaluation bytes
+    incidents: TableT     # IncidentBookKey -> IncidentBook bytes
     run_status: TableT    # RunStatusKey -> run summary JSON (global: any worker answers GET)
 
 
@@ -117,6 +118,7 @@ def create_monitor(s: Settings) -> Monitor:
                                   recovery_buffer_size=1, **changelog),
         job_runs=app.Table("job_runs", **common),
         evaluations=app.Table("evaluations", **common),
+        incidents=app.Table("incidents", **common),
         run_status=app.GlobalTable("run_status", key_type=bytes, value_type=bytes, partitions=1,
                                    recovery_buffer_size=1, **changelog),
     )

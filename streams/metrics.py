@@ -60,8 +60,16 @@ class Metrics:
             "model_monitoring_label_lag_seconds", "Outcome time minus prediction time.",
             buckets=LAG_BUCKETS_S, registry=r)
         self.alerts = Counter(
-            "model_monitoring_alerts_published_total", "Alerts published.",
+            "model_monitoring_alerts_published_total",
+            "Alerts published: drift and degraded events that open or escalate an incident.",
             ["type", "severity"], registry=r)
+        self.incident_updates = Counter(
+            "model_monitoring_incident_updates_total",
+            "Drift and degraded events of incidents still open (`ongoing`): updates, not alerts.",
+            ["type"], registry=r)
+        self.incidents_resolved = Counter(
+            "model_monitoring_incidents_resolved_total",
+            "Incidents resolved (drift) or recovered (degraded).", ["type"], registry=r)
         self.psi = Gauge(
             "model_monitoring_psi", "Last run's PSI (segment null), capped in cardinality.",
             ["tenant", "model", "feature"], registry=r)
@@ -93,6 +101,9 @@ class Metrics:
         for severity in get_args(Severity):
             self.alerts.labels("drift", severity)
         self.alerts.labels("degraded", "degraded")
+        for kind in ("drift", "degraded"):
+            self.incident_updates.labels(kind)
+            self.incidents_resolved.labels(kind)
         for state in JOIN_STATES:
             self.join_expired.labels(state)
         for topic in self.input_topics:

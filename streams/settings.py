@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from model_monitoring.tables.incidents import IncidentPolicy
     from model_monitoring.tables.thresholds import Thresholds
 
 DAY_MS = 86_400_000
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
     trigger_topic: str = Field("workflow.job.trigger", validation_alias=_env("MODEL_MONITORING_TRIGGER_TOPIC", "trigger_topic"))
     drift_topic: str = Field("ml.model.drift.detected", validation_alias=_env("MODEL_MONITORING_DRIFT_TOPIC", "drift_topic"))
     degraded_topic: str = Field("ml.model.performance.degraded", validation_alias=_env("MODEL_MONITORING_DEGRADED_TOPIC", "degraded_topic"))
+    drift_resolved_topic: str = Field("ml.model.drift.resolved", validation_alias=_env("MODEL_MONITORING_DRIFT_RESOLVED_TOPIC", "drift_resolved_topic"))
+    performance_recovered_topic: str = Field("ml.model.performance.recovered", validation_alias=_env("MODEL_MONITORING_PERFORMANCE_RECOVERED_TOPIC", "performance_recovered_topic"))
     snapshot_topic: str = Field("ml.model.monitoring.snapshot", validation_alias=_env("MODEL_MONITORING_SNAPSHOT_TOPIC", "snapshot_topic"))
     completed_topic: str = Field("workflow.job.completed", validation_alias=_env("MODEL_MONITORING_COMPLETED_TOPIC", "completed_topic"))
     failed_topic: str = Field("workflow.job.failed", validation_alias=_env("MODEL_MONITORING_FAILED_TOPIC", "failed_topic"))
@@ -100,6 +103,11 @@ class Settings(BaseSettings):
     confidence: float = Field(0.95, gt=0.5, lt=1, validation_alias=_env("MODEL_MONITORING_CONFIDENCE", "confidence"))
     # Benjamini–Hochberg level over a model version's checks in one run; 0 turns it off
     fdr_q: float = Field(0.05, ge=0, lt=1, validation_alias=_env("MODEL_MONITORING_FDR_Q", "fdr_q"))
+    # incidents: a drift clears below psi_clear × its warning threshold (plug-in PSI or its lower
+    # bound), a metric below baseline × (1 + tolerance/2); either after resolve_after_runs runs
+    # in a row no longer in breach
+    psi_clear: float = Field(0.8, gt=0, le=1, validation_alias=_env("MODEL_MONITORING_PSI_CLEAR", "psi_clear"))
+    resolve_after_runs: int = Field(2, ge=1, validation_alias=_env("MODEL_MONITORING_RESOLVE_AFTER_RUNS", "resolve_after_runs"))
     threshold_overrides: dict[str, dict[str, float]] = Field(
         default_factory=dict, validation_alias=_env("MODEL_MONITORING_THRESHOLD_OVERRIDES", "threshold_overrides"))
 
@@ -196,6 +204,11 @@ class Settings(BaseSettings):
             tolerance=self.tolerance, confidence=self.confidence,
             overrides=self.threshold_overrides, fdr_q=self.fdr_q,
         )
+
+    def incident_policy(self) -> IncidentPolicy:
+        from model_monitoring.tables.incidents import IncidentPolicy
+
+        return IncidentPolicy(psi_clear=self.psi_clear, resolve_after_runs=self.resolve_after_runs)
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Security settings in aiokafka's vocabulary (used by the CLI tools and benches)."""

@@ -20,6 +20,8 @@ class Topics:
     trigger: TopicT
     drift: TopicT
     degraded: TopicT
+    resolved: TopicT
+    recovered: TopicT
     snapshot: TopicT
     completed: TopicT
     failed: TopicT
@@ -42,6 +44,7 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
         features=topic(s.features_topic), outcomes=topic(s.outcomes_topic),
         baselines=topic(s.baselines_topic), trigger=topic(s.trigger_topic),
         drift=topic(s.drift_topic), degraded=topic(s.degraded_topic),
+        resolved=topic(s.drift_resolved_topic), recovered=topic(s.performance_recovered_topic),
         snapshot=topic(s.snapshot_topic), completed=topic(s.completed_topic),
         failed=topic(s.failed_topic),
         runs=topic(s.runs_topic), snapshot_requests=topic(s.snapshot_requests_topic),
@@ -51,7 +54,7 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
 
 
 # the changelog-backed tables (`streams/app.py`): partitioned like the inputs, or global (one)
-PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations")
+PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations", "incidents")
 GLOBAL_TABLES = ("baselines", "run_status")
 
 
@@ -77,7 +80,8 @@ def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
     specs: dict[str, dict[str, object]] = {
         name: {"partitions": p, "config": {}}
         for name in (s.features_topic, s.outcomes_topic, s.trigger_topic, s.drift_topic,
-                     s.degraded_topic, s.snapshot_topic, s.completed_topic, s.failed_topic,
+                     s.degraded_topic, s.drift_resolved_topic, s.performance_recovered_topic,
+                     s.snapshot_topic, s.completed_topic, s.failed_topic,
                      s.runs_topic, s.snapshot_requests_topic, s.snapshot_parts_topic)
     }
     specs[s.baselines_topic] = {"partitions": p, "config": {**s.compacted_topic_config,

@@ -15,6 +15,7 @@ counting separators in free text. Tables and their keys:
 | job_runs     | b"p|jobRunId|r|reportingPartition"    | `ReportKey`     |
 | job_runs     | b"p|jobRunId|d|tenant:model"          | `EvaluatedKey`  |
 | evaluations  | b"p|jobRunId|tenant:model"            | `EvaluationKey` |
+| incidents    | b"p|tenant:model"                     | `IncidentBookKey` |
 | run_status   | b"0|jobRunId"                         | `RunStatusKey`  |
 """
 
@@ -238,6 +239,24 @@ class EvaluationKey:
 
 
 @dataclass(frozen=True, order=True)
+class IncidentBookKey:
+    """The incidents of one (tenant:model), held by the evaluator of its snapshot-parts partition."""
+
+    partition: int
+    model_key: str
+
+    def encode(self) -> bytes:
+        return _encode(self.partition, self.model_key)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> IncidentBookKey:
+        partition, fields = _fields(raw)
+        if len(fields) != 1:
+            raise KeyError(f"not an incidents key: {raw[:80]!r}")
+        return cls(partition, fields[0])
+
+
+@dataclass(frozen=True, order=True)
 class RunStatusKey:
     """A run's summary, in a GlobalTable of one partition (any worker answers GET)."""
 
@@ -255,4 +274,4 @@ class RunStatusKey:
 
 
 TableKey = (PartialKey | MetaKey | JoinKey | BaselineKey | RunKey | ReportKey | EvaluatedKey
-            | EvaluationKey | RunStatusKey)
+            | EvaluationKey | IncidentBookKey | RunStatusKey)

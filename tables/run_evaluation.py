@@ -1,7 +1,8 @@
 """The weekly run's pure steps: one partition's share of the window (`window_parts`), and the
 evaluation of one (tenant, model) from the merged parts (`evaluate_key`): snapshots, drift and
-degraded events, and what was checked. The agents, `check`'s oracle in the benchmarks and the
-tests all call these; none copies them."""
+degraded events grouped per feature or metric, the incidents they open, update or resolve, and
+what was checked. The agents, `check`'s oracle in the benchmarks and the tests all call these;
+none copies them."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_monitoring.schemas.timestamps import format_timestamp
+from model_monitoring.tables.alert_grouping import group_degraded, group_drift
 from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.incident_events import alert_key, checks_of, resolution_event, with_incident
+from model_monitoring.tables.incidents import Check, IncidentBook, IncidentKey, IncidentPolicy, RunRef, fold
 from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.keys import PartialKey, is_partial_key, partition_prefix
 from model_monitoring.tables.partial import PartialState, VersionSegment
 from model_monitoring.tables.thresholds import Thresholds
 
+ALERT_STATUSES = ("opened", "escalated")  # an alert pages; an `ongoing` event is an update
 BaselineLookup = Callable[[str, str, str], Baseline | None]  # (tenant, model, version)
 
 
@@ -64,30 +69,47 @@ def usable_histogram(state: PartialState, fingerprint: str) -> FeatureHistogram:
 
 @dataclass(frozen=True)
 class KeyReport:
-    """What one (tenant, model) evaluation publishes, in order (per version and segment: the
-    snapshot, then its drift events, then its degraded events), and what it counts towards the
-    run's totals."""
+    """What one (tenant, model) evaluation publishes, in order (per version: the snapshot of each
+    segment view, then its drift events, then its degraded events; then the resolutions), what
+    it counts towards the run's totals, and the incident book after the run."""
 
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, document)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_FIELDS, 0))
+    incidents: IncidentBook = field(default_factory=IncidentBook)
+    stale: bool = False  # a run older than the last applied: snapshots only
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        """`snapshot`, `drift` or `degraded`."""
+        """`snapshot`, `drift`, `degraded`, `resolved` or `recovered`."""
         return [doc for k, doc in self.events if k == kind]
+
+    def alerts(self) -> list[tuple[str, dict[str, Any]]]:
+        """The drift and degraded events that page: incident opened or escalated."""
+        return [(k, doc) for k, doc in self.events if k in ("drift", "degraded")
+                and doc.get("incidentStatus") in ALERT_STATUSES]
 
 
 def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], PartialState], *,
                  baseline_for: BaselineLookup, thresholds: Thresholds, job_run_id: str,
-                 window_start_ms: int, window_end_ms: int, detected_at: str) -> KeyReport:
-    """Evaluate each (version, segment) of one (tenant, model): segment None first per version.
+                 window_start_ms: int, window_end_ms: int, detected_at: str,
+                 incidents: IncidentBook | None = None, policy: IncidentPolicy | None = None
+                 ) -> KeyReport:
+    """Evaluate each (version, segment) of one (tenant, model), segment None first per version,
+    and carry its incidents (`incidents`: the book before the run) through the run.
 
     All segment views of one version are evaluated before any of its events: they form one
-    family for false-discovery control (tables/fdr.py), which decides which checks alert."""
+    family for false-discovery control (tables/fdr.py), which decides which checks alert, and
+    the events are grouped per feature or metric over them (tables/alert_grouping.py)."""
     tenant, model = model_key.split(":", 1)
-    report = KeyReport()
+    policy = policy or IncidentPolicy()
+    book = incidents or IncidentBook()
+    events: list[tuple[str, dict[str, Any]]] = []
+    counts = dict.fromkeys(COUNT_FIELDS, 0)
     versions: dict[str, list[tuple[str | None, PartialState]]] = defaultdict(list)
     for (version, segment), state in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         versions[version].append((segment, state))
+    snapshot_of: dict[tuple[str, str | None], dict[str, Any]] = {}
+    checks: dict[IncidentKey, Check] = {}
+    alerts: list[tuple[str, dict[str, Any]]] = []
     for version, views in versions.items():
         baseline = baseline_for(tenant, model, version)
         snapshots = []
@@ -99,12 +121,27 @@ def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], Partial
                 segment=segment, window_start=format_timestamp(window_start_ms),
                 window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
                 feature_names=list(histogram.counts)))
+        drift: list[dict[str, Any]] = []
+        degraded: list[dict[str, Any]] = []
         for snap in with_q_values(snapshots, thresholds):
-            report.events.append(("snapshot", snap))
-            report.events.extend(("drift", e) for e in drift_events(
-                snap, thresholds=thresholds, detected_at=detected_at,
-                baseline_sample_size=baseline.sample_size if baseline else None))
-            report.events.extend(("degraded", e) for e in degraded_events(snap, detected_at=detected_at))
+            events.append(("snapshot", snap))
+            snapshot_of[(version, snap["segment"])] = snap
+            checks.update(checks_of(snap, thresholds, policy))
+            drift += drift_events(snap, thresholds=thresholds, detected_at=detected_at,
+                                  baseline_sample_size=baseline.sample_size if baseline else None)
+            degraded += degraded_events(snap, detected_at=detected_at)
             for name, n in snapshot_counts(snap).items():
-                report.counts[name] += n
-    return report
+                counts[name] += n
+        alerts += [("drift", e) for e in group_drift(drift)]
+        alerts += [("degraded", e) for e in group_degraded(degraded)]
+    run = RunRef(model_key, job_run_id, window_end_ms, detected_at)
+    if book.is_stale(run):
+        return KeyReport(events, counts, book, stale=True)
+    book, transitions = fold(book, run, checks, policy)
+    by_key = {t.key: t for t in transitions}
+    for kind, doc in alerts:
+        events.append((kind, with_incident(doc, by_key[alert_key(kind, doc)])))
+    for t in transitions:
+        if t.status == "resolved":
+            events.append(resolution_event(t, run, snapshot_of[(t.key.version, t.key.segment)]))
+    return KeyReport(events, counts, book)

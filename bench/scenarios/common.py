@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 END_MS = 1_795_046_400_000  # a midnight UTC: a run's window is the 7 whole days before it
-OUTPUT_KINDS = ("drift", "degraded", "snapshot")
+OUTPUT_KINDS = ("drift", "degraded", "snapshot", "resolved", "recovered")
 
 
 def progress(message: str) -> None:
@@ -33,7 +33,7 @@ class Result:
     faults: str = ""
     messages_in: int = 0         # distinct input records (envelope records one by one)
     accounted: int = 0           # counted in the final state + dead-lettered (distinct positions)
-    events_expected: int = 0     # drift + degraded + snapshot + completion, from the offline oracle
+    events_expected: int = 0     # drift + degraded + snapshot + resolutions + completion, from the offline oracle
     events_published: int = 0    # distinct events published
     duplicates: int = 0          # copies of an event published more than once
     passed: bool = False

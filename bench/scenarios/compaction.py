@@ -140,7 +140,8 @@ def compaction(ctx: Context) -> None:
     if not svc.wait_completed(job_run_id, 120):
         raise ScenarioFailed(f"run {job_run_id} did not finish:\n{fresh.log_tail()}")
     time.sleep(2.0)
-    check_run(r, expected_run(fold, refs, svc.s, job_run_id, END_MS), svc.outputs(job_run_id), job_run_id)
+    check_run(r, expected_run(fold, refs, svc.s, job_run_id, END_MS, incidents=svc.expected_incidents),
+              svc.outputs(job_run_id), job_run_id)
     partials = r.notes["logs"]["partials-changelog"]
     r.faults = (f"compacted (partials changelog {partials['present']:,} of {partials['written']:,} "
                 f"records left); a fresh worker recovers, ingests, runs")

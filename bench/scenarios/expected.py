@@ -1,6 +1,7 @@
 """The oracle of a weekly run: the offline fold of the input log, cut to the run's window and
 tenants, evaluated with the same pure functions as the service — the events a run must
-publish, each once — and the comparison of what was published with them."""
+publish, each once — and the comparison of what was published with them. The oracle carries
+each key's incidents from run to run (in the order the runs were made), as the service does."""
 
 from __future__ import annotations
 
@@ -13,20 +14,26 @@ from bench.scenarios.common import Result
 from model_monitoring.streams.settings import Settings
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.evaluation_state import merge_segments
+from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.run_evaluation import evaluate_key, in_window
 from model_monitoring.tables.trigger import window_for
 from tests.support.oracle import Fold
 
-IGNORED_FIELDS = ("detectedAt",)
+# wall-clock times of the evaluation: the service's, which the oracle cannot know
+IGNORED_FIELDS = ("detectedAt", "openedAt", "resolvedAt")
+KINDS = ("snapshot", "drift", "degraded", "resolved", "recovered")
 
 
 def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: Settings,
-                 job_run_id: str, window_end_ms: int,
-                 tenant_ids: list[str] | None = None) -> dict[str, Any]:
-    """{"snapshot": [...], "drift": [...], "degraded": [...], "counts": {...}, "tenants": [...]}:
-    one pass over the input log, evaluated by the same pure functions as the stream's."""
+                 job_run_id: str, window_end_ms: int, tenant_ids: list[str] | None = None,
+                 incidents: dict[str, IncidentBook] | None = None) -> dict[str, Any]:
+    """{"snapshot": [...], "drift": [...], "degraded": [...], "resolved": [...], "recovered": [...],
+    "counts": {...}, "tenants": [...]}: one pass over the input log, evaluated by the same pure
+    functions as the stream's. `incidents` (tenant:model -> book) holds the incidents of the
+    runs before this one, and is updated with this run's."""
+    incidents = {} if incidents is None else incidents
     start, end = window_for(window_end_ms, s.window_ms, s.bucket_ms)
     groups: dict[str, list[dict[tuple[str, str], PartialState]]] = defaultdict(list)
     for (tenant, model, version, segment, day), state in sorted(fold.states.items()):
@@ -35,7 +42,7 @@ def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: S
         if tenant_ids is not None and tenant not in tenant_ids:
             continue
         groups[f"{tenant}:{model}"].append({(version, segment): state})
-    out: dict[str, Any] = {"snapshot": [], "drift": [], "degraded": [],
+    out: dict[str, Any] = {**{kind: [] for kind in KINDS},
                            "counts": Counter(dict.fromkeys(COUNT_FIELDS, 0)),
                            "tenants": sorted({k.split(":", 1)[0] for k in groups})}
     if tenant_ids is not None:
@@ -45,8 +52,10 @@ def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: S
             model_key, merge_segments(parts),
             baseline_for=lambda tenant, model, version: baselines.get((model, version)),
             thresholds=s.thresholds(), job_run_id=job_run_id, window_start_ms=start,
-            window_end_ms=end, detected_at="")
-        for kind in ("snapshot", "drift", "degraded"):
+            window_end_ms=end, detected_at="", incidents=incidents.get(model_key),
+            policy=s.incident_policy())
+        incidents[model_key] = report.incidents
+        for kind in KINDS:
             out[kind] += report.of_kind(kind)
         out["counts"].update(report.counts)
     return out
@@ -93,7 +102,7 @@ def check_run(result: Result, expected: Mapping[str, Any], published: Mapping[st
     one completion that counts what was checked. Adds to the row's event figures."""
     tag = f"{label}: " if label else ""
     completions, failures = published["completed"], published["failed"]
-    for kind in ("drift", "degraded", "snapshot"):
+    for kind in KINDS:
         want = {event_key(kind, d): d for d in expected[kind]}
         got: dict[tuple[Any, ...], dict[str, Any]] = {}
         copies = Counter(event_key(kind, d) for d in published[kind])

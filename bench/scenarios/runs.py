@@ -54,7 +54,7 @@ def finish_run(ctx: Context, svc: Service, fold: Any, refs: Any, job_run_id: str
         raise ScenarioFailed(f"run {job_run_id} did not finish:\n{svc.worker.log_tail()}")
     time.sleep(settle)
     published = svc.outputs(job_run_id)
-    expected = expected_run(fold, refs, svc.s, job_run_id, END_MS, tenant_ids)
+    expected = expected_run(fold, refs, svc.s, job_run_id, END_MS, tenant_ids, svc.expected_incidents)
     check_run(ctx.result, expected, published, label or job_run_id)
     return published
 
@@ -181,9 +181,16 @@ def tenant_isolation(ctx: Context) -> None:
 
     def acme(events: dict[str, list[dict[str, Any]]]) -> dict[tuple[Any, ...], Any]:
         return {(k, d["modelId"], d["modelVersion"], d["segment"], d.get("feature") or d.get("metric")):
-                {f: v for f, v in d.items() if f not in ("jobRunId", "eventId", "detectedAt")}
+                {f: v for f, v in d.items() if f not in ("jobRunId", "eventId", "detectedAt", "incidentStatus")}
                 for k in OUTPUT_KINDS for d in events[k] if d["tenantId"] == "acme"}
 
     r.check(acme(only) == acme(every), "acme's events differ between the acme run and the all-tenant run")
+    # the same week again: acme's incidents, opened by the acme run, go on under the same ids
+    statuses = {(d["tenantId"], d["incidentStatus"]) for k in ("drift", "degraded") for d in every[k]}
+    r.check(any(status == "ongoing" for tenant, status in statuses if tenant == "acme")
+            and all(status == "ongoing" for tenant, status in statuses if tenant == "acme"),
+            f"acme's incidents in the all-tenant run are not all ongoing: {sorted(statuses)}")
+    r.check(all(status == "opened" for tenant, status in statuses if tenant != "acme"),
+            f"the other tenants' incidents in the all-tenant run are not all opened: {sorted(statuses)}")
     r.check(any(d["tenantId"] != "acme" for k in OUTPUT_KINDS for d in every[k]),
             "the all-tenant run has no other tenant: the comparison proves nothing")

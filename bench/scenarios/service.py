@@ -22,6 +22,7 @@ from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.highwater import true_end_offsets
 from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.tables.incidents import IncidentBook
 from tests.support.baselines import baseline_message
 from tests.support.oracle import Fold, stream_state
 
@@ -74,6 +75,8 @@ class Service:
         run_async(ensure_topics(self.s))
         self.workers: dict[int, WorkerProcess] = {}
         self._starts = Counter[int]()
+        # the oracle's incidents per tenant:model, carried from run to run as the service's are
+        self.expected_incidents: dict[str, IncidentBook] = {}
 
     # ------------------------------------------------------------------ workers
     def worker_env(self, index: int) -> dict[str, str]:
@@ -183,9 +186,11 @@ class Service:
         return run_async(read_topics(self.broker.bootstrap, [topic]))[topic]
 
     def outputs(self, job_run_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
-        """Every drift, degraded, snapshot, completed and failed message (of one run, or all)."""
+        """Every drift, degraded, snapshot, resolved, recovered, completed and failed message (of
+        one run, or all)."""
         topics = {"drift": self.s.drift_topic, "degraded": self.s.degraded_topic,
-                  "snapshot": self.s.snapshot_topic, "completed": self.s.completed_topic,
+                  "snapshot": self.s.snapshot_topic, "resolved": self.s.drift_resolved_topic,
+                  "recovered": self.s.performance_recovered_topic, "completed": self.s.completed_topic,
                   "failed": self.s.failed_topic}
         found = run_async(read_topics(self.broker.bootstrap, list(topics.values())))
         out = {}

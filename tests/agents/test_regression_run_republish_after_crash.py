@@ -1,8 +1,9 @@
 """Regression (found by bench/reliability.py, crash during the run): a worker killed while the
 evaluator was publishing a (tenant, model)'s events published all of them again after the
 restart — the redelivered part found the evaluation not done — so some events went out twice.
-The evaluator now marks (and flushes) the moment it starts publishing; a redelivery that finds
-the mark reads the output topics back and publishes only what is missing."""
+The evaluator now marks (and flushes) the moment it starts publishing, with the key's incidents
+after the run; a redelivery that finds the mark evaluates the run again from the incidents as
+they were before it, reads the output topics back and publishes only what is missing."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import pytest
 from model_monitoring.agents import snapshot
 from model_monitoring.agents.published import identity
 from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import count_batch
-from model_monitoring.tables.keys import EvaluationKey
+from model_monitoring.tables.incidents import IncidentBook
+from model_monitoring.tables.keys import EvaluationKey, IncidentBookKey
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.run_messages import EvaluateRequest
 
@@ -51,10 +54,11 @@ def monitor() -> Any:
     baseline = build_baseline(reference_records("churn", n=2000, seed=11), model_id="churn",
                               model_version="3", tenant_id=None, task="classification")
     rec = Recorder()
-    topics = SimpleNamespace(**{n: rec.topic(n) for n in ("snapshot", "drift", "degraded", "runs")})
+    topics = SimpleNamespace(**{n: rec.topic(n) for n in ("snapshot", "drift", "degraded", "resolved",
+                                                          "recovered", "runs")})
     return SimpleNamespace(
         settings=load_settings({"MODEL_MONITORING_JWT_SECRET": "x" * 32}), topics=topics,
-        tables=SimpleNamespace(evaluations={}), validators=Validators(), metrics=Metrics(),
+        tables=SimpleNamespace(evaluations={}, incidents={}), validators=Validators(), metrics=Metrics(),
         baselines=SimpleNamespace(lookup=lambda t, m, v: baseline),
         app=SimpleNamespace(producer=rec), recorder=rec, baseline=baseline)
 
@@ -80,9 +84,15 @@ async def test_first_attempt_marks_before_it_publishes(monitor: Any) -> None:
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())
     calls = monitor.recorder.calls
-    assert calls[0] == ("flush", None)  # the mark was out before the first event
+    assert calls[0] == ("flush", None)  # the mark and the incidents were out before the first event
     assert monitor.recorder.sent("drift"), "the test data must hold an alert"
-    assert Evaluation.from_bytes(monitor.tables.evaluations[key]).done
+    done = Evaluation.from_bytes(monitor.tables.evaluations[key])
+    assert done.done
+    book = IncidentBook.from_bytes(monitor.tables.incidents[IncidentBookKey(0, "acme:churn").encode()])
+    assert book.last_run == "run-1" and book.before == {}
+    assert {i.incident_id for i in book.open.values()} == {d["incidentId"] for d in monitor.recorder.sent("drift")}
+    # detectedAt and openedAt are the mark's time, which a resumed attempt reads back
+    assert {d["detectedAt"] for d in monitor.recorder.sent("drift")} == {format_timestamp(done.publishing_since_ms or 0)}
 
 
 async def test_a_resumed_evaluation_publishes_only_what_is_missing(
@@ -93,21 +103,52 @@ async def test_a_resumed_evaluation_publishes_only_what_is_missing(
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())
     everything = {k: monitor.recorder.sent(k) for k in ("snapshot", "drift", "degraded")}
-    # the interrupted attempt got the first snapshot and the first drift event out
+    first = Evaluation.from_bytes(monitor.tables.evaluations[key])
+    mark = first.publishing_since_ms
+    assert mark is not None
+    # the interrupted attempt got the first snapshot and the first drift event out; the table
+    # kept the mark and the incidents (flushed before any event), not the end of the evaluation
     out = {identity("snapshot", everything["snapshot"][0]), identity("drift", everything["drift"][0])}
 
     async def read_back(settings: Any, job_run_id: str, model_key: str, since_ms: int) -> set:
-        assert (job_run_id, model_key, since_ms) == ("run-1", "acme:churn", 1234)
+        assert (job_run_id, model_key, since_ms) == ("run-1", "acme:churn", mark)
         return out
 
     monitor.recorder.calls.clear()
-    monitor.tables.evaluations[key] = ev.publishing(1234).to_bytes()  # recovered, not done
+    monitor.tables.evaluations[key] = ev.publishing(mark).to_bytes()  # recovered, not done
     monkeypatch.setattr(snapshot, "already_published", read_back)
     await snapshot.Evaluator(monitor).handle(evaluate_message())
     again = {k: monitor.recorder.sent(k) for k in ("snapshot", "drift", "degraded")}
     assert ("flush", None) not in monitor.recorder.calls
     for kind in again:
-        assert [identity(kind, d) for d in again[kind]] == \
-            [identity(kind, d) for d in everything[kind] if identity(kind, d) not in out]
+        # the same events, incident status included (the book replays the run from before it)
+        assert again[kind] == [d for d in everything[kind] if identity(kind, d) not in out]
     done = Evaluation.from_bytes(monitor.tables.evaluations[key])
-    assert done.done and done.counts["driftDetected"] == len(everything["drift"])
+    assert done.done and done.counts == first.counts
+    # the counts are of checks: the drift in the whole version and in its one segment is one event
+    assert done.counts["driftDetected"] == 2 * len(everything["drift"])
+    assert [d["segments"][0]["segment"] for d in everything["drift"]] == ["emea"] * len(everything["drift"])
+
+
+async def test_an_evaluation_resumed_without_its_incidents_yields_the_same_events(
+        monitor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of the crash: the incidents' write was lost with the worker (the mark
+    was flushed, nothing was published). The run applies to the old book and says the same."""
+    key = EvaluationKey(0, "run-1", "acme:churn").encode()
+    ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
+    monitor.tables.evaluations[key] = ev.to_bytes()
+    await snapshot.Evaluator(monitor).handle(evaluate_message())
+    everything = monitor.recorder.sent("drift")
+    book = dict(monitor.tables.incidents)
+    mark = Evaluation.from_bytes(monitor.tables.evaluations[key]).publishing_since_ms
+
+    async def nothing_out(settings: Any, job_run_id: str, model_key: str, since_ms: int) -> set:
+        return set()
+
+    monitor.recorder.calls.clear()
+    monitor.tables.incidents.clear()
+    monitor.tables.evaluations[key] = ev.publishing(mark).to_bytes()  # type: ignore[arg-type]
+    monkeypatch.setattr(snapshot, "already_published", nothing_out)
+    await snapshot.Evaluator(monitor).handle(evaluate_message())
+    assert monitor.recorder.sent("drift") == everything
+    assert monitor.tables.incidents == book

@@ -99,8 +99,16 @@ def test_runbook_walkthrough_runs_as_written(broker: Broker, unique: str, tmp_pa
     degraded = [d for d in on_topic if d["jobRunId"] in runs]
     mine = [d for d in degraded if d["jobRunId"] == "manual-1"]
     assert {(d["tenantId"], d["modelId"]) for d in degraded} == {("acme", "churn")}
-    assert len(mine) == done["performanceDegraded"]
-    assert sorted(d["metric"] for d in mine if d["segment"] is None) == ["brier", "mae"]
+    # one event per metric (brier, mae), the segments degraded too listed inside; the run's count
+    # is of the checks in breach, overall and per segment
+    assert sorted((d["metric"], d["segment"]) for d in mine) == [("brier", None), ("mae", None)]
+    assert done["performanceDegraded"] == sum(1 + len(d["segments"]) for d in mine)
+    # the two runs of the same week (manual-1 and the route's, in either order): one opened each
+    # incident, the other published it as ongoing, under the same id
+    for metric in ("brier", "mae"):
+        both = [d for d in degraded if (d["metric"], d["segment"]) == (metric, None)]
+        assert len({d["incidentId"] for d in both}) == 1
+        assert sorted(d["incidentStatus"] for d in both) == ["ongoing", "opened"], both
     tail_lines = [line for line in lines if " DEGRADED " in line]
     assert len(tail_lines) == 2 and set(tail_lines) <= {format_event("degraded", d) for d in on_topic}, tail_lines
 

@@ -1,7 +1,8 @@
 """The weekly run on a real broker: 3 tenants × 2 models × 2 weeks in which one numeric feature
 drifts, one categorical feature gains an unseen category, one model's accuracy drops and one
-tenant is too small to judge. The run publishes exactly the alerts that `model-monitoring check`
-finds on the same data, and the completion counts what was checked."""
+tenant is too small to judge. The run's snapshots equal what `model-monitoring check` finds on
+the same data, it publishes one alert per feature or metric in breach (segments listed inside
+the overall one), and the completion counts what was checked."""
 
 from __future__ import annotations
 
@@ -102,6 +103,27 @@ def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         worker.stop()
 
 
+def expected_alerts(snapshots: list[dict[str, Any]], section: str, breach: str) -> dict[tuple[Any, ...], list[str]]:
+    """(tenant, model, segment, feature or metric) -> the segments listed, of the grouped events
+    the snapshots call for: the overall check in breach is one event listing the segments in
+    breach; a segment's check in breach is an event of its own only when the overall is not."""
+    in_breach = {(s["tenantId"], s["modelId"], s["modelVersion"], s["segment"], name)
+                 for s in snapshots for name, v in (s[section] or {}).items() if v and v["status"] == breach}
+    out: dict[tuple[Any, ...], list[str]] = {}
+    for tenant, model, version, segment, name in in_breach:
+        if segment is None:
+            out[(tenant, model, None, name)] = sorted(
+                seg for t, m, v, seg, n in in_breach if (t, m, v, n) == (tenant, model, version, name) and seg)
+        elif (tenant, model, version, None, name) not in in_breach:
+            out[(tenant, model, segment, name)] = []
+    return out
+
+
+def grouped(events: list[dict[str, Any]], subject: str) -> dict[tuple[Any, ...], list[str]]:
+    return {(e["tenantId"], e["modelId"], e["segment"], e[subject]): [s["segment"] for s in e.get("segments", [])]
+            for e in events}
+
+
 def write_check_inputs(svc: Service, tmp: Path, tenant: str, model: str) -> tuple[Path, Path]:
     """The window's first prediction per predictionId and first outcome per predictionId."""
     preds: dict[str, bytes] = {}
@@ -166,18 +188,25 @@ def test_run_publishes_exactly_the_expected_alerts(service: Service, tmp_path: P
     offline = offline_check(service, tmp_path, "acme", "risk-scoring", "emea")
     assert seg["features"]["pipeline_value"]["value"] == offline["features"]["pipeline_value"]["value"]
 
-    # the alerts are exactly the snapshots' drift/degraded verdicts, each once
-    expected_drift = {(s["tenantId"], s["modelId"], s["segment"], f) for s in snapshots
-                      for f, v in s["features"].items() if v["status"] == "drift"}
-    assert {(d["tenantId"], d["modelId"], d["segment"], d["feature"]) for d in drift} == expected_drift
+    # the alerts are exactly the snapshots' drift/degraded verdicts, grouped, each once, each
+    # opening an incident of its own (the first run of this week on this service)
+    assert grouped(drift, "feature") == expected_alerts(snapshots, "features", "drift")
+    assert grouped(degraded, "metric") == expected_alerts(snapshots, "performance", "degraded")
+    assert any(d["segments"] for d in drift), "the drifts should show in segments too"
+    assert len(drift) < sum(1 for s in snapshots for v in s["features"].values() if v["status"] == "drift")
     assert len({d["eventId"] for d in drift + degraded}) == len(drift) + len(degraded)
+    assert {d["incidentStatus"] for d in drift + degraded} == {"opened"}
+    assert len({d["incidentId"] for d in drift + degraded}) == len(drift) + len(degraded)
     counts = Counter()
     for s in snapshots:
         counts["driftChecked"] += sum(1 for v in s["features"].values() if v["status"] != "no_baseline")
         counts["performanceChecked"] += len(s["performance"])
+        counts["driftDetected"] += sum(1 for v in s["features"].values() if v["status"] == "drift")
+        counts["performanceDegraded"] += sum(1 for v in s["performance"].values() if v["status"] == "degraded")
     assert done["driftChecked"] == counts["driftChecked"] > 0
     assert done["performanceChecked"] == counts["performanceChecked"] > 0
-    assert done["driftDetected"] == len(drift) and done["performanceDegraded"] == len(degraded)
+    # the counts are of checks (overall and per segment), not of the grouped events
+    assert done["driftDetected"] == counts["driftDetected"] and done["performanceDegraded"] == counts["performanceDegraded"]
     assert done["tenants"] == ["acme", "globex", "initech"]
     log = [d for d in service.worker.json_lines() if d.get("message") == "model-monitoring completed"
            and d.get("jobRunId") == "scenario-1"]
@@ -195,15 +224,27 @@ def test_duplicate_trigger_publishes_nothing_twice(service: Service) -> None:
     assert len(service.events(service.s.completed_topic, "dup-1")) == 1
     assert service.events(service.s.failed_topic, "dup-1") == []
     per_event = Counter(d["eventId"] for d in drift + degraded)
-    assert set(per_event.values()) == {1} and len(per_event) == done["driftDetected"] + done["performanceDegraded"]
+    assert set(per_event.values()) == {1}
     per_snapshot = Counter((s["tenantId"], s["modelId"], s["modelVersion"], s["segment"]) for s in snaps)
     assert set(per_snapshot.values()) == {1}
-    # one alert per drift verdict of the snapshots, no more
-    verdicts = Counter((s["tenantId"], s["modelId"], s["segment"], f) for s in snaps
-                       for f, v in s["features"].items() if v["status"] == "drift")
-    assert Counter((d["tenantId"], d["modelId"], d["segment"], d["feature"]) for d in drift) == verdicts
-    assert len(drift) == done["driftDetected"] and len(degraded) == done["performanceDegraded"]
+    # one alert per feature or metric in breach, no more
+    assert Counter((d["tenantId"], d["modelId"], d["segment"], d["feature"]) for d in drift) == Counter(
+        list(expected_alerts(snaps, "features", "drift")))
+    assert grouped(drift, "feature") == expected_alerts(snaps, "features", "drift")
+    assert grouped(degraded, "metric") == expected_alerts(snaps, "performance", "degraded")
     assert {(d["tenantId"], d["modelId"]) for d in degraded} == {("acme", "churn")}
+    assert done["driftDetected"] == sum(1 for s in snaps for v in s["features"].values() if v["status"] == "drift")
+    # the incidents: opened by this run, or, when scenario-1 ran on this service before, its
+    # incidents going on under the same ids (same week, same data: no new alert)
+    earlier = {(d["tenantId"], d["modelId"], d["segment"], d.get("feature") or d["metric"]): d["incidentId"]
+               for topic in (service.s.drift_topic, service.s.degraded_topic)
+               for d in service.events(topic, "scenario-1")}
+    for d in drift + degraded:
+        key = (d["tenantId"], d["modelId"], d["segment"], d.get("feature") or d["metric"])
+        if earlier:
+            assert (d["incidentStatus"], d["incidentId"]) == ("ongoing", earlier[key])
+        else:
+            assert d["incidentStatus"] == "opened"
 
 
 def test_tenant_filter(service: Service) -> None:
@@ -216,7 +257,9 @@ def test_tenant_filter(service: Service) -> None:
     assert {(d["modelId"], d["feature"]) for d in drift if d["segment"] is None} == {("churn", "lead_source")}
     assert sorted(s["modelId"] for s in snapshots if s["segment"] is None) == ["churn", "risk-scoring"]
     assert service.events(service.s.degraded_topic, "only-globex") == []  # only acme:churn degrades
-    assert (done["driftDetected"], done["performanceDegraded"]) == (len(drift), 0)
+    assert grouped(drift, "feature") == expected_alerts(snapshots, "features", "drift")
+    in_drift = sum(1 for s in snapshots for v in s["features"].values() if v["status"] == "drift")
+    assert (done["driftDetected"], done["performanceDegraded"]) == (in_drift, 0)
 
 
 def test_http_route_with_good_and_bad_tokens(service: Service) -> None:

@@ -17,6 +17,7 @@ from model_monitoring.tables import keys as keys_module
 from model_monitoring.tables import run_messages
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.incidents import Incident, IncidentBook, IncidentKey
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
 from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
@@ -54,6 +55,12 @@ PREDICTIONS = st.builds(Prediction, NAME, NAME, NAME, TEXT, MS, st.floats(0, 1),
 OUTCOMES = st.builds(Outcome, NAME, NAME, st.sampled_from([0.0, 1.0, 12.5]), MS, SOURCE)
 JOIN_ENTRIES = st.builds(JoinEntry, st.none() | PREDICTIONS, st.none() | OUTCOMES, st.none() | SOURCE)
 TENANTS = st.none() | st.lists(NAME, max_size=3).map(tuple)
+INCIDENT_KEYS = st.builds(IncidentKey, TEXT, st.none() | TEXT, st.sampled_from(["drift", "performance"]), NAME)
+INCIDENTS = st.builds(Incident, NAME, TEXT, NAME, st.sampled_from([None, "warning", "critical"]),
+                      st.none() | st.floats(0, 10, allow_nan=False), NAME, st.integers(0, 100))
+OPEN_INCIDENTS = st.dictionaries(INCIDENT_KEYS, INCIDENTS, max_size=4)
+INCIDENT_BOOKS = st.builds(IncidentBook, OPEN_INCIDENTS, st.none() | NAME, st.none() | MS, OPEN_INCIDENTS,
+                           st.lists(NAME, max_size=4).map(tuple))
 JOB_RUNS = st.builds(
     JobRun, NAME, MS, MS, TENANTS, st.sampled_from(["topic", "cron", "http"]), MS, MS,
     st.integers(1, 64), st.sampled_from(["running", "completed", "failed"]),
@@ -71,6 +78,7 @@ VALUES: dict[type, Codec] = {
     PartialState: (PARTIALS, PartialState.to_bytes, PartialState.from_bytes),
     JoinEntry: (JOIN_ENTRIES, JoinEntry.to_bytes, JoinEntry.from_bytes),
     JobRun: (JOB_RUNS, JobRun.to_bytes, JobRun.from_bytes),
+    IncidentBook: (INCIDENT_BOOKS, IncidentBook.to_bytes, IncidentBook.from_bytes),
 }
 
 KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
@@ -84,6 +92,7 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     keys_module.ReportKey: st.builds(keys_module.ReportKey, PARTITION, TEXT, PARTITION),
     keys_module.EvaluatedKey: st.builds(keys_module.EvaluatedKey, PARTITION, TEXT, MODEL_KEY),
     keys_module.EvaluationKey: st.builds(keys_module.EvaluationKey, PARTITION, TEXT, MODEL_KEY),
+    keys_module.IncidentBookKey: st.builds(keys_module.IncidentBookKey, PARTITION, MODEL_KEY),
     keys_module.RunStatusKey: st.builds(keys_module.RunStatusKey, TEXT),
 }
 

@@ -91,6 +91,23 @@ CONTRACT_EXAMPLES: dict[str, str] = {
 """,
 }
 
+# CONTRACT.md gives no example of the resolution topics; these follow its prose ("Additions under
+# way": eventId, incidentId, tenant, model, version, segment, feature or metric, the last value,
+# clearThreshold, openedAt, resolvedAt and jobRunId) and what the service adds.
+RESOLVED_EXAMPLE = {
+    "eventId": "evt-1a2b", "incidentId": "inc-9f8e", "jobRunId": "run-2026-12-13", "tenantId": "tenant-1",
+    "modelId": "risk-scoring", "modelVersion": "3", "segment": None, "feature": "amount", "metric": "psi",
+    "psiLower": 0.0, "value": 0.02, "clearThreshold": 0.08, "resolution": "cleared", "quietRuns": 1,
+    "sampleSize": 5400, "openedAt": "2026-11-29T06:00:01.000Z", "resolvedAt": "2026-12-13T06:00:01.000Z",
+    "windowStart": "2026-12-06T06:00:00.000Z", "windowEnd": "2026-12-13T06:00:00.000Z",
+}
+RECOVERED_EXAMPLE = {
+    **{k: v for k, v in RESOLVED_EXAMPLE.items() if k not in ("feature", "psiLower")},
+    "metric": "brier", "value": 0.121, "baseline": 0.12, "clearThreshold": 0.126,
+}
+# the fields the incident issue adds to the drift and degraded events
+INCIDENT_FIELDS = {"incidentId": "inc-9f8e", "incidentStatus": "opened", "openedAt": "2026-11-29T06:00:01.000Z"}
+
 # CONTRACT.md gives no example of workflow.job.failed; this one follows its prose.
 FAILED_EXAMPLE = {
     "job": "model-monitoring",
@@ -126,6 +143,8 @@ def example(kind: str) -> dict[str, Any]:
     """A fresh, valid message of `kind`: the contract example with its placeholders filled."""
     if kind == "failed":
         return copy.deepcopy(FAILED_EXAMPLE)
+    if kind in ("resolved", "recovered"):
+        return copy.deepcopy(RESOLVED_EXAMPLE if kind == "resolved" else RECOVERED_EXAMPLE)
     return _fill_placeholders(decode_json(CONTRACT_EXAMPLES[kind].encode(), MAX_BYTES))
 
 
@@ -192,7 +211,7 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 DESIGN_TOPICS = {
     "ml.inference.features", "ml.outcomes", "ml.model.baselines", "workflow.job.trigger",
     "ml.model.drift.detected", "ml.model.performance.degraded", "ml.model.monitoring.snapshot",
-    "workflow.job.completed", "workflow.job.failed",
+    "workflow.job.completed", "workflow.job.failed", "ml.model.drift.resolved", "ml.model.performance.recovered",
 }
 SIMPLE_TYPES = {"array", "boolean", "integer", "null", "number", "object", "string"}
 SUBSCHEMA = {"additionalItems", "additionalProperties", "contains", "else", "if", "items", "not", "propertyNames", "then"}
@@ -321,6 +340,10 @@ REQUIRED: dict[str, list[tuple[Any, ...]]] = {
     "completed": [(f,) for f in ("job", "jobRunId", "tenants", "driftChecked", "performanceChecked",
                                  "driftDetected", "performanceDegraded", "durationMs", "completedAt")],
     "failed": [("job",), ("jobRunId",), ("error",), ("failedAt",)],
+    "resolved": [(f,) for f in ("eventId", "incidentId", "jobRunId", "tenantId", "modelId", "modelVersion",
+                                "segment", "feature", "value", "clearThreshold", "openedAt", "resolvedAt")],
+    "recovered": [(f,) for f in ("eventId", "incidentId", "jobRunId", "tenantId", "modelId", "modelVersion",
+                                 "segment", "metric", "value", "clearThreshold", "openedAt", "resolvedAt")],
 }
 REQUIRED_CASES = [(kind, path) for kind, paths in REQUIRED.items() for path in paths]
 
@@ -428,6 +451,20 @@ MISTYPED: list[tuple[str, tuple[Any, ...], Any]] = [
     *[("failed", ("job",), bad) for bad in ("", None)],
     *[("failed", ("error",), bad) for bad in ("", None, 1, "x" * 4097)],
     *[("failed", ("failedAt",), bad) for bad in (NO_MS_UTC, "x", None)],
+    *[(kind, (f,), bad) for kind in ("drift", "degraded") for f, bad in (
+        ("incidentId", ""), ("incidentId", None), ("incidentStatus", "resolved"), ("incidentStatus", None),
+        ("openedAt", NO_MS_UTC), ("segments", {}), ("segments", [{}]), ("segments", [{"segment": "emea"}]))],
+    *[("drift", ("segments",), bad) for bad in (
+        [{"segment": "emea", "value": 0.3, "psiLower": 0.2, "severity": "high", "sampleSize": 10}],
+        [{"segment": None, "value": 0.3, "psiLower": 0.2, "severity": "warning", "sampleSize": 10}])],
+    *[("drift", ("kind",), bad) for bad in ("label", None)],
+    *[("degraded", ("windowBasis",), bad) for bad in ("cohort", None)],
+    *[(kind, (f,), bad) for kind in ("resolved", "recovered") for f, bad in (
+        ("eventId", ""), ("incidentId", None), ("jobRunId", "run 1"), ("segment", 1), ("value", -0.1),
+        ("value", None), ("clearThreshold", "0.08"), ("openedAt", NO_MS_UTC), ("resolvedAt", None),
+        ("resolution", "gone"), ("quietRuns", 0))],
+    ("resolved", ("feature",), ""),
+    ("recovered", ("metric",), "rmse"),
 ]
 def _case_id(kind: str, path: tuple[Any, ...], bad: Any) -> str:
     return f"{kind}:{_dotted(path)}={bad!r}"[:80]
@@ -486,6 +523,24 @@ def test_detail_names_the_failing_path_in_plain_words() -> None:
         *[("degraded", (f,), v) for f in ("pValue", "qValue") for v in (None, 1)],
         ("snapshot", ("performance", "brier", "value"), None),
         ("completed", ("tenants",), []),
+        *[(kind, (f,), good) for kind in ("drift", "degraded") for f, good in INCIDENT_FIELDS.items()],
+        *[(kind, ("incidentStatus",), good) for kind in ("drift", "degraded") for good in ("ongoing", "escalated")],
+        *[(kind, ("segments",), []) for kind in ("drift", "degraded")],
+        ("drift", ("segments",), [{"segment": "emea", "value": 0.3, "psiLower": 0.2, "severity": "warning",
+                                   "sampleSize": 800, "pValue": 0.001, "qValue": 0.01}]),
+        ("drift", ("segments",), [{"segment": "emea", "value": 0.3, "psiLower": None, "severity": "critical",
+                                   "sampleSize": 800}]),
+        ("degraded", ("segments",), [{"segment": "emea", "value": 0.2, "threshold": 0.132, "sampleSize": 300}]),
+        *[("drift", ("kind",), good) for good in ("feature", "prediction")],
+        *[("drift", ("metric",), good) for good in ("missing_share", "prediction_mean")],
+        *[("degraded", ("windowBasis",), good) for good in ("outcome", "prediction")],
+        *[("degraded", ("metric",), good) for good in ("ece", "label_coverage")],
+        *[(kind, ("detector",), "weekly") for kind in ("drift", "degraded")],
+        ("resolved", ("segment",), "emea"),
+        ("resolved", ("psiLower",), None),
+        ("resolved", ("resolution",), "quiet_runs"),
+        ("recovered", ("baseline",), None),
+        *[(kind, ("clearThreshold",), None) for kind in ("resolved", "recovered")],
     ],
 )
 def test_allowed_variants_validate(kind: str, path: tuple[Any, ...], good: Any) -> None:
