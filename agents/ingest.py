@@ -20,8 +20,10 @@ from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
 from model_monitoring.tables.join_buffer import JoinEntry
+from model_monitoring.tables.keys import IncidentBookKey
 from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState
 
 log = logging.getLogger("model_monitoring.ingest")
@@ -67,8 +69,17 @@ class IngestShell:
                 meta: dict[str, int]) -> FoldResult:
         """The pure fold over the current table values (reads only)."""
         s, t = self.m.settings, self.m.tables
+        tracker = None
+        if s.continuous_enabled and t.detect_buckets is not None:
+            books = t.detect_buckets
+
+            def get_book(model_key: str) -> BucketBook | None:
+                raw = books.get(IncidentBookKey(partition, model_key).encode())
+                return BucketBook.from_bytes(raw) if raw is not None else None
+
+            tracker = BucketTracker(partition, s.continuous_lateness_seconds * 1000, get_book)
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
-                          baseline_for=self.baselines.lookup)
+                          baseline_for=self.baselines.lookup, buckets=tracker)
 
         def get_partial(k: bytes) -> PartialState | None:
             raw = t.partials.get(k)
@@ -95,10 +106,24 @@ class IngestShell:
             await self.m.app.producer.flush()
         for key, state in result.partials.items():
             t.partials[key] = state.to_bytes()
+        await self.write_buckets(partition, result)
         slot = FEATURES if kind == "features" else OUTCOMES
         if result.max_event_ms > meta.get(slot, -1):
             meta[slot] = result.max_event_ms
             t.partials[meta_key(partition)] = orjson.dumps(meta)
+
+    async def write_buckets(self, partition: int, result: FoldResult) -> None:
+        """Closed minutes out to the detectors (flushed), then the open ones stored: a crash in
+        between sends the same closed minutes again, which the detectors skip by their marks."""
+        topic = self.m.topics.detector_buckets
+        if result.closed_buckets and topic is not None:
+            for closed in result.closed_buckets:
+                await topic.send(key=closed.model_key.encode(), value=closed.to_bytes())
+            await self.m.app.producer.flush()
+        table = self.m.tables.detect_buckets
+        if table is not None:
+            for model_key, book in result.bucket_books.items():
+                table[IncidentBookKey(partition, model_key).encode()] = book.to_bytes()
 
     async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]
                    ) -> tuple[FoldResult, list[tuple[int, int, str, str]]]:

@@ -34,6 +34,8 @@ class Tables:
     evaluations: TableT   # EvaluationKey -> Evaluation bytes
     incidents: TableT     # IncidentBookKey -> IncidentBook bytes
     run_status: TableT    # RunStatusKey -> run summary JSON (global: any worker answers GET)
+    detect_buckets: TableT | None = None  # (source partition, tenant:model) -> BucketBook bytes
+    detectors: TableT | None = None       # (partition, tenant:model) -> ModelDetectors bytes
 
 
 @dataclass
@@ -121,6 +123,8 @@ def create_monitor(s: Settings) -> Monitor:
         incidents=app.Table("incidents", **common),
         run_status=app.GlobalTable("run_status", key_type=bytes, value_type=bytes, partitions=1,
                                    recovery_buffer_size=1, **changelog),
+        detect_buckets=app.Table("detect_buckets", **common),
+        detectors=app.Table("detectors", **common),
     )
     return Monitor(settings=s, app=app, topics=topics, tables=tables,
                    validators=Validators(max_features=s.max_features),

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from model_monitoring.tables.continuous_detection import DetectionPolicy
     from model_monitoring.tables.incidents import IncidentPolicy
     from model_monitoring.tables.thresholds import Thresholds
 
@@ -111,6 +112,21 @@ class Settings(BaseSettings):
     threshold_overrides: dict[str, dict[str, float]] = Field(
         default_factory=dict, validation_alias=_env("MODEL_MONITORING_THRESHOLD_OVERRIDES", "threshold_overrides"))
 
+    # continuous detection between weekly runs (tables/continuous_detection.py)
+    continuous_enabled: bool = Field(True, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_ENABLED", "continuous_enabled"))
+    continuous_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
+        "adwin", validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR", "continuous_detector"))
+    continuous_detector_params: dict[str, float | int | str] = Field(
+        default_factory=dict, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR_PARAMS", "continuous_detector_params"))
+    continuous_min_events: int = Field(300, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_EVENTS", "continuous_min_events"))
+    continuous_min_outcomes: int = Field(30, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_OUTCOMES", "continuous_min_outcomes"))
+    continuous_confirm_events: int = Field(600, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_EVENTS", "continuous_confirm_events"))
+    continuous_confirm_outcomes: int = Field(150, ge=2, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_OUTCOMES", "continuous_confirm_outcomes"))
+    continuous_false_alarm_budget: float = Field(0.05, gt=0, lt=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_FALSE_ALARM_BUDGET", "continuous_false_alarm_budget"))
+    continuous_cooldown_minutes: int = Field(360, ge=0, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_COOLDOWN_MINUTES", "continuous_cooldown_minutes"))
+    continuous_lateness_seconds: int = Field(60, ge=0, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_LATENESS_SECONDS", "continuous_lateness_seconds"))
+    continuous_idle_minutes: int = Field(5, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_IDLE_MINUTES", "continuous_idle_minutes"))
+
     # the weekly run
     cron: str = Field("0 6 * * 0", validation_alias=_env("MODEL_MONITORING_CRON", "cron", "model_monitoring_cron"))
     cron_timezone: str = Field("UTC", validation_alias=_env("MODEL_MONITORING_CRON_TIMEZONE", "cron_timezone"))
@@ -204,6 +220,21 @@ class Settings(BaseSettings):
             tolerance=self.tolerance, confidence=self.confidence,
             overrides=self.threshold_overrides, fdr_q=self.fdr_q,
         )
+
+    @property
+    def detector_buckets_topic(self) -> str:
+        return f"{self.app_id}.detector-buckets"
+
+    def detection_policy(self) -> DetectionPolicy:
+        from model_monitoring.tables.continuous_detection import DetectionPolicy
+
+        return DetectionPolicy(
+            detector=self.continuous_detector, params=dict(self.continuous_detector_params),
+            min_events=self.continuous_min_events, min_outcomes=self.continuous_min_outcomes,
+            confirm_events=self.continuous_confirm_events, confirm_outcomes=self.continuous_confirm_outcomes,
+            tolerance=self.tolerance, false_alarm_budget=self.continuous_false_alarm_budget,
+            cooldown_ms=self.continuous_cooldown_minutes * 60_000,
+            idle_ms=self.continuous_idle_minutes * 60_000)
 
     def incident_policy(self) -> IncidentPolicy:
         from model_monitoring.tables.incidents import IncidentPolicy

@@ -29,6 +29,7 @@ class Topics:
     snapshot_requests: TopicT
     snapshot_parts: TopicT
     dlq: dict[str, TopicT]
+    detector_buckets: TopicT | None = None  # closed minute buckets, keyed by tenant:model
 
     def dlq_for(self, source: TopicT) -> TopicT:
         return self.dlq[next(iter(source.topics))]
@@ -50,11 +51,13 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
         runs=topic(s.runs_topic), snapshot_requests=topic(s.snapshot_requests_topic),
         snapshot_parts=topic(s.snapshot_parts_topic),
         dlq={name: topic(s.dlq_topic(name)) for name in sources},
+        detector_buckets=topic(s.detector_buckets_topic),
     )
 
 
 # the changelog-backed tables (`streams/app.py`): partitioned like the inputs, or global (one)
-PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations", "incidents")
+PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations", "incidents",
+                      "detect_buckets", "detectors")
 GLOBAL_TABLES = ("baselines", "run_status")
 
 
@@ -82,7 +85,8 @@ def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
         for name in (s.features_topic, s.outcomes_topic, s.trigger_topic, s.drift_topic,
                      s.degraded_topic, s.drift_resolved_topic, s.performance_recovered_topic,
                      s.snapshot_topic, s.completed_topic, s.failed_topic,
-                     s.runs_topic, s.snapshot_requests_topic, s.snapshot_parts_topic)
+                     s.runs_topic, s.snapshot_requests_topic, s.snapshot_parts_topic,
+                     s.detector_buckets_topic)
     }
     specs[s.baselines_topic] = {"partitions": p, "config": {**s.compacted_topic_config,
                                                             "cleanup.policy": "compact"}}

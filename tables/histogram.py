@@ -107,11 +107,14 @@ def count_batch(
 
 
 def count_groups(baseline: Baseline, feature_dicts: Sequence[Mapping[str, object]],
-                 groups: Sequence[int], n_groups: int) -> list[FeatureHistogram]:
+                 groups: Sequence[int], n_groups: int,
+                 codes_out: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[FeatureHistogram]:
     """`count_batch` of many groups of records at once: each feature is binned in one call over
     the whole batch and the codes are counted per group with one `bincount`. Equal to
     `[count_batch(baseline, group) for group in …]` (a test says so); the cost no longer grows
-    with the number of groups, which is what many small partials per batch need."""
+    with the number of groups, which is what many small partials per batch need. `codes_out`,
+    when given, receives each feature's codes and mismatch mask (the continuous detectors' counts
+    reuse them: tables/health_buckets.py)."""
     group_ids = np.asarray(groups, dtype=np.int64)
     sizes = np.bincount(group_ids, minlength=n_groups)
     per_group_counts: list[dict[str, tuple[int, ...]]] = [{} for _ in range(n_groups)]
@@ -119,6 +122,8 @@ def count_groups(baseline: Baseline, feature_dicts: Sequence[Mapping[str, object
     for name in sorted(baseline.features):
         bins = baseline.features[name].bins
         codes, mismatch = bins.bin_codes([features.get(name) for features in feature_dicts])
+        if codes_out is not None:
+            codes_out[name] = (codes, mismatch)
         table = np.bincount(group_ids * bins.n_bins + codes,
                             minlength=n_groups * bins.n_bins).reshape(n_groups, bins.n_bins)
         wrong = np.bincount(group_ids[mismatch], minlength=n_groups)

@@ -21,6 +21,7 @@ import numpy as np
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.health_buckets import BucketBook, BucketTracker, ClosedBuckets, count_health, error_of
 from model_monitoring.tables.histogram import FeatureHistogram, count_groups
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
 from model_monitoring.tables.keys import JoinKey, MetaKey, PartialKey
@@ -56,12 +57,16 @@ class FoldResult:
     counts: Counter[str] = field(default_factory=Counter)
     label_lags_ms: list[int] = field(default_factory=list)
     max_event_ms: int = -1
+    bucket_books: dict[str, BucketBook] = field(default_factory=dict)  # tenant:model -> open minutes
+    closed_buckets: list[ClosedBuckets] = field(default_factory=list)  # to the detectors
 
 
 @dataclass
 class _PendingPartial:
     before: PartialState
     features: list[Mapping[str, object]] = field(default_factory=list)
+    health_ids: list[int] = field(default_factory=list)  # per feature record: its detector bucket or -1
+    health_only: list[tuple[Mapping[str, object], int]] = field(default_factory=list)
     predictions: list[float] = field(default_factory=list)
     outcomes: list[float] = field(default_factory=list)
     max_offset: dict[str, int] = field(default_factory=dict)
@@ -82,11 +87,12 @@ class IngestFold:
     """Folds batches of one partition into partial and join-buffer values."""
 
     def __init__(self, partition: int, *, bucket_ms: int, retention_ms: int,
-                 baseline_for: BaselineLookup) -> None:
+                 baseline_for: BaselineLookup, buckets: BucketTracker | None = None) -> None:
         self.partition = partition
         self.bucket_ms = bucket_ms
         self.retention_ms = retention_ms
         self.baseline_for = baseline_for
+        self.buckets = buckets  # the continuous detectors' minute buckets, when detection is on
 
     # ---------------------------------------------------------------- predictions
     def fold_predictions(self, records: Iterable[tuple[int, int, InferenceRecord]],
@@ -109,10 +115,16 @@ class IngestFold:
             entry = entry.with_prediction(pred)
             pkey = self._key_for(pred)
             slot = self._pending(pending, pkey, get_partial)
+            hid = -1 if self.buckets is None else self.buckets.admit_prediction(
+                f"{rec.tenant_id}:{rec.model_id}", rec.model_version, offset, rec.timestamp_ms,
+                pred.prediction)
             if slot.before.applied(FEATURES, offset):
                 out.counts["redelivered_skipped"] += 1
+                if hid >= 0:  # the partial has it, the detectors' bucket not yet (a crash between)
+                    slot.health_only.append((rec.features, hid))
             else:
                 slot.features.append(rec.features)
+                slot.health_ids.append(hid)
                 slot.max_offset[FEATURES] = max(offset, slot.max_offset.get(FEATURES, -1))
                 out.counts["records"] += 1
             outcome = entry.outcome
@@ -121,6 +133,8 @@ class IngestFold:
                 self._contribute(slot, FEATURES, offset, pred, outcome, out)
             out.joins[jkey] = entry
         self._finish(pending, out)
+        if self.buckets is not None:
+            out.bucket_books, out.closed_buckets = self.buckets.finish()
         return out
 
     # ---------------------------------------------------------------- outcomes
@@ -150,8 +164,16 @@ class IngestFold:
                 entry = entry.matched(source)
                 slot = self._pending(pending, self._key_for(pred), get_partial)
                 self._contribute(slot, OUTCOMES, offset, pred, outcome, out)
+                if self.buckets is not None:
+                    baseline = self.baseline_for(pred.tenant_id, pred.model_id, pred.model_version)
+                    if baseline is not None:
+                        self.buckets.admit_error(f"{pred.tenant_id}:{pred.model_id}", pred.model_version,
+                                                 offset, rec.timestamp_ms,
+                                                 error_of(baseline.task, pred.prediction, outcome.outcome))
             out.joins[jkey] = entry
         self._finish(pending, out)
+        if self.buckets is not None:
+            out.bucket_books, out.closed_buckets = self.buckets.finish()
         return out
 
     # ---------------------------------------------------------------- helpers
@@ -210,21 +232,34 @@ class IngestFold:
         by_baseline: dict[int, tuple[Baseline, list[PartialKey]]] = {}
         out: dict[PartialKey, FeatureHistogram] = {}
         for key, slot in pending.items():
-            if not slot.features:
+            if not slot.features and not slot.health_only:
                 continue
             baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
             if baseline is None:
-                out[key] = names_only(slot.features)
+                if slot.features:
+                    out[key] = names_only(slot.features)
             else:
                 by_baseline.setdefault(id(baseline), (baseline, []))[1].append(key)
         for baseline, keys in by_baseline.values():
             features: list[Mapping[str, object]] = []
             groups: list[int] = []
+            hids: list[int] = []
             for g, key in enumerate(keys):
                 features += pending[key].features
                 groups += [g] * len(pending[key].features)
-            for key, histogram in zip(keys, count_groups(baseline, features, groups, len(keys)), strict=False):
-                out[key] = histogram
+                hids += pending[key].health_ids
+            for key in keys:  # binned for the detectors only, in a group that is dropped
+                features += [f for f, _ in pending[key].health_only]
+                groups += [len(keys)] * len(pending[key].health_only)
+                hids += [h for _, h in pending[key].health_only]
+            codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if self.buckets is not None else None
+            histograms = count_groups(baseline, features, groups, len(keys) + 1, codes)
+            for key, histogram in zip(keys, histograms, strict=False):
+                if pending[key].features:
+                    out[key] = histogram
+            if self.buckets is not None and codes is not None:
+                self.buckets.add_counts(count_health(baseline, codes, np.asarray(hids, dtype=np.int64),
+                                                     len(self.buckets.health_keys)))
         return out
 
 

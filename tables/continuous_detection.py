@@ -1,0 +1,320 @@
+"""Continuous detection of one (tenant, model): closed minute buckets of every source partition
+in, merged and fed in event-time order to one river detector per stream, out the confirmed
+changes. `apply(book, closed, baseline_for, policy) -> (book, changes)` is pure.
+
+Streams, per model version: each feature's missing, type-mismatch and out-of-range share, the
+prediction's mean, and the per-outcome error (squared for classification: `brier`, absolute for
+regression: `mae`). A stream is fed one value per observation: the mean of consecutive closed
+minutes that hold at least `min_events` events (`min_outcomes` outcomes) — never per record.
+
+Merging: a minute is fed once every active partition has closed it (the smallest of their
+closed marks). A partition whose mark trails the most advanced one by more than `idle_ms` is
+idle and holds nothing back; a bucket that then arrives for a minute already fed is late and
+counted, not fed.
+
+A detector's signal is a candidate. It is confirmed only on fresh data, the observations after
+the signal, once they hold `confirm_events` (`confirm_outcomes`): a one-sided z-test at level
+α that the stream's true value exceeds its reference by the tolerance (shares: max(p₀(1+tol),
+p₀+min_share_change) with p₀ the baseline's share, else the stream's history; errors: the
+baseline's Brier/MAE × (1+tol), else the history's mean × (1+tol); the prediction mean: two-sided,
+beyond tol × |history mean|). The data that chose the cut never tests it. Budget: at most
+`max_candidates` candidates per stream and model-week are tested, each at α = budget /
+(streams × max_candidates), so by Bonferroni a stationary model raises at most `budget` false
+alerts per model-week, across all its streams together."""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+import orjson
+from scipy.stats import norm
+
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.change_detector import DetectorState
+from model_monitoring.tables.error_sums import ErrorSums
+from model_monitoring.tables.health_buckets import MINUTE_MS, BucketId, ClosedBuckets, HealthSums
+
+WEEK_MINUTES = 7 * 24 * 60
+SHARE_METRICS = ("missing_share", "type_mismatch_share", "out_of_range_share")
+BaselineFor = Callable[[str], Baseline | None]  # model version -> its baseline
+
+
+@dataclass(frozen=True)
+class DetectionPolicy:
+    detector: str = "adwin"
+    params: Mapping[str, object] = field(default_factory=dict)
+    min_events: int = 300
+    min_outcomes: int = 30
+    confirm_events: int = 600
+    confirm_outcomes: int = 150
+    tolerance: float = 0.10
+    min_share_change: float = 0.05
+    false_alarm_budget: float = 0.05
+    max_candidates: int = 10
+    cooldown_ms: int = 6 * 3600 * 1000
+    idle_ms: int = 5 * MINUTE_MS
+
+
+@dataclass(frozen=True)
+class ConfirmedChange:
+    version: str
+    metric: str        # missing_share, …, prediction_mean, brier or mae
+    subject: str       # the feature, "prediction", or the metric
+    detector: str
+    change_at_ms: int  # the start of the observation at which the detector signalled
+    confirmed_at_ms: int  # the end of the fresh data that confirmed it
+    value: float
+    reference: float
+    threshold: float
+    sample_size: int
+    p_value: float
+
+    @property
+    def is_performance(self) -> bool:
+        return self.metric in ("brier", "mae")
+
+
+def share_sums(n: int, k: int) -> ErrorSums:
+    """k ones among n events, as exact error sums (mean = share)."""
+    units = k << ErrorSums.UNIT_BITS
+    return ErrorSums.from_units(n, units, units)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    detector: DetectorState
+    pending: ErrorSums = field(default_factory=ErrorSums)   # closed minutes not fed yet
+    pending_from: int = -1                                  # first minute in pending
+    history: ErrorSums = field(default_factory=ErrorSums)   # fed, before any open candidate
+    candidate_at: int | None = None                         # minute of the signal under test
+    fresh: ErrorSums = field(default_factory=ErrorSums)     # fed after the signal
+    cooldown_until: int = -1
+    week: int = -1
+    candidates_this_week: int = 0
+
+    def to_json(self) -> list[object]:
+        return [self.detector.name, base64.b64encode(self.detector.state).decode(),
+                self.pending.to_json(), self.pending_from, self.history.to_json(),
+                self.candidate_at, self.fresh.to_json(), self.cooldown_until, self.week,
+                self.candidates_this_week]
+
+    @classmethod
+    def from_json(cls, doc: list[object]) -> StreamState:
+        name, state, pending, pending_from, history, cand, fresh, cool, week, count = doc
+        return cls(DetectorState(str(name), base64.b64decode(str(state))), ErrorSums.from_json(pending),
+                   int(pending_from), ErrorSums.from_json(history),  # type: ignore[call-overload]
+                   None if cand is None else int(cand), ErrorSums.from_json(fresh),  # type: ignore[call-overload]
+                   int(cool), int(week), int(count))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class ModelDetectors:
+    """The value of one (partition, tenant:model) in the `detectors` table."""
+
+    marks: Mapping[str, int] = field(default_factory=dict)  # "partition:slot" -> closed through
+    health: Mapping[BucketId, HealthSums] = field(default_factory=dict)  # closed, not fed yet
+    errors: Mapping[BucketId, ErrorSums] = field(default_factory=dict)
+    fed: Mapping[str, int] = field(default_factory=dict)    # slot -> minutes below are fed
+    streams: Mapping[str, StreamState] = field(default_factory=dict)
+    late_events: int = 0
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "m": dict(self.marks), "f": dict(self.fed), "l": self.late_events,
+            "h": [[v, m, self.health[(v, m)].to_json()] for v, m in sorted(self.health)],
+            "e": [[v, m, self.errors[(v, m)].to_json()] for v, m in sorted(self.errors)],
+            "s": {k: self.streams[k].to_json() for k in sorted(self.streams)}})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ModelDetectors:
+        doc = orjson.loads(raw)
+        return cls({str(k): int(v) for k, v in doc["m"].items()},
+                   {(str(v), int(m)): HealthSums.from_json(x) for v, m, x in doc["h"]},
+                   {(str(v), int(m)): ErrorSums.from_json(x) for v, m, x in doc["e"]},
+                   {str(k): int(v) for k, v in doc["f"].items()},
+                   {str(k): StreamState.from_json(v) for k, v in doc["s"].items()}, int(doc["l"]))
+
+
+def stream_key(version: str, metric: str, subject: str) -> str:
+    return "\x1f".join((version, metric, subject))
+
+
+def _merge_into(target: dict[BucketId, HealthSums] | dict[BucketId, ErrorSums], bid: BucketId,
+                sums: HealthSums | ErrorSums) -> None:
+    old = target.get(bid)
+    target[bid] = old.merge(sums) if old is not None else sums  # type: ignore[assignment, arg-type]
+
+
+def apply(book: ModelDetectors, closed: ClosedBuckets, baseline_for: BaselineFor,
+          policy: DetectionPolicy) -> tuple[ModelDetectors, list[ConfirmedChange]]:
+    """One partition's closed minutes: merged, fed as far as every active partition has closed."""
+    mark_key = f"{closed.partition}:{closed.slot}"
+    if closed.closed_through <= book.marks.get(mark_key, -(1 << 62)):
+        return book, []  # redelivered, or older than what this partition already closed
+    marks = {**book.marks, mark_key: closed.closed_through}
+    fed_through = book.fed.get(closed.slot, -(1 << 62))
+    health, errors, late = dict(book.health), dict(book.errors), book.late_events
+    for bid, hs in closed.health.items():
+        if bid[1] < fed_through:
+            late += hs.n
+        else:
+            _merge_into(health, bid, hs)
+    for bid, es in closed.errors.items():
+        if bid[1] < fed_through:
+            late += es.n
+        else:
+            _merge_into(errors, bid, es)
+    slot_marks = [m for k, m in marks.items() if k.endswith(f":{closed.slot}")]
+    idle_minutes = policy.idle_ms // MINUTE_MS
+    through = min(m for m in slot_marks if m >= max(slot_marks) - idle_minutes)
+    streams = dict(book.streams)
+    changes: list[ConfirmedChange] = []
+    if through > fed_through:
+        if closed.slot == "f":
+            for bid in sorted(b for b in health if b[1] < through):
+                _feed_health(streams, bid, health.pop(bid), baseline_for, policy, changes)
+        else:
+            for bid in sorted(b for b in errors if b[1] < through):
+                _feed_errors(streams, bid, errors.pop(bid), baseline_for, policy, changes)
+        fed = {**book.fed, closed.slot: through}
+    else:
+        fed = dict(book.fed)
+    return ModelDetectors(marks, health, errors, fed, streams, late), changes
+
+
+def _feed_health(streams: dict[str, StreamState], bid: BucketId, sums: HealthSums,
+                 baseline_for: BaselineFor, policy: DetectionPolicy,
+                 changes: list[ConfirmedChange]) -> None:
+    version, minute = bid
+    baseline = baseline_for(version)
+    for name, (missing, mismatch, outside) in sorted(sums.features.items()):
+        fb = baseline.features.get(name) if baseline is not None else None
+        expected: dict[str, float | None] = {"missing_share": None, "type_mismatch_share": 0.0,
+                                             "out_of_range_share": None}
+        if fb is not None:
+            shares = fb.expected_shares()
+            expected["missing_share"] = float(shares[-1])
+            if fb.bins.kind == "numeric":
+                expected["out_of_range_share"] = float(shares[0] + shares[-2])
+        for metric, k in zip(SHARE_METRICS, (missing, mismatch, outside), strict=True):
+            if metric == "out_of_range_share" and (fb is None or fb.bins.kind != "numeric"):
+                continue
+            _observe(streams, stream_key(version, metric, name), minute, share_sums(sums.n, k),
+                     policy.min_events, policy.confirm_events, _share_test(expected[metric], policy),
+                     policy, changes, version, metric, name)
+    if sums.prediction.n:
+        _observe(streams, stream_key(version, "prediction_mean", "prediction"), minute, sums.prediction,
+                 policy.min_events, policy.confirm_events, _two_sided_test(policy), policy, changes,
+                 version, "prediction_mean", "prediction")
+
+
+def _feed_errors(streams: dict[str, StreamState], bid: BucketId, sums: ErrorSums,
+                 baseline_for: BaselineFor, policy: DetectionPolicy,
+                 changes: list[ConfirmedChange]) -> None:
+    version, minute = bid
+    baseline = baseline_for(version)
+    if baseline is None:
+        return
+    metric = "brier" if baseline.task == "classification" else "mae"
+    reference = baseline.brier if metric == "brier" else baseline.mae
+    _observe(streams, stream_key(version, metric, metric), minute, sums, policy.min_outcomes,
+             policy.confirm_outcomes, _error_test(reference, policy), policy, changes, version,
+             metric, metric)
+
+
+# A test: (fresh, history, z) -> (confirmed, reference, threshold, p-value)
+Test = Callable[[ErrorSums, ErrorSums, float], tuple[bool, float, float, float]]
+
+
+def _z_p(value: float, threshold: float, se: float) -> tuple[float, float]:
+    if se <= 0:
+        return (math.inf, 0.0) if value > threshold else (-math.inf, 1.0)
+    z = (value - threshold) / se
+    return z, float(norm.sf(z))
+
+
+def _share_test(expected: float | None, policy: DetectionPolicy) -> Test:
+    def test(fresh: ErrorSums, history: ErrorSums, z: float) -> tuple[bool, float, float, float]:
+        p0 = expected if expected is not None else (history.mean() or 0.0)
+        threshold = max(p0 * (1 + policy.tolerance), p0 + policy.min_share_change)
+        value = fresh.mean() or 0.0
+        # the standard error under the threshold itself: a share of 0 or 1 still has a spread
+        se = math.sqrt(max(threshold * (1 - threshold), 1e-12) / fresh.n)
+        score, p = _z_p(value, threshold, se)
+        return score > z, p0, threshold, p
+    return test
+
+
+def _error_test(baseline_value: float | None, policy: DetectionPolicy) -> Test:
+    def test(fresh: ErrorSums, history: ErrorSums, z: float) -> tuple[bool, float, float, float]:
+        reference = baseline_value if baseline_value is not None else (history.mean() or 0.0)
+        threshold = reference * (1 + policy.tolerance)
+        score, p = _z_p(fresh.mean() or 0.0, threshold, fresh.std_error() or 0.0)
+        return score > z, reference, threshold, p
+    return test
+
+
+def _two_sided_test(policy: DetectionPolicy) -> Test:
+    def test(fresh: ErrorSums, history: ErrorSums, z: float) -> tuple[bool, float, float, float]:
+        reference = history.mean() or 0.0
+        margin = policy.tolerance * max(abs(reference), 1e-9)
+        se = math.hypot(fresh.std_error() or 0.0, history.std_error() or 0.0)
+        score, p = _z_p(abs((fresh.mean() or 0.0) - reference), margin, se)
+        return score > z, reference, reference + margin, min(1.0, 2 * p)
+    return test
+
+
+def _observe(streams: dict[str, StreamState], key: str, minute: int, sums: ErrorSums,
+             min_count: int, confirm_count: int, test: Test, policy: DetectionPolicy,
+             changes: list[ConfirmedChange], version: str, metric: str, subject: str) -> None:
+    state = streams.get(key) or StreamState(DetectorState.new(policy.detector, policy.params))
+    pending = state.pending.merge(sums)
+    start = state.pending_from if state.pending.n else minute
+    if pending.n < min_count:
+        streams[key] = replace(state, pending=pending, pending_from=start)
+        return
+    value = pending.mean() or 0.0
+    detector, signals = state.detector.update_many([value])
+    state = replace(state, detector=detector, pending=ErrorSums(), pending_from=-1)
+    if state.candidate_at is not None:
+        fresh = state.fresh.merge(pending)
+        if fresh.n < confirm_count:
+            streams[key] = replace(state, fresh=fresh)
+            return
+        n_streams = sum(1 for k in streams if k.split("\x1f", 1)[0] == version) or 1
+        alpha = policy.false_alarm_budget / (n_streams * policy.max_candidates)
+        confirmed, reference, threshold, p = test(fresh, state.history, float(norm.isf(alpha)))
+        if confirmed:
+            changes.append(ConfirmedChange(version, metric, subject, policy.detector,
+                                           state.candidate_at * MINUTE_MS, (minute + 1) * MINUTE_MS,
+                                           fresh.mean() or 0.0, reference, threshold, fresh.n, p))
+            streams[key] = StreamState(DetectorState.new(policy.detector, policy.params),
+                                       history=fresh,
+                                       cooldown_until=minute + policy.cooldown_ms // MINUTE_MS,
+                                       week=state.week, candidates_this_week=state.candidates_this_week)
+        else:  # not confirmed: the fresh data joins the history, the detector goes on
+            streams[key] = replace(state, history=state.history.merge(fresh), candidate_at=None,
+                                   fresh=ErrorSums())
+        return
+    state = replace(state, history=state.history.merge(pending))
+    week = minute // WEEK_MINUTES
+    if week != state.week:
+        state = replace(state, week=week, candidates_this_week=0)
+    if signals and minute >= state.cooldown_until and state.candidates_this_week < policy.max_candidates:
+        state = replace(state, candidate_at=start, fresh=ErrorSums(),
+                        candidates_this_week=state.candidates_this_week + 1)
+    streams[key] = state
+
+
+def replay(closed: Iterable[ClosedBuckets], baseline_for: BaselineFor, policy: DetectionPolicy,
+           book: ModelDetectors | None = None) -> tuple[ModelDetectors, list[ConfirmedChange]]:
+    """Fold a sequence of closed-bucket messages (tests and the bench)."""
+    book = book or ModelDetectors()
+    changes: list[ConfirmedChange] = []
+    for message in closed:
+        book, more = apply(book, message, baseline_for, policy)
+        changes += more
+    return book, changes
