@@ -117,10 +117,10 @@ class Settings(BaseSettings):
     continuous_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
         "adwin", validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR", "continuous_detector"))
     continuous_detector_params: dict[str, float | int | str] = Field(
-        default_factory=dict, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR_PARAMS", "continuous_detector_params"))
-    continuous_min_events: int = Field(300, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_EVENTS", "continuous_min_events"))
+        default_factory=lambda: {"delta": 0.1}, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR_PARAMS", "continuous_detector_params"))
+    continuous_min_events: int = Field(100, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_EVENTS", "continuous_min_events"))
     continuous_min_outcomes: int = Field(30, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_OUTCOMES", "continuous_min_outcomes"))
-    continuous_confirm_events: int = Field(600, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_EVENTS", "continuous_confirm_events"))
+    continuous_confirm_events: int = Field(300, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_EVENTS", "continuous_confirm_events"))
     continuous_confirm_outcomes: int = Field(150, ge=2, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_OUTCOMES", "continuous_confirm_outcomes"))
     continuous_false_alarm_budget: float = Field(0.05, gt=0, lt=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_FALSE_ALARM_BUDGET", "continuous_false_alarm_budget"))
     continuous_cooldown_minutes: int = Field(360, ge=0, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_COOLDOWN_MINUTES", "continuous_cooldown_minutes"))

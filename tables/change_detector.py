@@ -23,10 +23,13 @@ DETECTORS: Mapping[str, Any] = {
 
 
 def new_detector(name: str, params: Mapping[str, object]) -> Any:
-    """A fresh detector by its lowercase name; KSWIN gets a fixed seed (replays must agree)."""
+    """A fresh detector by its lowercase name; KSWIN gets a fixed seed (replays must agree), and
+    ADWIN checks at every value (river's default checks every 32nd, too slow at one a minute)."""
     if name not in DETECTORS:
         raise ValueError(f"unknown change detector {name!r} (one of {sorted(DETECTORS)})")
     kwargs = dict(params)
+    if name == "adwin":  # one value per observation (a minute or more): check for a cut at each
+        kwargs.setdefault("clock", 1)
     if name == "kswin":
         kwargs.setdefault("seed", 42)
     return DETECTORS[name](**kwargs)

@@ -28,6 +28,7 @@ import base64
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import orjson
 from scipy.stats import norm
@@ -45,10 +46,11 @@ BaselineFor = Callable[[str], Baseline | None]  # model version -> its baseline
 @dataclass(frozen=True)
 class DetectionPolicy:
     detector: str = "adwin"
-    params: Mapping[str, object] = field(default_factory=dict)
-    min_events: int = 300
+    # ADWIN's δ: its signal is only a candidate, tested on fresh data, so it may be sensitive
+    params: Mapping[str, object] = field(default_factory=lambda: {"delta": 0.1})
+    min_events: int = 100
     min_outcomes: int = 30
-    confirm_events: int = 600
+    confirm_events: int = 300
     confirm_outcomes: int = 150
     tolerance: float = 0.10
     min_share_change: float = 0.05
@@ -203,11 +205,11 @@ def _feed_health(streams: dict[str, StreamState], bid: BucketId, sums: HealthSum
             if metric == "out_of_range_share" and (fb is None or fb.bins.kind != "numeric"):
                 continue
             _observe(streams, stream_key(version, metric, name), minute, share_sums(sums.n, k),
-                     policy.min_events, policy.confirm_events, _share_test(expected[metric], policy),
+                     policy.min_events, policy.confirm_events, _share_test(expected[metric], policy, policy.confirm_events),
                      policy, changes, version, metric, name)
     if sums.prediction.n:
         _observe(streams, stream_key(version, "prediction_mean", "prediction"), minute, sums.prediction,
-                 policy.min_events, policy.confirm_events, _two_sided_test(policy), policy, changes,
+                 policy.min_events, policy.confirm_events, _two_sided_test(policy, policy.confirm_events), policy, changes,
                  version, "prediction_mean", "prediction")
 
 
@@ -221,49 +223,98 @@ def _feed_errors(streams: dict[str, StreamState], bid: BucketId, sums: ErrorSums
     metric = "brier" if baseline.task == "classification" else "mae"
     reference = baseline.brier if metric == "brier" else baseline.mae
     _observe(streams, stream_key(version, metric, metric), minute, sums, policy.min_outcomes,
-             policy.confirm_outcomes, _error_test(reference, policy), policy, changes, version,
+             policy.confirm_outcomes, _error_test(reference, policy, policy.confirm_outcomes), policy, changes, version,
              metric, metric)
 
 
-# A test: (fresh, history, z) -> (confirmed, reference, threshold, p-value)
-Test = Callable[[ErrorSums, ErrorSums, float], tuple[bool, float, float, float]]
+SHARE_VARIANCE_FLOOR = 0.01 * 0.99  # a share's variance as if it were at least 1%
+WARMUP_OBSERVATIONS = 10
+Z_CLIP = 50.0
 
 
-def _z_p(value: float, threshold: float, se: float) -> tuple[float, float]:
-    if se <= 0:
-        return (math.inf, 0.0) if value > threshold else (-math.inf, 1.0)
-    z = (value - threshold) / se
-    return z, float(norm.sf(z))
+def standardized(observation: ErrorSums, history: ErrorSums, min_count: int,
+                 variance_floor: float) -> float | None:
+    """The observation's mean as a z-score against the stream's history: what the detector is
+    fed. Scale-free, so one detector setting serves shares, scores and errors alike (river's
+    detectors on raw minute means of noisy errors took ~40 minutes to see a 50% Brier step;
+    on z-scores, ~5). None while the history is shorter than WARMUP_OBSERVATIONS observations."""
+    if history.n < WARMUP_OBSERVATIONS * min_count or not observation.n:
+        return None
+    sd_mean = history.std_error() or 0.0
+    variance = max(sd_mean * sd_mean * history.n, variance_floor, 1e-12)
+    z = ((observation.mean() or 0.0) - (history.mean() or 0.0)) / math.sqrt(variance / observation.n)
+    return max(-Z_CLIP, min(Z_CLIP, z))
 
 
-def _share_test(expected: float | None, policy: DetectionPolicy) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, z: float) -> tuple[bool, float, float, float]:
+Decision = Literal["confirm", "reject", "wait"]
+# A test: (fresh, history, α) -> (decision, reference, threshold, p-value)
+Test = Callable[[ErrorSums, ErrorSums, float], tuple[Decision, float, float, float]]
+
+
+def cs_radius(n: int, variance: float, alpha: float, rho_count: int) -> float:
+    """Half-width, on the mean, of a one-sided time-uniform confidence sequence (Robbins' normal
+    mixture, sub-Gaussian with the given per-record variance): with probability ≥ 1 − α the true
+    mean stays inside at every n at once, so the fresh data may be tested after every
+    observation and stop as soon as it is decisive. ρ tunes the sequence to be tightest
+    near `rho_count` records."""
+    v = variance * n
+    rho = variance * rho_count
+    return math.sqrt((v + rho) * (2 * math.log(1 / alpha) + math.log((v + rho) / rho))) / n
+
+
+def _decide(value: float, threshold: float, radius: float, n: int, give_up: int) -> Decision:
+    if value - radius > threshold:
+        return "confirm"
+    if value + radius < threshold or n >= give_up:
+        return "reject"
+    return "wait"
+
+
+def _p(value: float, threshold: float, variance: float, n: int) -> float:
+    """The fixed-n one-sided p-value of the same comparison (reported, not used to decide)."""
+    se = math.sqrt(variance / n)
+    return float(norm.sf((value - threshold) / se)) if se > 0 else (0.0 if value > threshold else 1.0)
+
+
+def _variance(sums: ErrorSums) -> float:
+    se = sums.std_error() or 0.0
+    return se * se * sums.n
+
+
+def _share_test(expected: float | None, policy: DetectionPolicy, confirm: int) -> Test:
+    def test(fresh: ErrorSums, history: ErrorSums, alpha: float) -> tuple[Decision, float, float, float]:
         p0 = expected if expected is not None else (history.mean() or 0.0)
-        threshold = max(p0 * (1 + policy.tolerance), p0 + policy.min_share_change)
+        threshold = min(max(p0 * (1 + policy.tolerance), p0 + policy.min_share_change), 0.999)
         value = fresh.mean() or 0.0
-        # the standard error under the threshold itself: a share of 0 or 1 still has a spread
-        se = math.sqrt(max(threshold * (1 - threshold), 1e-12) / fresh.n)
-        score, p = _z_p(value, threshold, se)
-        return score > z, p0, threshold, p
+        # a share of 0 or 1 still has a spread: at least that of a share at the threshold
+        variance = max(threshold * (1 - threshold), _variance(fresh))
+        radius = cs_radius(fresh.n, variance, alpha, confirm)
+        return (_decide(value, threshold, radius, fresh.n, 20 * confirm), p0, threshold,
+                _p(value, threshold, variance, fresh.n))
     return test
 
 
-def _error_test(baseline_value: float | None, policy: DetectionPolicy) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, z: float) -> tuple[bool, float, float, float]:
+def _error_test(baseline_value: float | None, policy: DetectionPolicy, confirm: int) -> Test:
+    def test(fresh: ErrorSums, history: ErrorSums, alpha: float) -> tuple[Decision, float, float, float]:
         reference = baseline_value if baseline_value is not None else (history.mean() or 0.0)
         threshold = reference * (1 + policy.tolerance)
-        score, p = _z_p(fresh.mean() or 0.0, threshold, fresh.std_error() or 0.0)
-        return score > z, reference, threshold, p
+        value = fresh.mean() or 0.0
+        variance = max(_variance(fresh), _variance(history), 1e-12)
+        radius = cs_radius(fresh.n, variance, alpha, confirm)
+        return (_decide(value, threshold, radius, fresh.n, 20 * confirm), reference, threshold,
+                _p(value, threshold, variance, fresh.n))
     return test
 
 
-def _two_sided_test(policy: DetectionPolicy) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, z: float) -> tuple[bool, float, float, float]:
+def _two_sided_test(policy: DetectionPolicy, confirm: int) -> Test:
+    def test(fresh: ErrorSums, history: ErrorSums, alpha: float) -> tuple[Decision, float, float, float]:
         reference = history.mean() or 0.0
         margin = policy.tolerance * max(abs(reference), 1e-9)
-        se = math.hypot(fresh.std_error() or 0.0, history.std_error() or 0.0)
-        score, p = _z_p(abs((fresh.mean() or 0.0) - reference), margin, se)
-        return score > z, reference, reference + margin, min(1.0, 2 * p)
+        value = abs((fresh.mean() or 0.0) - reference)
+        variance = max(_variance(fresh), _variance(history), 1e-12)
+        radius = cs_radius(fresh.n, variance, alpha / 2, confirm)
+        return (_decide(value, margin, radius, fresh.n, 20 * confirm), reference, reference + margin,
+                min(1.0, 2 * _p(value, margin, variance, fresh.n)))
     return test
 
 
@@ -276,18 +327,24 @@ def _observe(streams: dict[str, StreamState], key: str, minute: int, sums: Error
     if pending.n < min_count:
         streams[key] = replace(state, pending=pending, pending_from=start)
         return
-    value = pending.mean() or 0.0
-    detector, signals = state.detector.update_many([value])
-    state = replace(state, detector=detector, pending=ErrorSums(), pending_from=-1)
+    value = standardized(pending, state.history, min_count, SHARE_VARIANCE_FLOOR if metric in SHARE_METRICS else 0.0)
+    signals: list[int] = []
+    if value is not None:
+        detector, signals = state.detector.update_many([value])
+        state = replace(state, detector=detector)
+    state = replace(state, pending=ErrorSums(), pending_from=-1)
     if state.candidate_at is not None:
         fresh = state.fresh.merge(pending)
-        if fresh.n < confirm_count:
+        if fresh.n < min_count:
             streams[key] = replace(state, fresh=fresh)
             return
         n_streams = sum(1 for k in streams if k.split("\x1f", 1)[0] == version) or 1
         alpha = policy.false_alarm_budget / (n_streams * policy.max_candidates)
-        confirmed, reference, threshold, p = test(fresh, state.history, float(norm.isf(alpha)))
-        if confirmed:
+        decision, reference, threshold, p = test(fresh, state.history, alpha)
+        if decision == "wait":
+            streams[key] = replace(state, fresh=fresh)
+            return
+        if decision == "confirm":
             changes.append(ConfirmedChange(version, metric, subject, policy.detector,
                                            state.candidate_at * MINUTE_MS, (minute + 1) * MINUTE_MS,
                                            fresh.mean() or 0.0, reference, threshold, fresh.n, p))

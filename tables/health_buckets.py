@@ -195,8 +195,8 @@ class BucketTracker:
         values = np.asarray(self.predictions, dtype=np.float64)
         order = np.argsort(ids, kind="stable")
         ids, values = ids[order], values[order]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.array([], dtype=np.int64)
-        for start, end in zip(starts, [*starts[1:], ids.size], strict=True):
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]).tolist() if ids.size else []
+        for start, end in zip(starts, [*starts[1:], ids.size], strict=False):
             hid = int(ids[start])
             model_key, version, minute = self.health_keys[hid]
             group = values[start:end]
