@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     continuous_enabled: bool = Field(True, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_ENABLED", "continuous_enabled"))
     continuous_detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
         "adwin", validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR", "continuous_detector"))
-    continuous_detector_params: dict[str, float | int | str] = Field(
+    continuous_detector_params: dict[str, Any] = Field(
         default_factory=lambda: {"delta": 0.1}, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_DETECTOR_PARAMS", "continuous_detector_params"))
     continuous_min_events: int = Field(100, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_EVENTS", "continuous_min_events"))
     continuous_min_outcomes: int = Field(30, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_MIN_OUTCOMES", "continuous_min_outcomes"))

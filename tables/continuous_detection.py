@@ -106,7 +106,7 @@ class StreamState:
     @classmethod
     def from_json(cls, doc: list[object]) -> StreamState:
         name, state, pending, pending_from, history, cand, fresh, cool, week, count = doc
-        return cls(DetectorState(str(name), base64.b64decode(str(state))), ErrorSums.from_json(pending),
+        return cls(DetectorState.from_state(str(name), base64.b64decode(str(state))), ErrorSums.from_json(pending),
                    int(pending_from), ErrorSums.from_json(history),  # type: ignore[call-overload]
                    None if cand is None else int(cand), ErrorSums.from_json(fresh),  # type: ignore[call-overload]
                    int(cool), int(week), int(count))  # type: ignore[call-overload]
