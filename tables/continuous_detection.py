@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
@@ -77,6 +77,9 @@ class ConfirmedChange:
     @property
     def is_performance(self) -> bool:
         return self.metric in ("brier", "mae")
+
+
+EMPTY = ErrorSums()
 
 
 def share_sums(n: int, k: int) -> ErrorSums:
@@ -321,49 +324,43 @@ def _two_sided_test(policy: DetectionPolicy, confirm: int) -> Test:
 def _observe(streams: dict[str, StreamState], key: str, minute: int, sums: ErrorSums,
              min_count: int, confirm_count: int, test: Test, policy: DetectionPolicy,
              changes: list[ConfirmedChange], version: str, metric: str, subject: str) -> None:
+    """One closed minute of one stream (hot path: one new state value, built once)."""
     state = streams.get(key) or StreamState(DetectorState.new(policy.detector, policy.params))
     pending = state.pending.merge(sums)
     start = state.pending_from if state.pending.n else minute
     if pending.n < min_count:
-        streams[key] = replace(state, pending=pending, pending_from=start)
+        streams[key] = StreamState(state.detector, pending, start, state.history, state.candidate_at,
+                                   state.fresh, state.cooldown_until, state.week, state.candidates_this_week)
         return
-    value = standardized(pending, state.history, min_count, SHARE_VARIANCE_FLOOR if metric in SHARE_METRICS else 0.0)
-    signals: list[int] = []
-    if value is not None:
-        detector, signals = state.detector.update_many([value])
-        state = replace(state, detector=detector)
-    state = replace(state, pending=ErrorSums(), pending_from=-1)
-    if state.candidate_at is not None:
-        fresh = state.fresh.merge(pending)
-        if fresh.n < min_count:
-            streams[key] = replace(state, fresh=fresh)
-            return
-        n_streams = sum(1 for k in streams if k.split("\x1f", 1)[0] == version) or 1
-        alpha = policy.false_alarm_budget / (n_streams * policy.max_candidates)
-        decision, reference, threshold, p = test(fresh, state.history, alpha)
-        if decision == "wait":
-            streams[key] = replace(state, fresh=fresh)
-            return
+    value = standardized(pending, state.history, min_count,
+                         SHARE_VARIANCE_FLOOR if metric in SHARE_METRICS else 0.0)
+    detector, signals = state.detector.update_many([value]) if value is not None else (state.detector, [])
+    history, candidate_at, fresh = state.history, state.candidate_at, state.fresh
+    cooldown, week, count = state.cooldown_until, state.week, state.candidates_this_week
+    if candidate_at is not None:
+        fresh = fresh.merge(pending)
+        decision = "wait"
+        if fresh.n >= min_count:
+            n_streams = sum(1 for k in streams if k.split("\x1f", 1)[0] == version) or 1
+            alpha = policy.false_alarm_budget / (n_streams * policy.max_candidates)
+            decision, reference, threshold, p = test(fresh, history, alpha)
         if decision == "confirm":
             changes.append(ConfirmedChange(version, metric, subject, policy.detector,
-                                           state.candidate_at * MINUTE_MS, (minute + 1) * MINUTE_MS,
+                                           candidate_at * MINUTE_MS, (minute + 1) * MINUTE_MS,
                                            fresh.mean() or 0.0, reference, threshold, fresh.n, p))
-            streams[key] = StreamState(DetectorState.new(policy.detector, policy.params),
-                                       history=fresh,
-                                       cooldown_until=minute + policy.cooldown_ms // MINUTE_MS,
-                                       week=state.week, candidates_this_week=state.candidates_this_week)
-        else:  # not confirmed: the fresh data joins the history, the detector goes on
-            streams[key] = replace(state, history=state.history.merge(fresh), candidate_at=None,
-                                   fresh=ErrorSums())
-        return
-    state = replace(state, history=state.history.merge(pending))
-    week = minute // WEEK_MINUTES
-    if week != state.week:
-        state = replace(state, week=week, candidates_this_week=0)
-    if signals and minute >= state.cooldown_until and state.candidates_this_week < policy.max_candidates:
-        state = replace(state, candidate_at=start, fresh=ErrorSums(),
-                        candidates_this_week=state.candidates_this_week + 1)
-    streams[key] = state
+            # the new regime is the reference from now on
+            detector, history, candidate_at, fresh = (DetectorState.new(policy.detector, policy.params),
+                                                      fresh, None, EMPTY)
+            cooldown = minute + policy.cooldown_ms // MINUTE_MS
+        elif decision == "reject":  # not confirmed: the fresh data joins the history
+            history, candidate_at, fresh = history.merge(fresh), None, EMPTY
+    else:
+        history = history.merge(pending)
+        if minute // WEEK_MINUTES != week:
+            week, count = minute // WEEK_MINUTES, 0
+        if signals and minute >= cooldown and count < policy.max_candidates:
+            candidate_at, fresh, count = start, EMPTY, count + 1
+    streams[key] = StreamState(detector, EMPTY, -1, history, candidate_at, fresh, cooldown, week, count)
 
 
 def replay(closed: Iterable[ClosedBuckets], baseline_for: BaselineFor, policy: DetectionPolicy,

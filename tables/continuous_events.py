@@ -41,7 +41,7 @@ def publish(book: IncidentBook, model_key: str, change: ConfirmedChange,
     else:
         status = "opened"
         incident = Incident(event_id(tag, tenant, model, key.version, None, key.subject, f"incident:{key.kind}"),
-                            detected_at, tag, "warning" if key.kind == "drift" else None,
+                            detected_at, tag, "critical" if key.kind == "drift" else None,
                             change.value, book.last_run or tag)
     before = dict(book.before)
     if book.last_run is not None and key not in before:
@@ -61,5 +61,5 @@ def publish(book: IncidentBook, model_key: str, change: ConfirmedChange,
         return book, "degraded", {**common, "metric": change.metric, "baseline": change.reference}
     kind = "prediction" if change.metric == "prediction_mean" else "feature"
     return book, "drift", {**common, "feature": change.subject, "metric": change.metric,
-                           "severity": "warning", "baselineSampleSize": max(1, baseline_sample_size),
+                           "severity": "critical", "baselineSampleSize": max(1, baseline_sample_size),
                            "kind": kind}

@@ -102,7 +102,8 @@ class ErrorSums:
         """An ErrorSums from exact sums (counts of 2**-1074)."""
         if n < 0 or total_sq_units < 0:
             raise ValueError("n and Σe² must be >= 0")
-        sums = cls(n)
+        sums = object.__new__(cls)  # not cls(n): its exact_units(0.0) calls cost on hot paths
+        object.__setattr__(sums, "n", int(n))
         object.__setattr__(sums, "total_units", int(total_units))
         object.__setattr__(sums, "total_sq_units", int(total_sq_units))
         return sums

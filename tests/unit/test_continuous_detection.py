@@ -190,7 +190,7 @@ def test_confirmed_change_opens_the_incident_the_weekly_run_reports_ongoing():
     run = RunRef("t:m", "run-1", T0 + 7 * 86_400_000, "2026-12-01T00:00:00Z")
     checks = {incident_key(first): Check(True, "critical", 3.2, 0.08)}
     _, transitions = fold(book, run, checks, IncidentPolicy())
-    assert [(t.status, t.incident.incident_id) for t in transitions] == [("escalated", doc["incidentId"])]
+    assert [(t.status, t.incident.incident_id) for t in transitions] == [("ongoing", doc["incidentId"])]
     checks = {incident_key(first): Check(True, "warning", 0.2, 0.08)}
     _, transitions = fold(book, run, checks, IncidentPolicy())
     assert [t.status for t in transitions] == ["ongoing"]
