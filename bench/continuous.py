@@ -85,11 +85,11 @@ def step_run(kind: str, seed: int, baseline: Baseline, policy: DetectionPolicy) 
     fold and the detection code."""
     rng = np.random.default_rng(seed)
     rate = 5
-    change_minute = START_MINUTE + 24 * 60 + int(rng.integers(0, 60))
+    change_minute = START_MINUTE + 120 + int(rng.integers(0, 60))  # two hours of history first
     end_minute = change_minute + 120
     numeric = [n for n, f in baseline.features.items() if f.bins.kind == "numeric"]
     target = numeric[0]
-    source = bench_records(rate * 60 * 60 * 27, seed=seed)
+    source = bench_records(rate * 60 * (change_minute - START_MINUTE + 121), seed=seed)
     books: dict[str, bytes] = {}
     detectors, offset, outcome_offset = ModelDetectors(), 0, 0
     flip = brier_mix(rng.uniform(0.05, 0.95, 100_000), 1.5)

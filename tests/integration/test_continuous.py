@@ -25,7 +25,8 @@ from tests.support.waiting import until_consumed, wait_until
 pytestmark = pytest.mark.integration
 
 MINUTE = 60_000
-START_MS = 1_795_046_400_000 - 6 * 3600_000   # six hours before a midnight UTC
+MIDNIGHT_MS = 1_795_046_400_000  # UTC; the weekly run counts whole days
+START_MS = MIDNIGHT_MS - 6 * 3600_000
 CHANGE_MS = START_MS + 60 * MINUTE
 END_MS = START_MS + 90 * MINUTE
 RATE = 5  # events per second of event time
@@ -95,7 +96,7 @@ def test_early_alert_then_the_weekly_run_reports_it_ongoing(broker: Broker,
     assert alert["value"] > 0.9 and alert["kind"] == "feature"
 
     # the weekly run: the same incident, ongoing
-    run = {"job": "model-monitoring", "jobRunId": "week-1", "metadata": {"windowEnd": format_timestamp(END_MS + MINUTE)}}
+    run = {"job": "model-monitoring", "jobRunId": "week-1", "metadata": {"windowEnd": format_timestamp(MIDNIGHT_MS)}}
     asyncio.run(produce(broker.bootstrap, [(s.trigger_topic, b"week-1", orjson.dumps(run))]))
     wait_until(lambda: any(d["jobRunId"] == "week-1" for d in read(broker, s.completed_topic)), 120,
                every=1, failure=worker.log_tail)
