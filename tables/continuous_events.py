@@ -4,7 +4,8 @@
 change's incident key is the weekly check's: (version, overall, drift, feature — or
 "prediction" for the score's mean) or (version, overall, performance, brier/mae). An incident
 already open is joined: the event is `ongoing` and pages nobody. Otherwise it opens one
-(`opened`, an alert), entered in the book's open incidents and in the before-state of its last
+(`opened`, an alert; a drift at severity `critical`, so that the weekly run in breach finds
+nothing to escalate), entered in the book's open incidents and in the before-state of its last
 run, so that the next weekly run in breach finds it and reports it `ongoing`, and a replay of
 the last run keeps it. Every field comes from the change (event time), so a replay of the same
 buckets yields the same event, eventId included."""

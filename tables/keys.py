@@ -16,6 +16,8 @@ counting separators in free text. Tables and their keys:
 | job_runs     | b"p|jobRunId|d|tenant:model"          | `EvaluatedKey`  |
 | evaluations  | b"p|jobRunId|tenant:model"            | `EvaluationKey` |
 | incidents    | b"p|tenant:model"                     | `IncidentBookKey` |
+| detect_buckets | b"p|tenant:model" (p: source partition) | `IncidentBookKey` (same shape) |
+| detectors    | b"p|tenant:model"                     | `IncidentBookKey` (same shape) |
 | run_status   | b"0|jobRunId"                         | `RunStatusKey`  |
 """
 
