@@ -89,6 +89,21 @@ async def wait_for_run(bootstrap: str, s: Settings, job_run_id: str, timeout: fl
     raise TimeoutError(f"run {job_run_id} did not finish within {timeout}s")
 
 
+async def early_alerts(bootstrap: str, s: Settings, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """The continuous detectors' events (jobRunId null), read once the detectors have consumed
+    every closed minute the ingest sent them."""
+    if not s.continuous_enabled:
+        return []
+    deadline = time.monotonic() + timeout
+    while await group_lag(bootstrap, s.app_id, [s.detector_buckets_topic]) > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    out = []
+    for topic in (s.drift_topic, s.degraded_topic):
+        out += [d for d in (orjson.loads(r.value) for r in await read_topic(bootstrap, topic, timeout=0.5))
+                if d.get("jobRunId") is None]
+    return sorted(out, key=lambda d: d["detectedAt"])
+
+
 async def events_of(bootstrap: str, topic: str, job_run_id: str) -> list[dict[str, Any]]:
     out = [orjson.loads(r.value) for r in await read_topic(bootstrap, topic, timeout=0.5)]
     return [d for d in out if d.get("jobRunId") == job_run_id]
@@ -206,6 +221,13 @@ def run_demo(args: argparse.Namespace) -> int:
               "malformed messages)")
         asyncio.run(stream_messages(bootstrap, s, messages))
         asyncio.run(wait_caught_up(bootstrap, s))
+        early = asyncio.run(early_alerts(bootstrap, s))
+        print(f"   early alerts of the continuous detectors, before any weekly trigger: {len(early)}")
+        for e in early:
+            print(f"     {e['detectedAt']} {e['tenantId']}:{e['modelId']} v{e['modelVersion']} "
+                  f"{e.get('feature') or e['metric']} {e['metric']}={e['value']:.3f} "
+                  f"(threshold {e['threshold']:.3f}) detector={e['detector']} changeAt={e['changeAt']} "
+                  f"{e['incidentStatus']}")
         print("5. one weekly run per week (an alert pages: an incident opened or escalated; "
               "ongoing is an update)")
         weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]] = []
