@@ -61,8 +61,8 @@ def stationary_week(args: tuple[int, int]) -> tuple[int, int, int]:
     rng = np.random.default_rng(seed)
     book, changes = ModelDetectors(), 0
     policy = DetectionPolicy()
-    # a day of warm-up (the history), then the measured week
-    for message in minutes(baseline, rng, start_minute=START_MINUTE - 1440, n_minutes=WEEK_MINUTES + 1440,
+    # three hours of warm-up (the history), then the measured week
+    for message in minutes(baseline, rng, start_minute=START_MINUTE - 180, n_minutes=WEEK_MINUTES + 180,
                            brier=0.2):
         book, confirmed = apply(book, message, lambda v: baseline, policy)
         if message.closed_through > START_MINUTE:
