@@ -61,6 +61,8 @@ def faust_settings(s: Settings) -> dict[str, Any]:
         topic_replication_factor=s.replication_factor,
         web_host=s.web_host, web_port=s.web_port, web_bind=s.web_host,
         autodiscover=False,
+        # a revoked partition's actor stops without a crash or a supervisor restart (streams/agent.py)
+        Agent="model_monitoring.streams.agent:Agent",
         Table=PartitionKeyedTable,
         # the project's Topic publishes through the running producer without three event-loop
         # turns per message (streams/transport.py); with faust's own transport, faust's Topic
