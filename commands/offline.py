@@ -14,7 +14,7 @@ from typing import cast
 import orjson
 
 from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
-from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
+from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline, sparse_bins
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.fdr import with_q_values
@@ -103,6 +103,8 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(document)
     print(f"baseline {baseline.key()}: {len(baseline.features)} features, {baseline.sample_size} records, "
           f"brier {baseline.brier}, mae {baseline.mae}", file=sys.stderr)
+    for sparse in sparse_bins(baseline):
+        print(f"warning: {sparse.warning(baseline.sample_size)}", file=sys.stderr)
     return 0
 
 

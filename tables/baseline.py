@@ -16,6 +16,7 @@ import orjson
 from model_monitoring.schemas.validation import SHARES_TOLERANCE
 from model_monitoring.tables.binning import FeatureBins, category_list, category_strings, numeric_array, numeric_edges
 from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.psi_bound import DENSE_COUNT
 
 TASKS = ("classification", "regression")
 
@@ -240,6 +241,48 @@ def build_baseline(
         brier=brier,
         mae=performance.absolute.mean(),
     )
+
+
+@dataclass(frozen=True)
+class SparseBins:
+    """A feature whose baseline has value bins with fewer than DENSE_COUNT reference events.
+
+    The drift bound (tables/psi_bound.py) counts such a bin as uncertain on the baseline side:
+    with many of them a drift has to be larger, or its current sample bigger, to be flagged. 200
+    Zipf-shaped categories from N = 5,000 records (most with 3-9 events) reach 94.6% power on a
+    true PSI of 0.25 at M = 1,000, where 50 categories reach 99% (bench/psi_bound_table.py).
+    """
+
+    feature: str
+    sparse: int  # value bins (numeric bins, listed categories) with 0 < N·share < DENSE_COUNT
+    bins: int  # value bins with a share > 0
+    needed: int  # reference size at which the rarest value bin would hold DENSE_COUNT events
+    dense_categories: int | None  # categorical: the categories with >= DENSE_COUNT events
+
+    def warning(self, sample_size: int) -> str:
+        cap = (f" or --max-categories {self.dense_categories}"
+               if self.dense_categories is not None else "")
+        return (f"feature {self.feature!r}: {self.sparse} of its {self.bins} bins hold fewer than "
+                f"{DENSE_COUNT} of the {sample_size} reference records; the drift bound counts them as "
+                f"uncertain, so only a larger drift or a larger current sample is flagged. Use a "
+                f"reference of >= {self.needed} records{cap}.")
+
+
+def sparse_bins(baseline: Baseline) -> tuple[SparseBins, ...]:
+    """The features of ``baseline`` with value bins of fewer than DENSE_COUNT reference events
+    (``other`` and ``missing`` are not counted: they are what the values are not), by name."""
+    n = baseline.sample_size
+    found = []
+    for name, feature in sorted(baseline.features.items()):
+        counts = np.rint(np.asarray(feature.proportions, dtype=np.float64) * n)
+        present = counts[counts > 0]
+        sparse = int(np.count_nonzero(present < DENSE_COUNT))
+        if sparse == 0:
+            continue
+        needed = math.ceil(DENSE_COUNT * n / float(present.min()))
+        dense = int(np.count_nonzero(counts >= DENSE_COUNT)) if feature.bins.kind == "categorical" else None
+        found.append(SparseBins(name, sparse, int(present.size), needed, dense))
+    return tuple(found)
 
 
 def _infer_bins(name: str, values: list[object], n_bins: int, max_categories: int) -> FeatureBins:
