@@ -275,3 +275,29 @@ def test_snapshot_of_a_regression_reports_mae_only_and_refuses_foreign_bins() ->
     assert snapshot["features"]["y"]["status"] == "no_baseline"  # type: ignore[index]
     with pytest.raises(ValueError):
         evaluate_snapshot(baseline=baseline, histogram=FeatureHistogram.empty("0" * 16), performance=performance, **common)
+
+
+def test_baseline_build_warns_about_a_many_valued_feature_with_sparse_bins(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 200-valued feature in 2,000 reference records: most listed values hold a few events, and
+    the build says so on stderr, naming the feature and what makes it dense; the category cap it
+    proposes silences it. The baseline itself is written either way."""
+    rng = np.random.default_rng(3)
+    weights = 1.0 / np.arange(1, 201) ** 1.1
+    rows = [{**{k: v for k, v in r.items() if k != "_y"},
+             "features": {**r["features"], "city": f"c{int(rng.choice(200, p=weights / weights.sum())):03d}"}}
+            for r in records(2_000, 1, prefix="r")]
+    path = write_jsonl(files["dir"] / "many_valued.jsonl", rows)
+    argv = ["baseline", "build", "--reference", str(path), "--model", "risk-scoring", "--version", "3"]
+    assert main([*argv, "--max-categories", "200"]) == 0
+    captured = capsys.readouterr()
+    assert orjson.loads(captured.out)["features"]["city"]["kind"] == "categorical"
+    (warning,) = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith("warning: feature 'city': ") and "of its 200 bins" not in warning
+    assert main(argv) == 0  # the default cap of 50 categories still lists values with a few events
+    (capped,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert "of its 50 bins" in capped
+    cap = capped.rsplit("--max-categories ", 1)[1].rstrip(".")
+    assert main([*argv, "--max-categories", cap]) == 0
+    assert "warning" not in capsys.readouterr().err
