@@ -45,6 +45,10 @@ class Metrics:
         self.dlq = Counter(
             "model_monitoring_dlq_messages_total", "Messages and records sent to a dead-letter topic.",
             ["topic", "reason"], registry=r)
+        self.mispartitioned = Counter(
+            "model_monitoring_mispartitioned_records_total",
+            "Records that arrived on another partition than their predictionId's (murmur2) and were "
+            "forwarded to it through the repartition topic, by source topic.", ["topic"], registry=r)
         self.ingest_events = Counter(
             "model_monitoring_ingest_events_total",
             "Ingest outcomes: records, duplicate_predictions, duplicate_outcomes, early_outcomes, "
