@@ -39,10 +39,6 @@ its join entry is still there, with the duplicate counters off.
   skips an event it already folded in the same batch (`tables/ingest._repeated`).
 - The records of one source message bound for one partition travel in one message, so they are
   folded in one batch: the watermark is per offset, and an envelope's records share theirs.
-- The property test (tests/unit/test_forwarding.py) runs all of it — CRC32-partitioned
-  envelopes, retries and early outcomes, crashes that lose table writes and the tail of the
-  forwards — against inputs partitioned by murmur2 in the first place; it found the repeat
-  inside one batch.
 - Direct and forwarded records of a partition are folded under different slots, each with its
   own watermarks and event-time mark, so how the two streams interleave (which differs from run
   to run) changes nothing: the join is order-free (an early outcome waits for its prediction).
@@ -50,6 +46,10 @@ its join entry is still there, with the duplicate counters off.
   offsets they were read at (faust would put them in the destination's, which can still abort
   after the source offsets committed: the records would be lost); destinations read
   read_committed.
+- The property test (tests/unit/test_forwarding.py) runs all of it — CRC32-partitioned
+  envelopes, retries and early outcomes, crashes that lose table writes and the tail of the
+  forwards — against inputs partitioned by murmur2 in the first place; it found the repeat
+  inside one batch.
 
 Ordering. A producer that partitions by key sends all records of one key (and topic) to one
 partition, so they take one path and keep their order: "the first prediction of a predictionId
