@@ -259,8 +259,6 @@ def _record_bytes(value: bytes | None, index: int) -> tuple[bytes | None, int | 
 def register(monitor: Monitor) -> None:
     app, s, topics = monitor.app, monitor.settings, monitor.topics
     shell = IngestShell(monitor)
-    for source in (s.features_topic, s.outcomes_topic):  # a series from the start, at 0
-        monitor.metrics.mispartitioned.labels(source)
 
     @app.agent(topics.features, name="ingest-features", isolated_partitions=True)
     async def ingest_features(stream: StreamT) -> None:

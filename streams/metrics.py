@@ -25,6 +25,7 @@ LAG_BUCKETS_S = (60, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 14 * 86_400
 class Metrics:
     cardinality_cap: int = 2000
     input_topics: tuple[str, ...] = ()  # their dead-letter series start at 0 (see below)
+    joined_topics: tuple[str, ...] = ()  # the join's inputs: their mispartitioned series too
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -113,6 +114,8 @@ class Metrics:
         for topic in self.input_topics:
             for reason in KNOWN_REASONS:
                 self.dlq.labels(topic, reason)
+        for topic in self.joined_topics:
+            self.mispartitioned.labels(topic)
 
     def set_capped(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
         """Set a per-model gauge unless that would exceed the cardinality cap."""
