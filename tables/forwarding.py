@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 
 import orjson
 
-from model_monitoring.tables.partitioning import partition_of_prediction
+from model_monitoring.tables.partitioning import partitions_of_predictions
 
 TOPIC, PARTITION, OFFSET, INDEXES = "source.topic", "source.partition", "source.offset", "source.indexes"
 
@@ -44,10 +44,11 @@ def route(records: Iterable[tuple[int, int, R]], partition: int, partitions: int
     """Split one source partition's records (offset, index, record), in source order, into those
     this partition folds itself and those it forwards, one `Forward` per (message, target) in
     source order."""
+    records = list(records)
+    targets = partitions_of_predictions([rec.prediction_id for _, _, rec in records], partitions)
     own: list[tuple[int, int, R]] = []
     forwards: dict[tuple[int, int], list[int]] = {}
-    for offset, index, rec in records:
-        target = partition_of_prediction(rec.prediction_id, partitions)
+    for (offset, index, rec), target in zip(records, targets, strict=True):
         if target == partition:
             own.append((offset, index, rec))
         else:

@@ -10,7 +10,13 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_monitoring.tables.partitioning import murmur2, partition_for, partition_of_prediction
+from model_monitoring.tables.partitioning import (
+    murmur2,
+    murmur2_many,
+    partition_for,
+    partition_of_prediction,
+    partitions_of_predictions,
+)
 from tests.support.partitioners import Crc32Partitioner, crc32_partition
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2 (signed 32-bit, as Java returns them)
@@ -59,3 +65,18 @@ def test_crc32_and_murmur2_disagree_on_most_keys() -> None:
     keys = [f"pred-{i:06d}".encode() for i in range(4000)]
     same = sum(crc32_partition(k, 8) == partition_for(k, 8) for k in keys) / len(keys)
     assert 0.09 < same < 0.16
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.one_of(st.binary(max_size=40), st.sampled_from([b"", b"a", b"ab", b"abc"]),
+                               st.binary(min_size=36, max_size=36)), max_size=60))
+def test_the_batch_hash_is_the_scalar_one(keys: list[bytes]) -> None:
+    """Keys of every length, some lengths many times (hashed as arrays), some once."""
+    assert murmur2_many(keys) == [aiokafka_murmur2(k) for k in keys]
+
+
+def test_the_batch_partitions_are_the_scalar_ones() -> None:
+    ids = [f"{i:08x}-0000-4000-8000-{i * 7919:012x}" for i in range(500)] + ["p-ü-1", "", "x" * 37]
+    for partitions in (1, 3, 8, 12):
+        assert partitions_of_predictions(ids, partitions) == [partition_of_prediction(p, partitions) for p in ids]
+    assert murmur2_many(list(JAVA_VECTORS) * 10) == [v & 0xFFFFFFFF for v in JAVA_VECTORS.values()] * 10
