@@ -25,7 +25,7 @@ from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.repartition import Outgoing, send_forwards
-from model_monitoring.tables.forwarding import Forward, Origin, envelope_of, route
+from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState, forwarded_slot
@@ -102,7 +102,8 @@ class IngestShell:
             return fold.fold_predictions(records, get_partial, get_join, high_water, slot)
         return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms, slot)
 
-    async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int]) -> None:
+    async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int],
+                    mark: int = -1) -> None:
         """Join entries first, acknowledged, then the partials: a partial that survives a crash
         then always has the join entries that explain it, so a replay can tell a counted pair
         from an uncounted one (tests/unit/test_ingest_fold.py). Errors here are the broker's,
@@ -114,14 +115,15 @@ class IngestShell:
             await self.m.app.producer.flush()
         for key, state in result.partials.items():
             t.partials[key] = state.to_bytes()
-        if result.max_event_ms > meta.get(slot, -1):
-            meta[slot] = result.max_event_ms
+        if max(result.max_event_ms, mark) > meta.get(slot, -1):
+            meta[slot] = max(result.max_event_ms, mark)
             t.partials[meta_key(partition)] = orjson.dumps(meta)
 
     async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
-                   slot: str | None = None) -> tuple[FoldResult, Rejected]:
+                   slot: str | None = None, mark: int = -1) -> tuple[FoldResult, Rejected]:
         """Fold records of one log (`slot`: the partition's own, by default, or a forwarded
-        source partition's) into `partition`'s tables."""
+        source partition's) into `partition`'s tables; `mark`: the slot's event-time mark
+        moved by the records forwarded from it too (`admit_on_arrival`)."""
         slot = slot or direct_slot(kind)
         async with self.m.partition_locks.lock(partition):
             meta = _read_meta(self.m.tables.partials, partition)
@@ -130,12 +132,12 @@ class IngestShell:
             except Exception:  # a defect must not take the partition down: isolate the record
                 log.exception("batch fold failed on %s partition %d; folding record by record",
                               kind, partition)
-                return await self._one_by_one(partition, kind, records, meta, slot)
-            await self.write(partition, slot, result, meta)
+                return await self._one_by_one(partition, kind, records, meta, slot, mark)
+            await self.write(partition, slot, result, meta, mark)
             return result, [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
 
     async def _one_by_one(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
-                          meta: dict[str, int], slot: str) -> tuple[FoldResult, Rejected]:
+                          meta: dict[str, int], slot: str, mark: int) -> tuple[FoldResult, Rejected]:
         total, rejected = FoldResult(), []
         for rec in records:
             try:
@@ -143,7 +145,7 @@ class IngestShell:
             except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr
                 rejected.append((rec[0], rec[1], "internal_error", repr(exc)[:300]))
                 continue
-            await self.write(partition, slot, one, meta)
+            await self.write(partition, slot, one, meta, mark)
             total.counts.update(one.counts)
             total.label_lags_ms += one.label_lags_ms
             rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
@@ -174,11 +176,18 @@ class IngestShell:
         records, letters, envelopes = parse_batch(events, kind, self.m, make)
         partition = events[0].message.partition
         topic = events[0].message.topic
-        own, forwards = route(records, partition, self.m.settings.partitions)
+        s, slot = self.m.settings, direct_slot(kind)
+        async with self.m.partition_locks.lock(partition):
+            high_water = _read_meta(self.m.tables.partials, partition).get(slot, -1)
+        horizon, why = ((s.retention_ms, "prediction older than the retention") if kind == "features"
+                        else (s.join_ttl_ms, "outcome older than the join TTL"))
+        admitted, late, mark = admit_on_arrival(records, high_water, horizon, why)
+        own, forwards = route(admitted, partition, s.partitions)
         by_offset = {e.message.offset: e.message for e in events}
         if forwards:
             await self.forward(topic, partition, forwards, by_offset, envelopes)
-        result, rejected = await self.fold(partition, kind, own)
+        result, rejected = await self.fold(partition, kind, own, slot, mark)
+        rejected += [(r.offset, r.index, r.reason, r.detail) for r in late]
         for offset, index, reason, detail in rejected:
             msg = by_offset[offset]
             value, at = _record_bytes(msg.value, index)

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 import orjson
 
+from model_monitoring.tables.ingest import Rejection
 from model_monitoring.tables.partitioning import partitions_of_predictions
 
 TOPIC, PARTITION, OFFSET, INDEXES = "source.topic", "source.partition", "source.offset", "source.indexes"
@@ -25,6 +26,9 @@ TOPIC, PARTITION, OFFSET, INDEXES = "source.topic", "source.partition", "source.
 class Keyed(Protocol):
     @property
     def prediction_id(self) -> str: ...
+
+    @property
+    def timestamp_ms(self) -> int: ...
 
 
 R = TypeVar("R", bound=Keyed)
@@ -54,6 +58,26 @@ def route(records: Iterable[tuple[int, int, R]], partition: int, partitions: int
         else:
             forwards.setdefault((offset, target), []).append(index)
     return own, [Forward(offset, target, tuple(indexes)) for (offset, target), indexes in forwards.items()]
+
+
+def admit_on_arrival(records: Iterable[tuple[int, int, R]], high_water_ms: int, horizon_ms: int,
+                     reason: str) -> tuple[list[tuple[int, int, R]], list[Rejection], int]:
+    """Too late or not, decided where a record arrived, before any is forwarded: a record older
+    than (the partition's event-time mark − horizon) is rejected, any other moves the mark —
+    every record the partition received, forwarded or not, as if none were forwarded. (At its
+    destination, a forwarded record would meet only the mark of the records forwarded with it,
+    and one too late where it arrived would count.) Returns the admitted records, the rejected
+    ones and the new mark."""
+    admitted: list[tuple[int, int, R]] = []
+    rejected: list[Rejection] = []
+    mark = high_water_ms
+    for offset, index, rec in records:
+        if mark >= 0 and rec.timestamp_ms < mark - horizon_ms:
+            rejected.append(Rejection(offset, index, "too_late", reason))
+            continue
+        mark = max(mark, rec.timestamp_ms)
+        admitted.append((offset, index, rec))
+    return admitted, rejected, mark
 
 
 def envelope_of(items: Sequence[object]) -> bytes:

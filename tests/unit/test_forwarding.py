@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.forwarding import BadOrigin, Forward, Origin, envelope_of, route
+from model_monitoring.tables.forwarding import BadOrigin, Forward, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.ingest import IngestFold
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState, forwarded_slot
@@ -223,3 +223,23 @@ def test_forwarding_with_crashes_equals_murmur2_partitioned_inputs(seed: int, ba
                         if isinstance(x, OutcomeRecord))
     assert all(isinstance(x, InferenceRecord | OutcomeRecord) for r in inputs(seed, 1, "crc32").values()
                for _, g in r for x in g)
+
+
+def test_too_late_is_decided_where_a_record_arrived_by_every_record_there() -> None:
+    """Found by the bad-input scenario: a late record forwarded elsewhere met only the mark of
+    the records forwarded with it, and counted. The mark where it arrived moves with every
+    record, the forwarded ones too; the rest of the fold sees the same mark."""
+    ids = [f"p{i}" for i in range(40)]
+    elsewhere = next(i for i in ids if partition_of_prediction(i, 4) != 0)
+    here = next(i for i in ids if partition_of_prediction(i, 4) == 0)
+    records = [(0, 0, pred(elsewhere, T0 + 40 * DAY)),  # forwarded: still moves the mark
+               (1, 0, pred(here, T0)),                  # 40 days older: too late for 35
+               (2, 0, pred("late", T0 + 2 * DAY)),
+               (3, 0, pred("fine", T0 + 10 * DAY))]
+    admitted, rejected, mark = admit_on_arrival(records, -1, 35 * DAY, "older than the retention")
+    assert [o for o, _, _ in admitted] == [0, 3]
+    assert [(r.offset, r.reason) for r in rejected] == [(1, "too_late"), (2, "too_late")]
+    assert mark == T0 + 40 * DAY
+    # from a stored mark; an empty batch leaves it
+    assert admit_on_arrival([(5, 0, pred(here, T0))], T0 + 40 * DAY, 35 * DAY, "x")[1][0].offset == 5
+    assert admit_on_arrival([], T0, DAY, "x") == ([], [], T0)
