@@ -8,7 +8,10 @@ envelope keyed by its first record, a key that is something else). A Java or aio
 keyed by predictionId already puts every record there, so only other producers' traffic (CRC32
 from librdkafka, envelopes, null keys) is forwarded; the rest takes the direct path. A message
 that does not decode or validate has no predictionId to route by: it goes to the DLQ from where
-it arrived, with its true coordinates, as before.
+it arrived, with its true coordinates, as before. Too late or not (older than the partition's
+event-time mark minus the retention or join TTL) is decided there too, before forwarding, with
+a mark that every record arriving there moves, forwarded or not (`admit_on_arrival`): a record
+is too late exactly when it would be without forwarding.
 
 How. The records of one source message bound for one partition become one message on
 `{app id}.features-repartition` (or `.outcomes-repartition`), on that partition, with headers
