@@ -83,7 +83,8 @@ async def export_consumer_lag(monitor: Monitor) -> None:
     """Per assigned input partition: the fetched high watermark minus the consumer's position."""
     consumer = monitor.app.consumer
     s = monitor.settings
-    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic}
+    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic,
+              s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)}
     for tp in sorted(consumer.assignment()):
         if tp.topic not in inputs:
             continue

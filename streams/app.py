@@ -127,5 +127,6 @@ def create_monitor(s: Settings) -> Monitor:
     return Monitor(settings=s, app=app, topics=topics, tables=tables,
                    validators=Validators(max_features=s.max_features),
                    metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap, input_topics=(
-                       s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic)),
+                       s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic),
+                       joined_topics=(s.features_topic, s.outcomes_topic)),
                    baselines=BaselineCache(tables.baselines), partition_locks=PartitionLocks())

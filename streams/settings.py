@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     def snapshot_parts_topic(self) -> str:
         return f"{self.app_id}.snapshot-parts"
 
+    def repartition_topic(self, source_topic: str) -> str:
+        """Where records of an input topic that arrived on another partition than their
+        predictionId's are forwarded (streams/repartition.py)."""
+        kind = "features" if source_topic == self.features_topic else "outcomes"
+        return f"{self.app_id}.{kind}-repartition"
+
     def dlq_topic(self, source_topic: str) -> str:
         return f"{source_topic}.dlq"
 

@@ -78,6 +78,17 @@ def _admit(out: FoldResult, offset: int, index: int, timestamp_ms: int, horizon_
     return True
 
 
+def _repeated(out: FoldResult, seen: set[Source], source: Source) -> bool:
+    """The same event twice in one batch: a forwarded record sent again after a crash can reach
+    its destination twice between two commits there (streams/repartition.py). The watermarks
+    only see earlier batches, so the batch remembers its own."""
+    if source in seen:
+        out.counts["redelivered_skipped"] += 1
+        return True
+    seen.add(source)
+    return False
+
+
 class IngestFold:
     """Folds batches of one partition into partial and join-buffer values."""
 
@@ -91,14 +102,18 @@ class IngestFold:
     # ---------------------------------------------------------------- predictions
     def fold_predictions(self, records: Iterable[tuple[int, int, InferenceRecord]],
                          get_partial: PartialGetter, get_join: JoinGetter,
-                         high_water_ms: int) -> FoldResult:
-        """Records in source order: (offset, index in envelope, record)."""
+                         high_water_ms: int, slot: str = FEATURES) -> FoldResult:
+        """Records in source order: (offset, index in envelope, record); `slot` names the log the
+        offsets are of (the features topic's own partition, or a forwarded source partition)."""
         out = FoldResult(max_event_ms=high_water_ms)
         pending: dict[PartialKey, _PendingPartial] = {}
+        seen: set[Source] = set()
         for offset, index, rec in records:
+            source: Source = (slot, offset, index)
+            if _repeated(out, seen, source):
+                continue
             if not _admit(out, offset, index, rec.timestamp_ms, self.retention_ms, "prediction older than the retention"):
                 continue
-            source: Source = (FEATURES, offset, index)
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.prediction is not None and entry.prediction.source != source:
                 out.counts["duplicate_predictions"] += 1
@@ -108,17 +123,17 @@ class IngestFold:
                               source)
             entry = entry.with_prediction(pred)
             pkey = self._key_for(pred)
-            slot = self._pending(pending, pkey, get_partial)
-            if slot.before.applied(FEATURES, offset):
+            pending_partial = self._pending(pending, pkey, get_partial)
+            if pending_partial.before.applied(slot, offset):
                 out.counts["redelivered_skipped"] += 1
             else:
-                slot.features.append(rec.features)
-                slot.max_offset[FEATURES] = max(offset, slot.max_offset.get(FEATURES, -1))
+                pending_partial.features.append(rec.features)
+                pending_partial.max_offset[slot] = max(offset, pending_partial.max_offset.get(slot, -1))
                 out.counts["records"] += 1
             outcome = entry.outcome
             if outcome is not None and entry.matched_by in (None, source):
                 entry = entry.matched(source)
-                self._contribute(slot, FEATURES, offset, pred, outcome, out)
+                self._contribute(pending_partial, slot, offset, pred, outcome, out)
             out.joins[jkey] = entry
         self._finish(pending, out)
         return out
@@ -126,13 +141,16 @@ class IngestFold:
     # ---------------------------------------------------------------- outcomes
     def fold_outcomes(self, records: Iterable[tuple[int, int, OutcomeRecord]],
                       get_partial: PartialGetter, get_join: JoinGetter,
-                      high_water_ms: int, join_ttl_ms: int) -> FoldResult:
+                      high_water_ms: int, join_ttl_ms: int, slot: str = OUTCOMES) -> FoldResult:
         out = FoldResult(max_event_ms=high_water_ms)
         pending: dict[PartialKey, _PendingPartial] = {}
+        seen: set[Source] = set()
         for offset, index, rec in records:
+            source: Source = (slot, offset, index)
+            if _repeated(out, seen, source):
+                continue
             if not _admit(out, offset, index, rec.timestamp_ms, join_ttl_ms, "outcome older than the join TTL"):
                 continue
-            source: Source = (OUTCOMES, offset, index)
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.outcome is not None and entry.outcome.source != source:
                 out.counts["duplicate_outcomes"] += 1
@@ -148,8 +166,8 @@ class IngestFold:
                 out.counts["early_outcomes"] += 1
             elif entry.matched_by in (None, source):
                 entry = entry.matched(source)
-                slot = self._pending(pending, self._key_for(pred), get_partial)
-                self._contribute(slot, OUTCOMES, offset, pred, outcome, out)
+                pending_partial = self._pending(pending, self._key_for(pred), get_partial)
+                self._contribute(pending_partial, slot, offset, pred, outcome, out)
             out.joins[jkey] = entry
         self._finish(pending, out)
         return out

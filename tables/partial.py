@@ -16,6 +16,13 @@ FEATURES = "f"  # watermark slot of the inference-features topic
 OUTCOMES = "o"  # watermark slot of the outcomes topic
 NO_SEGMENT = ""  # the segment field of events that carry none
 
+
+def forwarded_slot(topic_slot: str, source_partition: int) -> str:
+    """Watermark slot of the records forwarded from one source partition (`tables/forwarding.py`):
+    they carry that partition's offsets, which increase along its log like a direct slot's."""
+    return f"{topic_slot}@{source_partition}"
+
+
 VersionSegment = tuple[str, str]  # (model version, segment or NO_SEGMENT): a part's key
 
 

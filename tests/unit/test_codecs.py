@@ -21,7 +21,7 @@ from model_monitoring.tables.incidents import Incident, IncidentBook, IncidentKe
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
 from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
-from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.partial import PartialState, forwarded_slot
 from tests.support.strategies import performance_sums
 
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -47,10 +47,12 @@ def histograms(draw: st.DrawFn) -> FeatureHistogram:
 
 
 
+# watermark slots: each input's own log, and the records forwarded from a source partition
+SLOTS = st.sampled_from(["f", "o"]) | st.builds(forwarded_slot, st.sampled_from(["f", "o"]), PARTITION)
 PARTIALS = st.builds(PartialState, histograms(), performance_sums(max_size=8),
-                     st.dictionaries(st.sampled_from(["f", "o"]), st.integers(-1, 10**9)),
+                     st.dictionaries(SLOTS, st.integers(-1, 10**9)),
                      st.integers(0, 1000))
-SOURCE = st.tuples(st.sampled_from(["f", "o"]), st.integers(0, 10**9), st.integers(0, 1000))
+SOURCE = st.tuples(SLOTS, st.integers(0, 10**9), st.integers(0, 1000))
 PREDICTIONS = st.builds(Prediction, NAME, NAME, NAME, TEXT, MS, st.floats(0, 1), SOURCE)
 OUTCOMES = st.builds(Outcome, NAME, NAME, st.sampled_from([0.0, 1.0, 12.5]), MS, SOURCE)
 JOIN_ENTRIES = st.builds(JoinEntry, st.none() | PREDICTIONS, st.none() | OUTCOMES, st.none() | SOURCE)
