@@ -68,7 +68,7 @@ class IngestShell:
         """The pure fold over the current table values (reads only)."""
         s, t = self.m.settings, self.m.tables
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
-                          baseline_for=self.baselines.lookup)
+                          baseline_for=self.baselines.lookup, join_ttl_ms=s.join_ttl_ms)
 
         def get_partial(k: bytes) -> PartialState | None:
             raw = t.partials.get(k)
@@ -79,9 +79,11 @@ class IngestShell:
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
         high_water = meta.get(FEATURES if kind == "features" else OUTCOMES, -1)
+        partition_high_water = max(meta.values(), default=-1)  # the mark expiry reads
         if kind == "features":
-            return fold.fold_predictions(records, get_partial, get_join, high_water)
-        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms)
+            return fold.fold_predictions(records, get_partial, get_join, high_water, partition_high_water)
+        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms,
+                                  partition_high_water)
 
     async def write(self, partition: int, kind: str, result: FoldResult, meta: dict[str, int]) -> None:
         """Join entries first, acknowledged, then the partials: a partial that survives a crash
