@@ -73,16 +73,22 @@ def partials_to_trim(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[i
 JOIN_STATES = ("matched", "unmatched_prediction", "unmatched_outcome")
 
 
+# A join entry stays this long past the TTL: the ingest fold stops matching at the TTL, and an
+# outcome that comes for a prediction inside the grace is counted as unmatched in label health
+# (tables/ingest.py) whenever the timer runs. Sales outcomes come up to ~120 days late.
+LATE_OUTCOME_GRACE_MS = 35 * 86_400_000
+
+
 def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int, int],
                   ttl_ms: int) -> Iterator[tuple[bytes, str]]:
-    """Join entries last touched (event time) before (high-water mark − TTL), with their state."""
+    """Join entries last touched (event time) before (high-water mark − TTL − grace), with their state."""
     for raw_key, raw_value in items:
         partition = partition_of(raw_key)
         hw = high_water_ms.get(partition)
         if hw is None:
             continue
         entry = JoinEntry.from_bytes(raw_value)
-        if entry.last_seen_ms < hw - ttl_ms:
+        if entry.last_seen_ms < hw - ttl_ms - LATE_OUTCOME_GRACE_MS:
             matched, unmatched_prediction, unmatched_outcome = JOIN_STATES
             state = (matched if entry.matched_by else
                      unmatched_prediction if entry.prediction else unmatched_outcome)

@@ -67,6 +67,7 @@ class _PendingPartial:
     predictions: list[float] = field(default_factory=list)  # pairs: prediction, outcome, lag
     outcomes: list[float] = field(default_factory=list)
     lags_ms: list[int] = field(default_factory=list)
+    unmatched: int = 0  # outcomes whose prediction had expired (arrival days only)
     max_offset: dict[str, int] = field(default_factory=dict)
 
 
@@ -158,7 +159,18 @@ class IngestFold:
                 continue
             outcome = Outcome(rec.tenant_id, rec.model_id, float(rec.outcome), rec.timestamp_ms, source)
             entry = entry.with_outcome(outcome)
-            if pred is None:
+            if pred is not None and entry.matched_by is None and pred.timestamp_ms < max(
+                    self.partition_high_water_ms, out.max_event_ms) - join_ttl_ms:
+                # its prediction is past the join TTL (whether or not the timer has deleted it
+                # yet): the outcome matches nothing, and label health counts it on its day
+                out.counts["unmatched_late_outcomes"] += 1
+                slot = self._pending(pending, ArrivalKey(
+                    self.partition, pred.tenant_id, pred.model_id, pred.model_version, pred.segment,
+                    rec.timestamp_ms // self.bucket_ms), get_partial)
+                if not slot.before.applied(OUTCOMES, offset):
+                    slot.unmatched += 1
+                    slot.max_offset[OUTCOMES] = max(offset, slot.max_offset.get(OUTCOMES, -1))
+            elif pred is None:
                 out.counts["early_outcomes"] += 1
             elif entry.matched_by in (None, source):
                 entry = entry.matched(source)
@@ -235,6 +247,8 @@ class IngestFold:
                                 lags=state.lags.update_many(slot.lags_ms))
             if slot.scores:
                 state = self._with_scores(state, key, slot.scores, histogram)
+            if slot.unmatched:
+                state = replace(state, expired_outcomes=state.expired_outcomes + slot.unmatched)
             state = state.add(histogram, performance)
             for topic_slot, offset in slot.max_offset.items():
                 state = state.with_watermark(topic_slot, offset)

@@ -66,7 +66,9 @@ def labels_report(*, predictions: int, labelled: int, arrived_lags: LagHistogram
         "lagP90Hours": arrived_lags.quantile_hours(0.9),
         "lagResolutionHours": "±0.5 below 48 h, ±12 above",
         "lagSampleSize": arrived_lags.n,
+        # outcomes that matched no prediction: theirs was past the join TTL when they came
         "expiredEarlyOutcomes": expired_outcomes,
+        "unmatchedOutcomes": expired_outcomes,
     }
     return report, coverage_check(cohorts, policy)
 

@@ -145,6 +145,19 @@ def test_an_outcome_past_the_retention_counts_once_and_a_redelivery_past_the_err
     assert arrived is not None and arrived.performance.n == 1
 
 
+def test_an_outcome_later_than_the_join_ttl_is_unmatched_and_counted_once() -> None:
+    s = Store()
+    day0 = T0 // DAY
+    s.apply("f", s.batch("f", [pred("p1", T0 + HOUR_MS)]))
+    s.apply("f", s.batch("f", [pred("clock-95", T0 + 95 * DAY)]))
+    late = s.batch("o", [outc("p1", 1.0, T0 + 96 * DAY)])
+    s.apply("o", late)
+    s.apply("o", late)
+    arrived = arrival_day(s, day0 + 96)
+    assert arrived is not None and arrived.expired_outcomes == 1 and arrived.performance.n == 0
+    assert s.counts["matched"] == 0
+
+
 def test_before_the_fix_the_day_60_outcome_would_land_on_an_expired_day() -> None:
     """What the retention fix is about: with error sums expiring at the retention (the old rule),
     the day-0 partial is gone before its outcome comes."""
@@ -236,8 +249,9 @@ def test_lag_quantiles_are_within_the_stated_resolution() -> None:
 
 
 def sales_log(seed: int, *, weeks: int = 16, per_day: int = 120, degrade_from: int = 8,
-              shift_from: int = 15) -> tuple[list[InferenceRecord], list[OutcomeRecord]]:
-    """Predictions every day; outcomes 2–120 days later (log-normal); the model goes wrong on
+              shift_from: int = 15, max_lag_days: int = 85) -> tuple[list[InferenceRecord], list[OutcomeRecord]]:
+    """Predictions every day; outcomes 2–85 days later (log-normal: within the join TTL, whose
+    crossing the tests above cover; the simulator's `sales` goes to 120); the model goes wrong on
     the predictions made from `degrade_from` weeks; its scores move from `shift_from` weeks."""
     rng = np.random.default_rng(seed)
     preds, outs = [], []
@@ -250,7 +264,7 @@ def sales_log(seed: int, *, weeks: int = 16, per_day: int = 120, degrade_from: i
             truth = p if day < degrade_from * 7 else 1.0 - p
             pid = f"d{day}-{i}"
             preds.append(pred(pid, ts, p, float(rng.normal())))
-            lag = int(min(120, max(2, rng.lognormal(3.3, 0.6))) * DAY) + int(rng.integers(0, DAY))
+            lag = int(min(max_lag_days - 1, max(2, rng.lognormal(3.3, 0.6))) * DAY) + int(rng.integers(0, DAY))
             outs.append(outc(pid, float(rng.random() < truth), ts + lag))
     return preds, outs
 
@@ -311,6 +325,7 @@ def test_every_figure_of_the_outcome_clock_equals_numpy_on_the_raw_values() -> N
         counts, _ = BASELINE.prediction.bins.bin_values(list(in_window))  # type: ignore[union-attr]
         assert snap["prediction"]["value"] == pytest.approx(psi(expected, counts)[0], abs=1e-12)
         labels = snap["labels"]
+        assert labels["expiredEarlyOutcomes"] == 0  # every lag is within the join TTL here
         assert labels["coverage"] == pytest.approx(len(made) / in_window.size, abs=1e-12)
         lags = np.array([o.timestamp_ms - r.timestamp_ms for r, o in arrived])
         for q, name in ((0.5, "lagP50Hours"), (0.9, "lagP90Hours")):
