@@ -25,7 +25,16 @@ import orjson
 
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from model_monitoring.commands.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.commands.simulate import (
+    DAY_MS,
+    Message,
+    SalesConfig,
+    Scenario,
+    StreamConfig,
+    generate,
+    generate_sales,
+    reference_records,
+)
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
@@ -288,10 +297,12 @@ def run_simulate(args: argparse.Namespace) -> int:
         print(f"wrote {len(records):,} reference records of {args.models[0]} to {args.reference}")
         return 0
     s = load_settings(os.environ, None, **({"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}))
+    end = args.end_ms or (int(time.time() * 1000) // DAY_MS) * DAY_MS
+    if args.scenario == "sales":
+        return _simulate_sales(args, s, end)
     scenario = {"none": Scenario(), "drift": Scenario(numeric_shift=(f"{args.tenants[0]}:{args.models[0]}",)),
                 "accuracy": Scenario(accuracy_drop=(f"{args.tenants[0]}:{args.models[-1]}",)),
                 "demo": DEMO_SCENARIO}[args.scenario]
-    end = args.end_ms or (int(time.time() * 1000) // DAY_MS) * DAY_MS
     cfg = StreamConfig(tenants=tuple(args.tenants), models=tuple(args.models), events_per_key=args.events_per_key,
                        days=args.days, end_ms=end, seed=args.seed, scenario=scenario,
                        envelope_size=args.envelope_size)
@@ -315,6 +326,30 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_sales(args: argparse.Namespace, s: Settings, end: int) -> int:
+    cfg = SalesConfig(end_ms=end, seed=args.seed)
+    messages = list(generate_sales(cfg))
+    if args.output:
+        Path(args.output).write_bytes(b"\n".join(m.value for m in messages if m.kind == "features") + b"\n")
+        if args.outcomes_output:
+            Path(args.outcomes_output).write_bytes(b"\n".join(m.value for m in messages if m.kind == "outcomes") + b"\n")
+        print(f"wrote the sales scenario ({len(messages):,} messages) to {args.output}")
+        return 0
+    asyncio.run(ensure_topics(s))
+    if args.baselines:
+        baseline = sales_baseline(cfg)
+        asyncio.run(produce(s.kafka_bootstrap_servers, [(s.baselines_topic, baseline.key().encode(),
+                                                         orjson.dumps(baseline.to_dict()))]))
+    asyncio.run(stream_messages(s.kafka_bootstrap_servers, s, messages, rate=args.rate))
+    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, UTC).isoformat()}).decode())
+    return 0
+
+
+def sales_baseline(cfg: SalesConfig, n: int = 20_000) -> Baseline:
+    return build_baseline(reference_records(cfg.model, n=n, seed=101, version=cfg.version), model_id=cfg.model,
+                          model_version=cfg.version, tenant_id=None, task="classification")
+
+
 def add_demo_parsers(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole job end to end on the embedded broker")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting the embedded broker")
@@ -335,7 +370,9 @@ def add_demo_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
     p.add_argument("--envelope-size", type=int, default=1)
-    p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo"], default="demo")
+    p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo", "sales"], default="demo",
+                   help="sales: one deal-scoring model over 20 weeks, outcomes 2-120 days late, degraded "
+                        "from week 12, scores moving in week 20 (--days and --events-per-key are per day here)")
     p.add_argument("--baselines", action="store_true", help="also publish baselines for the models")
     p.add_argument("--reference", metavar="FILE",
                    help="only write a reference sample (JSON Lines with outcomes) of the first model")

@@ -33,11 +33,22 @@ class Scored:
     outcome_ms: int | None = None
 
 
+JOIN_TTL_MS = 90 * 86_400_000  # the setting's default
+
+
 def view_state(baseline: Baseline | None, records: Sequence[Scored], *, window_start_ms: int,
-               window_end_ms: int, cohorts: Sequence[Scored] = ()) -> PartialState:
+               window_end_ms: int, cohorts: Sequence[Scored] = (), join_ttl_ms: int = JOIN_TTL_MS) -> PartialState:
     """`records`: the predictions made in the window (and their outcomes so far); `cohorts`:
-    the predictions of the COHORT_WEEKS weeks before the window's end, for label health (the
-    window's own included), default the same records."""
+    every prediction known (the window's own included), default the same records: those of the
+    COHORT_WEEKS weeks before the window's end make label health's cohorts, and those whose
+    outcome arrived in the window make the outcome-arrival view."""
+    # an outcome later than the join TTL matches nothing (as in the stream): unmatched, counted
+    # on its arrival day
+    late = [r for r in (cohorts or records) if r.outcome_ms is not None and r.outcome_ms - r.timestamp_ms > join_ttl_ms]
+    unmatched = sum(1 for r in late if r.outcome_ms is not None and window_start_ms <= r.outcome_ms < window_end_ms)
+    late_ids = {id(r) for r in late}
+    records = [_unlabelled(r) if id(r) in late_ids else r for r in records]
+    cohorts = [_unlabelled(r) if id(r) in late_ids else r for r in cohorts]
     p = np.asarray([r.prediction for r in records], dtype=np.float64)
     histogram = count_batch(baseline, [r.features for r in records])
     score_counts: tuple[int, ...] = ()
@@ -45,7 +56,7 @@ def view_state(baseline: Baseline | None, records: Sequence[Scored], *, window_s
         counts, _ = baseline.prediction.bins.bin_values(list(p))
         score_counts = tuple(int(c) for c in counts)
     made = _pairs(records)
-    arrived = _pairs([r for r in records if r.outcome_ms is not None
+    arrived = _pairs([r for r in (cohorts or records) if r.outcome_ms is not None
                       and window_start_ms <= max(r.timestamp_ms, r.outcome_ms) < window_end_ms])
     weeks: dict[int, Cohort] = {}
     for r in cohorts or records:
@@ -58,7 +69,11 @@ def view_state(baseline: Baseline | None, records: Sequence[Scored], *, window_s
     return PartialState(
         histogram=histogram, performance=made[0], scores=ErrorSums().update_many(np.clip(p, 0.0, 1.0)),
         score_counts=score_counts, calibration=made[1], lags=made[2], arrived_performance=arrived[0],
-        arrived_calibration=arrived[1], arrived_lags=arrived[2], cohorts=weeks)
+        arrived_calibration=arrived[1], arrived_lags=arrived[2], cohorts=weeks, expired_outcomes=unmatched)
+
+
+def _unlabelled(r: Scored) -> Scored:
+    return Scored(r.timestamp_ms, r.prediction, r.features)
 
 
 def _pairs(records: Sequence[Scored]) -> tuple[PerformanceSums, ReliabilityBins, LagHistogram]:
