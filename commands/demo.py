@@ -4,7 +4,10 @@ The demo runs the whole job on the embedded default: the bundled broker, a worke
 built from a reference sample, three weeks of traffic with one drift and one accuracy drop
 injected in the first two, and one weekly run per week (the last over the HTTP route with a
 service token). It prints what each run published: the incidents opened in week 1, going on in
-week 2 and resolved in week 3. It stops every process it started, also on Ctrl-C."""
+week 2 and resolved in week 3. Then the outcome clock: a sales model whose deals close 2–120
+days after the prediction, degraded from week 12 (only the outcome-arrival view can see it),
+with its calibration, and a prediction-score drift that pages the week the scores move, weeks
+before their labels. It stops every process it started, also on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -243,6 +246,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print("\nIncident lifecycle:")
         for line in lifecycle(weeks):
             print("  " + line)
+        outcome_clock_demo(bootstrap, s, today, args.seed)
         first, last = weeks[0][1], weeks[-1][1]
         for title, sample in (("an opened drift event", first["drift"][:1]),
                               ("a resolved drift event", last["resolved"][:1])):
@@ -274,6 +278,57 @@ def run_demo(args: argparse.Namespace) -> int:
             broker.stop()
         if not args.keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def outcome_clock_demo(bootstrap: str, s: Settings, today: int, seed: int) -> None:
+    """Part two: a sales model whose outcomes come weeks to months after its predictions."""
+    cfg = SalesConfig(end_ms=today, seed=seed)
+    baseline = sales_baseline(cfg)
+    asyncio.run(produce(bootstrap, [(s.baselines_topic, baseline.key().encode(), orjson.dumps(baseline.to_dict()))]))
+    messages = list(generate_sales(cfg))
+    print(f"\n6. the outcome clock: {cfg.tenant}:{cfg.model} scores sales deals; a deal closes 2-120 days after "
+          f"its prediction (median ~{cfg.median_lag_days:.0f} days). 20 weeks of traffic, {len(messages):,} messages: the "
+          "model goes wrong from week 12, its scores move in week 20")
+    asyncio.run(stream_messages(bootstrap, s, messages))
+    asyncio.run(wait_caught_up(bootstrap, s))
+    for weeks_back in (1, 0):
+        end = today - weeks_back * 7 * DAY_MS
+        job_run_id = f"demo-sales-{weeks_back}-{today // DAY_MS}"
+        doc = {"job": "model-monitoring", "jobRunId": job_run_id,
+               "metadata": {"windowEnd": format_timestamp(end), "tenantIds": [cfg.tenant]}}
+        asyncio.run(produce(bootstrap, [(s.trigger_topic, job_run_id.encode(), orjson.dumps(doc))]))
+        asyncio.run(wait_for_run(bootstrap, s, job_run_id))
+        events = run_events(bootstrap, s, job_run_id)
+        snap = next(d for d in events["snapshot"] if d["segment"] is None)
+        views = snap.get("performanceViews") or {}
+        print(f"\nWeek {20 - weeks_back} (window ending {format_timestamp(end)}), jobRunId={job_run_id}:")
+        for basis in ("prediction", "outcome"):
+            brier = (views.get(basis) or {}).get("brier") or {}
+            value = "-" if brier.get("value") is None else f"{brier['value']:.4f}"
+            print(f"  {basis + ' view':<16} brier {value:>7} on {brier.get('sampleSize', 0):>5} outcomes: "
+                  f"{brier.get('status')}")
+        expected = snap.get("expectedBrier")
+        print(f"  expected Brier if calibrated, E[p(1-p)] of the window's predictions: "
+              f"{expected:.4f} (realized, outcome view: {views['outcome']['brier']['value']:.4f})")
+        calibration = snap.get("calibration")
+        if calibration:
+            print(f"  calibration: ECE {calibration['ece']:.4f} (a calibrated model would show "
+                  f"{calibration['eceNullMean']:.4f} at this n); Brier {calibration['brier']:.4f} = "
+                  f"REL {calibration['reliability']:.4f} - RES {calibration['resolution']:.4f} + "
+                  f"UNC {calibration['uncertainty']:.4f} + WBV {calibration['withinBinVariance']:.4f} - "
+                  f"WBC {calibration['withinBinCovariance']:.4f}")
+        labels = snap["labels"]
+        print(f"  labels: {labels['coverage']:.1%} of the window's predictions labelled; lag p50 "
+              f"{labels['lagP50Hours'] / 24:.0f} d, p90 {labels['lagP90Hours'] / 24:.0f} d; "
+              f"{labels['expiredEarlyOutcomes']} outcomes later than the join TTL (unmatched)")
+        score = snap.get("prediction") or {}
+        print(f"  prediction score PSI {score.get('value') or 0:.4f}: {score.get('status')}")
+        for kind in ("drift", "degraded"):
+            for e in events[kind]:
+                print(lifecycle_line(kind, e) + (f"  [{e.get('kind')}]" if kind == "drift" else
+                                                 f"  [windowBasis {e.get('windowBasis')}]"))
+    print("\n  The prediction-window view cannot judge this week's deals for weeks; the outcome-arrival "
+          "view catches the model that went wrong, and the score drift pages the week it happens.")
 
 
 def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]]) -> list[str]:
