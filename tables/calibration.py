@@ -181,6 +181,8 @@ def ece_test(current: ReliabilityBins, baseline_ece: float | None, baseline_null
     threshold = allowed + float(np.quantile(null, confidence))
     p_value = float((1 + np.count_nonzero(null >= value - allowed)) / (null.size + 1))
     null_mean = current.null_mean()
-    clear = excess * (1.0 + tolerance / 2.0) + (null_mean or 0.0)
+    # hysteresis: an incident clears below half the tolerance over the model's own excess plus
+    # the null's 90th percentile (a calibrated model clears nine runs in ten on its own)
+    clear = excess * (1.0 + tolerance / 2.0) + float(np.quantile(null, 0.9))
     status = "degraded" if value > threshold else "ok"
     return EceVerdict(value, baseline_ece, threshold, clear, status, n, p_value, null_mean)
