@@ -66,7 +66,7 @@ def sales(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                        failure=worker.log_tail)
             runs[weeks_back] = {kind: events(broker, topic, job_run_id) for kind, topic in (
                 ("snapshot", s.snapshot_topic), ("drift", s.drift_topic), ("degraded", s.degraded_topic))}
-        yield {"runs": runs, "messages": messages}
+        yield {"runs": runs, "messages": messages, "metrics": worker.get("/metrics")[1].decode()}
     finally:
         worker.stop()
 
@@ -124,6 +124,9 @@ def test_the_outcome_view_catches_what_the_prediction_view_cannot_see_yet(sales:
                > 90 * DAY_MS)
     assert late > 0 and labels["expiredEarlyOutcomes"] == late  # outcomes later than the TTL: unmatched, not lost
     assert snap["expectedBrier"] is not None and snap["expectedBrier"] < brier["value"]
+    # label health in /metrics too
+    for name in ("label_coverage_window", "label_lag_p50_hours", "unmatched_outcomes", "expected_brier", "ece"):
+        assert f'model_monitoring_metric_value{{metric="{name}",model="deal-scoring"' in sales["metrics"], name
 
 
 def test_prediction_drift_fires_in_the_week_the_scores_move(sales: dict[str, Any]) -> None:
