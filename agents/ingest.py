@@ -87,7 +87,7 @@ class IngestShell:
         """The pure fold over the current table values (reads only)."""
         s, t = self.m.settings, self.m.tables
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
-                          baseline_for=self.baselines.lookup)
+                          baseline_for=self.baselines.lookup, join_ttl_ms=s.join_ttl_ms)
 
         def get_partial(k: bytes) -> PartialState | None:
             raw = t.partials.get(k)
@@ -98,9 +98,12 @@ class IngestShell:
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
         high_water = meta.get(slot, -1)
+        partition_high_water = max(meta.values(), default=-1)  # the mark expiry reads
         if kind == "features":
-            return fold.fold_predictions(records, get_partial, get_join, high_water, slot)
-        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms, slot)
+            return fold.fold_predictions(records, get_partial, get_join, high_water,
+                                         partition_high_water, slot=slot)
+        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms,
+                                  partition_high_water, slot=slot)
 
     async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int],
                     mark: int = -1) -> None:

@@ -158,6 +158,17 @@ class Evaluator:
         for metric, verdict in (snap.get("performance") or {}).items():
             if verdict and verdict.get("value") is not None:
                 m.set_capped(m.metric_value, (tenant, model, metric), float(verdict["value"]))
+        # the outcome clock: label health, expected Brier, the prediction score's PSI
+        labels = snap.get("labels") or {}
+        extra = {"label_coverage_window": labels.get("coverage"), "label_lag_p50_hours": labels.get("lagP50Hours"),
+                 "label_lag_p90_hours": labels.get("lagP90Hours"),
+                 "unmatched_outcomes": labels.get("expiredEarlyOutcomes"), "expected_brier": snap.get("expectedBrier")}
+        for name, value in extra.items():
+            if value is not None:
+                m.set_capped(m.metric_value, (tenant, model, name), float(value))
+        score = snap.get("prediction") or {}
+        if score.get("value") is not None:
+            m.set_capped(m.psi, (tenant, model, "prediction"), float(score["value"]))
 
 
 def register(monitor: Monitor) -> None:

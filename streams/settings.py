@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     resolve_after_runs: int = Field(2, ge=1, validation_alias=_env("MODEL_MONITORING_RESOLVE_AFTER_RUNS", "resolve_after_runs"))
     threshold_overrides: dict[str, dict[str, float]] = Field(
         default_factory=dict, validation_alias=_env("MODEL_MONITORING_THRESHOLD_OVERRIDES", "threshold_overrides"))
+    # the outcome clock: which view `performance` and the degraded events use (`outcome`: the
+    # outcomes that arrived in the window; `prediction`: the window's predictions labelled so far)
+    performance_window: Literal["outcome", "prediction"] = Field(
+        "outcome", validation_alias=_env("MODEL_MONITORING_PERFORMANCE_WINDOW", "performance_window"))
+    # label_coverage: degraded below this share of the trailing 8-week median, cohorts compared
+    # at this age
+    label_coverage_share: float = Field(0.5, gt=0, lt=1, validation_alias=_env("MODEL_MONITORING_LABEL_COVERAGE_SHARE", "label_coverage_share"))
+    label_coverage_age_days: int = Field(14, ge=1, le=21, validation_alias=_env("MODEL_MONITORING_LABEL_COVERAGE_AGE_DAYS", "label_coverage_age_days"))
 
     # the weekly run
     cron: str = Field("0 6 * * 0", validation_alias=_env("MODEL_MONITORING_CRON", "cron", "model_monitoring_cron"))
@@ -209,6 +217,8 @@ class Settings(BaseSettings):
             min_samples=self.min_samples, min_outcomes=self.min_outcomes,
             tolerance=self.tolerance, confidence=self.confidence,
             overrides=self.threshold_overrides, fdr_q=self.fdr_q,
+            performance_window=self.performance_window, label_coverage_share=self.label_coverage_share,
+            label_coverage_age_days=self.label_coverage_age_days,
         )
 
     def incident_policy(self) -> IncidentPolicy:

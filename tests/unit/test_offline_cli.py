@@ -19,6 +19,7 @@ from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
 from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.record_state import Scored, view_state
 from model_monitoring.tables.records import read_inference_records
 from model_monitoring.tables.run_evaluation import evaluate_key
 from model_monitoring.tables.thresholds import Thresholds
@@ -84,7 +85,9 @@ def test_baseline_build_writes_the_contract_baseline_of_the_reference(files: dic
                               task="classification")
     assert Baseline.from_dict(document) == expected
     assert document["sampleSize"] == 2_000 and expected.brier is not None
-    assert document["performance"] == {"brier": expected.brier, "mae": expected.mae}
+    assert {k: document["performance"][k] for k in ("brier", "mae")} == {"brier": expected.brier, "mae": expected.mae}
+    assert document["performance"]["ece"] == expected.ece and len(document["performance"]["calibration"]) == 10
+    assert document["prediction"]["kind"] == "numeric"
 
 
 def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Path], built: Path) -> None:
@@ -95,17 +98,21 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
     current = [r for _, r in read_inference_records(str(files["current"]))]
     y = {o["predictionId"]: o["outcome"] for o in map(orjson.loads, files["outcomes"].read_bytes().splitlines())}
 
+    window = (parse_timestamp_ms("2026-11-20T10:00:00.000Z"), parse_timestamp_ms("2026-11-26T10:00:00.001Z"))
+    labelled_at = parse_timestamp_ms("2026-12-01T09:00:00Z")  # after the window: the outcome view is empty
+
     def state(rows: list[dict[str, Any]]) -> PartialState:
-        return PartialState(count_batch(baseline, [r["features"] for r in rows]), PerformanceSums.empty().update_many(
-            [r["prediction"] for r in rows], [y[r["predictionId"]] for r in rows]))
+        scored = [Scored(parse_timestamp_ms(r["timestamp"]), r["prediction"], r["features"], y[r["predictionId"]],
+                         labelled_at) for r in rows]
+        return view_state(baseline, scored, window_start_ms=window[0], window_end_ms=window[1])
 
     views = {("3", s): state([r for r in current if s is None or r["segment"] == s]) for s in (None, "emea", "apac")}
-    window = (parse_timestamp_ms("2026-11-20T10:00:00.000Z"), parse_timestamp_ms("2026-11-26T10:00:00.001Z"))
-    stream = evaluate_key("tenant-1:risk-scoring", views, baseline_for=lambda t, m, v: baseline, thresholds=Thresholds(),
+    stream = evaluate_key("tenant-1:risk-scoring", views, baseline_for=lambda t, m, v: baseline,
+                          thresholds=Thresholds(performance_window="prediction"),
                           job_run_id="offline", window_start_ms=window[0], window_end_ms=window[1],
                           detected_at="2026-11-29T06:00:00.000Z").of_kind("snapshot")
     result = run("check", "--baseline", str(built), "--current", str(files["current"]),
-                 "--outcomes", str(files["outcomes"]))
+                 "--outcomes", str(files["outcomes"]), "--performance-window", "prediction")
     assert result.returncode == 0, result.stderr
     snapshot = orjson.loads(result.stdout)
     VALIDATORS.validate("snapshot", snapshot)
@@ -116,8 +123,10 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
     assert snapshot["features"]["age_days"]["status"] == "ok"
     assert snapshot["performance"]["brier"]["status"] == "degraded"
     assert snapshot["performance"]["mae"]["sampleSize"] == 1_500
+    assert snapshot["windowBasis"] == "prediction" and snapshot["performanceViews"]["outcome"]["brier"]["sampleSize"] == 0
     emea = orjson.loads(run("check", "--baseline", str(built), "--current", str(files["current"]),
-                            "--outcomes", str(files["outcomes"]), "--segment", "emea").stdout)
+                            "--outcomes", str(files["outcomes"]), "--segment", "emea",
+                            "--performance-window", "prediction").stdout)
     mine = next(s for s in stream if s["segment"] == "emea")
     assert {k: v for k, v in emea.items() if not k.startswith("window")} == \
            {k: v for k, v in orjson.loads(orjson.dumps(mine)).items() if not k.startswith("window")}
@@ -125,10 +134,10 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
 
 def test_check_table_is_readable(files: dict[str, Path], built: Path) -> None:
     result = run("check", "--baseline", str(built), "--current", str(files["current"]),
-                 "--outcomes", str(files["outcomes"]), "--format", "table")
+                 "--outcomes", str(files["outcomes"]), "--format", "table", "--performance-window", "prediction")
     assert result.returncode == 0, result.stderr
     as_json = run("check", "--baseline", str(built), "--current", str(files["current"]),
-                  "--outcomes", str(files["outcomes"]))
+                  "--outcomes", str(files["outcomes"]), "--performance-window", "prediction")
     snapshot = orjson.loads(as_json.stdout)
     assert result.stdout == render_table(snapshot)
     lines = result.stdout.splitlines()
