@@ -28,8 +28,9 @@ async def true_end_offsets(consumer_kwargs: Mapping[str, Any], tps: Iterable[Top
     it never returns a reported end it could not check. It did, after 5 s: on a loaded machine
     the probe (a new client: connection, metadata, fetch) took longer, and table recovery after
     a crash read the changelogs up to the reported ends — short of their last batch, whose
-    writes (partials, join entries) were lost while their inputs stayed committed (the SIGKILL
-    test: a few % of the counts missing); the oracle reading a changelog stopped short alike."""
+    writes (partials, join entries) were lost while their inputs stayed committed; the oracle
+    reading a changelog stopped short alike. (A suspected cause of the SIGKILL test's rare
+    shortfall of matched outcomes, not a proven one.)"""
     tps = [tp for tp in tps if reported.get(tp)]
     result = dict(reported)
     if not tps:
