@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from model_monitoring.commands.broker import Broker
 from model_monitoring.commands.harness import produce
@@ -22,6 +23,14 @@ pytestmark = pytest.mark.integration
 
 async def test_an_end_offset_the_probe_could_not_check_is_never_returned(broker: Broker, unique: str) -> None:
     topic = f"{unique}.short-end"
+    # created first: the Apache Kafka launcher does not auto-create topics
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+
     def first(key: object, partitions: list[int], available: list[int]) -> int:
         return partitions[0]
     assert await produce(broker.bootstrap, [(topic, None, b"first")], partitioner=first) == 1
