@@ -1,6 +1,6 @@
 """The project's faust Agent: a revoked partition's actor stops, and stays stopped.
 
-faust (0.11) stops the actor of a revoked isolated partition by cancelling its task. The task's
+faust-streaming (0.15.3) stops the actor of a revoked isolated partition by cancelling its task. The task's
 CancelledError reaches `Agent._execute_actor`, which logs "Restarting on rebalance", marks the
 actor crashed (an ERROR line, `Crashed reason=CancelledError()`) and wakes the supervisor. The
 actor is still in the supervisor's list, so the supervisor replaces it with a new actor on the
