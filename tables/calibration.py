@@ -112,7 +112,9 @@ class ReliabilityBins:
         n_total = self.n
         if n_total == 0:
             return np.zeros(0)
-        variances = np.array([max(float(Fraction(s[1] - s[2], _UNIT)), 0.0) for s in self.sums.values()])
+        # one column of draws per bin index, empty bins included, so the draws do not depend on
+        # which bins are filled or in what order partials were merged
+        variances = np.array([self._variance(k) for k in range(self.n_bins)])
         draws = np.random.default_rng(_SEED).standard_normal((_DRAWS, variances.size))
         return np.asarray(np.abs(draws * np.sqrt(variances)).sum(axis=1) / n_total)
 
@@ -121,9 +123,13 @@ class ReliabilityBins:
         n_total = self.n
         if n_total == 0:
             return None
-        total = sum(np.sqrt(2.0 * max(float(Fraction(s[1] - s[2], _UNIT)), 0.0) / np.pi)
-                    for s in self.sums.values())
+        total = sum(np.sqrt(2.0 * self._variance(k) / np.pi) for k in range(self.n_bins))
         return float(total / n_total)
+
+    def _variance(self, k: int) -> float:
+        """Σp(1−p) of bin k: the variance of its outcome count under perfect calibration."""
+        s = self.sums.get(k)
+        return max(float(Fraction(s[1] - s[2], _UNIT)), 0.0) if s else 0.0
 
     def bins_report(self) -> list[dict[str, object]]:
         """`[{bin, count, meanPrediction, observedRate}]`, every bin, empty ones with nulls."""
