@@ -81,6 +81,12 @@ class Metrics:
         self.metric_value = Gauge(
             "model_monitoring_metric_value", "Last run's performance metric (segment null).",
             ["tenant", "model", "metric"], registry=r)
+        self.label_health = Gauge(
+            "model_monitoring_label_health",
+            "Last run's label health per model version (segment null): coverage (share of the "
+            "window's predictions labelled so far), lag_p50_hours, lag_p90_hours, "
+            "unmatched_outcomes, and expected_brier (E[p(1-p)] of the window's predictions).",
+            ["tenant", "model", "version", "figure"], registry=r)
         self.gauges_dropped = Counter(
             "model_monitoring_gauge_series_dropped_total",
             "Gauge series not exported because of the cardinality cap.", registry=r)

@@ -124,9 +124,12 @@ def test_the_outcome_view_catches_what_the_prediction_view_cannot_see_yet(sales:
                > 90 * DAY_MS)
     assert late > 0 and labels["expiredEarlyOutcomes"] == late  # outcomes later than the TTL: unmatched, not lost
     assert snap["expectedBrier"] is not None and snap["expectedBrier"] < brier["value"]
-    # label health in /metrics too
-    for name in ("label_coverage_window", "label_lag_p50_hours", "unmatched_outcomes", "expected_brier", "ece"):
-        assert f'model_monitoring_metric_value{{metric="{name}",model="deal-scoring"' in sales["metrics"], name
+    # label health in /metrics too, per model version
+    version = snap["modelVersion"]
+    for name in ("coverage", "lag_p50_hours", "lag_p90_hours", "unmatched_outcomes", "expected_brier"):
+        assert (f'model_monitoring_label_health{{figure="{name}",model="deal-scoring",tenant="{snap["tenantId"]}",'
+                f'version="{version}"}}') in sales["metrics"], name
+    assert 'model_monitoring_metric_value{metric="ece",model="deal-scoring"' in sales["metrics"]
 
 
 def test_prediction_drift_fires_in_the_week_the_scores_move(sales: dict[str, Any]) -> None:
