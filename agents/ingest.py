@@ -1,34 +1,46 @@
 """Ingest agents: inference features and outcomes, one actor per source partition, in batches.
 
-Thin shells over `tables.ingest.IngestFold`: decode and validate, fold, write each touched table
-key once, then dead-letter what could not be used. Nothing awaits between reading the table
-values and writing the new ones but the acknowledgement of the join entries, under a lock per
-partition, so no other fold of the partition can interleave."""
+Thin shells over `tables.ingest.IngestFold`: decode and validate, forward the records whose
+predictionId belongs to another partition (streams/repartition.py), fold the rest, write each
+touched table key once, then dead-letter what could not be used. The repartition topics have
+agents of their own, which fold the forwarded records under their source partition's slot.
+Nothing awaits between reading the table values and writing the new ones but the
+acknowledgement of the join entries, under a lock per partition, so no other fold of the
+partition can interleave."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
+from model_monitoring.agents.forwarded import parse_forwarded
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.streams.repartition import Outgoing, send_forwards
+from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import IncidentBookKey
-from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState
+from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState, forwarded_slot
 
 log = logging.getLogger("model_monitoring.ingest")
 
-Parsed = tuple[list[tuple[int, int, Any]], list[DeadLetter]]
+Rejected = list[tuple[int, int, str, str]]  # (offset, index, reason, detail)
+
+
+class Parsed(NamedTuple):
+    records: list[tuple[int, int, Any]]  # (offset, index in envelope or 0, record)
+    letters: list[DeadLetter]
+    envelopes: dict[int, list[Any]]      # offset -> the records of an envelope message
 
 
 def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
@@ -37,6 +49,7 @@ def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
     s, validators = monitor.settings, monitor.validators
     records: list[tuple[int, int, Any]] = []
     letters: list[DeadLetter] = []
+    envelopes: dict[int, list[Any]] = {}
     for event in events:
         msg = event.message
         try:
@@ -47,6 +60,8 @@ def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
                                       exc.reason, exc.detail))
             continue
         envelope = len(items) != 1 or items[0] is not obj  # split_envelope unwrapped it
+        if envelope:
+            envelopes[msg.offset] = items
         for index, item in enumerate(items):
             try:
                 validators.validate(kind, item)
@@ -55,7 +70,11 @@ def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
                 value = orjson.dumps(item) if envelope else msg.value
                 letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, value,
                                           exc.reason, exc.detail, index if envelope else None))
-    return records, letters
+    return Parsed(records, letters, envelopes)
+
+
+def direct_slot(kind: str) -> str:
+    return FEATURES if kind == "features" else OUTCOMES
 
 
 class IngestShell:
@@ -66,7 +85,7 @@ class IngestShell:
         self.baselines = monitor.baselines
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
-                meta: dict[str, int]) -> FoldResult:
+                meta: dict[str, int], slot: str) -> FoldResult:
         """The pure fold over the current table values (reads only)."""
         s, t = self.m.settings, self.m.tables
         tracker = None
@@ -79,7 +98,8 @@ class IngestShell:
 
             tracker = BucketTracker(partition, s.continuous_lateness_seconds * 1000, get_book)
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
-                          baseline_for=self.baselines.lookup, buckets=tracker)
+                          baseline_for=self.baselines.lookup, join_ttl_ms=s.join_ttl_ms,
+                          buckets=tracker)
 
         def get_partial(k: bytes) -> PartialState | None:
             raw = t.partials.get(k)
@@ -89,12 +109,16 @@ class IngestShell:
             raw = t.join_buffer.get(k)
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
-        high_water = meta.get(FEATURES if kind == "features" else OUTCOMES, -1)
+        high_water = meta.get(slot, -1)
+        partition_high_water = max(meta.values(), default=-1)  # the mark expiry reads
         if kind == "features":
-            return fold.fold_predictions(records, get_partial, get_join, high_water)
-        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms)
+            return fold.fold_predictions(records, get_partial, get_join, high_water,
+                                         partition_high_water, slot=slot)
+        return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms,
+                                  partition_high_water, slot=slot)
 
-    async def write(self, partition: int, kind: str, result: FoldResult, meta: dict[str, int]) -> None:
+    async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int],
+                    mark: int = -1) -> None:
         """Join entries first, acknowledged, then the partials: a partial that survives a crash
         then always has the join entries that explain it, so a replay can tell a counted pair
         from an uncounted one (tests/unit/test_ingest_fold.py). Errors here are the broker's,
@@ -107,9 +131,8 @@ class IngestShell:
         for key, state in result.partials.items():
             t.partials[key] = state.to_bytes()
         await self.write_buckets(partition, result)
-        slot = FEATURES if kind == "features" else OUTCOMES
-        if result.max_event_ms > meta.get(slot, -1):
-            meta[slot] = result.max_event_ms
+        if max(result.max_event_ms, mark) > meta.get(slot, -1):
+            meta[slot] = max(result.max_event_ms, mark)
             t.partials[meta_key(partition)] = orjson.dumps(meta)
 
     async def write_buckets(self, partition: int, result: FoldResult) -> None:
@@ -125,39 +148,44 @@ class IngestShell:
             for model_key, book in result.bucket_books.items():
                 table[IncidentBookKey(partition, model_key).encode()] = book.to_bytes()
 
-    async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]]
-                   ) -> tuple[FoldResult, list[tuple[int, int, str, str]]]:
+    async def fold(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
+                   slot: str | None = None, mark: int = -1) -> tuple[FoldResult, Rejected]:
+        """Fold records of one log (`slot`: the partition's own, by default, or a forwarded
+        source partition's) into `partition`'s tables; `mark`: the slot's event-time mark
+        moved by the records forwarded from it too (`admit_on_arrival`)."""
+        slot = slot or direct_slot(kind)
         async with self.m.partition_locks.lock(partition):
             meta = _read_meta(self.m.tables.partials, partition)
             try:
-                result = self.compute(partition, kind, records, meta)
+                result = self.compute(partition, kind, records, meta, slot)
             except Exception:  # a defect must not take the partition down: isolate the record
                 log.exception("batch fold failed on %s partition %d; folding record by record",
                               kind, partition)
-                return await self._one_by_one(partition, kind, records, meta)
-            await self.write(partition, kind, result, meta)
+                return await self._one_by_one(partition, kind, records, meta, slot, mark)
+            await self.write(partition, slot, result, meta, mark)
             return result, [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
 
     async def _one_by_one(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
-                          meta: dict[str, int]) -> tuple[FoldResult, list[tuple[int, int, str, str]]]:
+                          meta: dict[str, int], slot: str, mark: int) -> tuple[FoldResult, Rejected]:
         total, rejected = FoldResult(), []
         for rec in records:
             try:
-                one = self.compute(partition, kind, [rec], meta)
+                one = self.compute(partition, kind, [rec], meta, slot)
             except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr
                 rejected.append((rec[0], rec[1], "internal_error", repr(exc)[:300]))
                 continue
-            await self.write(partition, kind, one, meta)
+            await self.write(partition, slot, one, meta, mark)
             total.counts.update(one.counts)
             total.label_lags_ms += one.label_lags_ms
             rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
         return total, rejected
 
-    async def handle(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
+    async def handle(self, events: Sequence[EventT], kind: str, dlq: TopicT, forwarded: bool = False) -> None:
         """A batch of messages, folded in chunks of at most `max_records_per_fold` records (a
         batch of envelopes can hold hundreds of thousands: memory and event-loop stalls stay
-        bounded)."""
+        bounded). `forwarded`: the batch is from a repartition topic."""
         limit = self.m.settings.max_records_per_fold
+        handle_chunk = self.handle_forwarded_chunk if forwarded else self.handle_chunk
         chunk: list[EventT] = []
         size = 0
         for event in events:
@@ -165,30 +193,84 @@ class IngestShell:
             value = event.message.value or b""
             size += value.count(b'"predictionId"') if kind == "features" else 1
             if size >= limit:
-                await self.handle_chunk(chunk, kind, dlq)
+                await handle_chunk(chunk, kind, dlq)
                 chunk, size = [], 0
         if chunk:
-            await self.handle_chunk(chunk, kind, dlq)
+            await handle_chunk(chunk, kind, dlq)
 
     async def handle_chunk(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
+        """Messages of an input topic's partition: forward what belongs elsewhere, fold the rest."""
         started = time.perf_counter()
         make = InferenceRecord.from_dict if kind == "features" else OutcomeRecord.from_dict
-        records, letters = parse_batch(events, kind, self.m, make)
+        records, letters, envelopes = parse_batch(events, kind, self.m, make)
         partition = events[0].message.partition
         topic = events[0].message.topic
-        result, rejected = await self.fold(partition, kind, records)
+        s, slot = self.m.settings, direct_slot(kind)
+        async with self.m.partition_locks.lock(partition):
+            high_water = _read_meta(self.m.tables.partials, partition).get(slot, -1)
+        horizon, why = ((s.retention_ms, "prediction older than the retention") if kind == "features"
+                        else (s.join_ttl_ms, "outcome older than the join TTL"))
+        admitted, late, mark = admit_on_arrival(records, high_water, horizon, why)
+        own, forwards = route(admitted, partition, s.partitions)
         by_offset = {e.message.offset: e.message for e in events}
+        if forwards:
+            await self.forward(topic, partition, forwards, by_offset, envelopes)
+        result, rejected = await self.fold(partition, kind, own, slot, mark)
+        rejected += [(r.offset, r.index, r.reason, r.detail) for r in late]
         for offset, index, reason, detail in rejected:
             msg = by_offset[offset]
             value, at = _record_bytes(msg.value, index)
             letters.append(DeadLetter(msg.topic, msg.partition, offset, msg.key, value, reason,
                                       detail, at))
+        await self.account(topic, len(records), [result], letters, dlq, started)
+
+    async def forward(self, topic: str, partition: int, forwards: list[Forward],
+                      by_offset: dict[int, Any], envelopes: dict[int, list[Any]]) -> None:
+        """Send each (message, destination)'s records to the destination's repartition partition,
+        with their origin; return once the broker has them all (streams/repartition.py)."""
+        outgoing = []
+        for f in forwards:
+            msg = by_offset[f.offset]
+            items = envelopes.get(f.offset)
+            if items is None:  # a single record: its own bytes
+                value, indexes = msg.value, None
+            else:
+                value, indexes = envelope_of([items[i] for i in f.indexes]), f.indexes
+            outgoing.append(Outgoing(f.target, msg.key, value,
+                                     Origin(topic, partition, f.offset, indexes).headers()))
+        await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic, partition, outgoing)
+        self.m.metrics.mispartitioned.labels(topic).inc(sum(len(f.indexes) for f in forwards))
+
+    async def handle_forwarded_chunk(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
+        """Messages of a repartition topic's partition: each source partition's records folded
+        under its own slot, with its own offsets."""
+        started = time.perf_counter()
+        s = self.m.settings
+        make = InferenceRecord.from_dict if kind == "features" else OutcomeRecord.from_dict
+        source_topic = s.features_topic if kind == "features" else s.outcomes_topic
+        batch = parse_forwarded(events, kind, source_topic, self.m, make)
+        partition = events[0].message.partition
+        results = []
+        for source_partition, records in batch.by_source.items():
+            slot = forwarded_slot(direct_slot(kind), source_partition)
+            result, rejected = await self.fold(partition, kind, records, slot)
+            results.append(result)
+            batch.letters += [batch.dead_letter(source_partition, offset, index, reason, detail)
+                              for offset, index, reason, detail in rejected]
+        # counted in records_consumed_total where they arrived, and in mispartitioned_records_total
+        await self.account(events[0].message.topic, 0, results, batch.letters, dlq, started)
+
+    async def account(self, topic: str, n_records: int, results: list[FoldResult],
+                      letters: list[DeadLetter], dlq: TopicT, started: float) -> None:
+        """Metrics of a chunk, then its dead letters."""
         m = self.m.metrics
-        m.records.labels(topic).inc(len(records))
-        for kind_name, n in result.counts.items():
-            m.ingest_events.labels(kind_name).inc(n)
-        for lag in result.label_lags_ms:
-            m.label_lag.observe(lag / 1000.0)
+        if n_records:
+            m.records.labels(topic).inc(n_records)
+        for result in results:
+            for kind_name, n in result.counts.items():
+                m.ingest_events.labels(kind_name).inc(n)
+            for lag in result.label_lags_ms:
+                m.label_lag.observe(lag / 1000.0)
         m.batch_seconds.labels(topic).observe(time.perf_counter() - started)
         if letters:
             await send_dead_letters(dlq, letters, m)
@@ -228,3 +310,15 @@ def register(monitor: Monitor) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]
                 s.batch_size, within=s.batch_within_seconds):
             await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes))
+
+    @app.agent(topics.features_repartition, name="ingest-forwarded-features", isolated_partitions=True)
+    async def ingest_forwarded_features(stream: StreamT) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+                s.batch_size, within=s.batch_within_seconds):
+            await shell.handle(events, "features", topics.dlq_for(topics.features), forwarded=True)
+
+    @app.agent(topics.outcomes_repartition, name="ingest-forwarded-outcomes", isolated_partitions=True)
+    async def ingest_forwarded_outcomes(stream: StreamT) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+                s.batch_size, within=s.batch_within_seconds):
+            await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes), forwarded=True)

@@ -8,9 +8,10 @@ from collections import defaultdict
 
 from model_monitoring.streams.app import Monitor
 from model_monitoring.tables.evaluation_state import Evaluation
-from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks
+from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks, partials_to_trim
 from model_monitoring.tables.job_run import JobRun
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key, is_meta_key, partition_of
+from model_monitoring.tables.partial import PartialState
 
 log = logging.getLogger("model_monitoring.maintenance")
 
@@ -21,8 +22,18 @@ async def expire_state(monitor: Monitor) -> tuple[int, int]:
     s, t, m = monitor.settings, monitor.tables, monitor.metrics
     marks = high_water_marks((k, v) for k, v in t.partials.items() if is_meta_key(k))
     by_partition: dict[int, list[tuple[str, bytes, str]]] = defaultdict(list)
-    for key in expired_partials(list(t.partials.keys()), marks, s.bucket_ms, s.retention_ms):
+    trims: dict[int, list[bytes]] = defaultdict(list)
+    for key in expired_partials(list(t.partials.keys()), marks, s.bucket_ms, s.retention_ms, s.join_ttl_ms):
         by_partition[partition_of(key)].append(("partial", key, ""))
+    for key, _ in partials_to_trim(list(t.partials.items()), marks, s.bucket_ms, s.retention_ms,
+                                   s.join_ttl_ms):
+        trims[partition_of(key)].append(key)
+    for partition, keys in trims.items():
+        async with monitor.partition_locks.lock(partition):
+            for key in keys:  # read again under the lock: a fold may have written it since
+                raw = t.partials.get(key)
+                if raw is not None:
+                    t.partials[key] = PartialState.from_bytes(raw).trimmed().to_bytes()
     for key, state in expired_joins(list(t.join_buffer.items()), marks, s.join_ttl_ms):
         by_partition[partition_of(key)].append(("join", key, state))
     partials = joins = 0
@@ -83,7 +94,8 @@ async def export_consumer_lag(monitor: Monitor) -> None:
     """Per assigned input partition: the fetched high watermark minus the consumer's position."""
     consumer = monitor.app.consumer
     s = monitor.settings
-    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic}
+    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic,
+              s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)}
     for tp in sorted(consumer.assignment()):
         if tp.topic not in inputs:
             continue

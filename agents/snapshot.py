@@ -158,6 +158,18 @@ class Evaluator:
         for metric, verdict in (snap.get("performance") or {}).items():
             if verdict and verdict.get("value") is not None:
                 m.set_capped(m.metric_value, (tenant, model, metric), float(verdict["value"]))
+        # the outcome clock: label health and expected Brier, per model version
+        labels = snap.get("labels") or {}
+        version = str(snap.get("modelVersion"))
+        health = {"coverage": labels.get("coverage"), "lag_p50_hours": labels.get("lagP50Hours"),
+                  "lag_p90_hours": labels.get("lagP90Hours"), "unmatched_outcomes": labels.get("expiredEarlyOutcomes"),
+                  "expected_brier": snap.get("expectedBrier")}
+        for name, value in health.items():
+            if value is not None:
+                m.set_capped(m.label_health, (tenant, model, version, name), float(value))
+        score = snap.get("prediction") or {}
+        if score.get("value") is not None:
+            m.set_capped(m.psi, (tenant, model, "prediction"), float(score["value"]))
 
 
 def register(monitor: Monitor) -> None:

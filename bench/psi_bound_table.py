@@ -1,6 +1,7 @@
 """False alarms, size at the threshold, and power of the drift rule, per feature shape.
 
     .venv/bin/python bench/psi_bound_table.py [--baselines 50] [--per-baseline 200] [--n 5000] [--seed 12]
+                                              [--only 'zipf 200' ...] [--sizes 300,1000]
 
 A check is flagged when M >= min_samples (100) and psiLower >= 0.1 (95% one-sided). Each cell
 is the share of `baselines x per-baseline` repetitions flagged: a fresh baseline of N reference
@@ -43,11 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-baseline", type=int, default=200, help="current samples per baseline")
     parser.add_argument("--n", type=int, default=5000, help="baseline sample size N")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="only the rows whose shape contains TEXT (repeatable; default every row)")
+    parser.add_argument("--sizes", default=",".join(map(str, SAMPLE_SIZES)), help="current sample sizes M")
     args = parser.parse_args(argv)
+    sizes = tuple(int(m) for m in args.sizes.split(","))
     started = time.perf_counter()
     results: dict[str, dict[str, dict[str, float]]] = {}
     width = 34
-    header = f"{'shape':<{width}} {'true PSI':>8} " + " ".join(f"{'M=' + str(m):>8}" for m in SAMPLE_SIZES)
+    header = f"{'shape':<{width}} {'true PSI':>8} " + " ".join(f"{'M=' + str(m):>8}" for m in sizes)
     for block, shapes in (("no drift: false alarms", NULL_SHAPES), ("true PSI = 0.1: size at the threshold",
                                                                         BOUNDARY_SHAPES),
                           ("drift: power", POWER_SHAPES)):
@@ -55,19 +60,22 @@ def main(argv: list[str] | None = None) -> int:
         print(header)
         results[block] = {}
         for i, (name, scenario) in enumerate(shapes.items()):
-            row = _row(scenario, args, seed=args.seed * 1000 + i)
+            if args.only and not any(text in name for text in args.only):
+                continue
+            row = _row(scenario, args, sizes, seed=args.seed * 1000 + i)
             results[block][name] = row
             psi = next(iter(row.values()))
             print(f"{name:<{width}} {psi['true_psi']:>8.3f} "
-                  + " ".join(f"{row[str(m)]['flagged']:>8.2%}" for m in SAMPLE_SIZES))
+                  + " ".join(f"{row[str(m)]['flagged']:>8.2%}" for m in sizes))
     print(f"\n{time.perf_counter() - started:.1f} s")
     print(json.dumps({"n": args.n, "repetitions": args.baselines * args.per_baseline, "results": results}))
     return 0
 
 
-def _row(scenario: Scenario, args: argparse.Namespace, seed: int) -> dict[str, dict[str, float]]:
+def _row(scenario: Scenario, args: argparse.Namespace, sizes: tuple[int, ...], seed: int
+         ) -> dict[str, dict[str, float]]:
     row = {}
-    for m in SAMPLE_SIZES:
+    for m in sizes:
         rate = flag_rate(scenario, m, n=args.n, seed=seed + m, baselines=args.baselines,
                          per_baseline=args.per_baseline)
         row[str(m)] = {"flagged": rate.flagged, "true_psi": rate.true_psi}

@@ -4,7 +4,11 @@ The demo runs the whole job on the embedded default: the bundled broker, a worke
 built from a reference sample, three weeks of traffic with one drift and one accuracy drop
 injected in the first two, and one weekly run per week (the last over the HTTP route with a
 service token). It prints what each run published: the incidents opened in week 1, going on in
-week 2 and resolved in week 3. It stops every process it started, also on Ctrl-C."""
+week 2 and resolved in week 3 (an accuracy drop's may go on a week longer: it is judged on the
+outcomes that arrive in a week). Then the outcome clock: a sales model whose deals close 2–120
+days after the prediction, degraded from week 12 (only the outcome-arrival view can see it),
+with its calibration, and a prediction-score drift that pages the week the scores move, weeks
+before their labels. It stops every process it started, also on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -25,7 +29,16 @@ import orjson
 
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
 from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
-from model_monitoring.commands.simulate import DAY_MS, Message, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.commands.simulate import (
+    DAY_MS,
+    Message,
+    SalesConfig,
+    Scenario,
+    StreamConfig,
+    generate,
+    generate_sales,
+    reference_records,
+)
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
@@ -174,7 +187,7 @@ def print_run(week: int, job_run_id: str, how: str, events: dict[str, list[dict[
 
 def trigger_week(bootstrap: str, s: Settings, job_run_id: str, window_end_ms: int) -> None:
     doc = {"job": "model-monitoring", "jobRunId": job_run_id,
-           "metadata": {"windowEnd": format_timestamp(window_end_ms)}}
+           "metadata": {"windowEnd": format_timestamp(window_end_ms), "tenantIds": list(PART_ONE_TENANTS)}}
     asyncio.run(produce(bootstrap, [(s.trigger_topic, job_run_id.encode(), orjson.dumps(doc))]))
 
 
@@ -212,6 +225,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"3. baselines registered: {', '.join(b.key() for b in baselines)} "
               f"(from {baselines[0].sample_size:,} reference records each)")
         today = (int(time.time() * 1000) // DAY_MS) * DAY_MS
+        sales = stream_sales_history(bootstrap, s, today, args.seed)
         cfg = StreamConfig(models=models, events_per_key=args.events_per_key, days=21, end_ms=today,
                            seed=args.seed, scenario=DEMO_SCENARIO)
         messages = list(generate(cfg))
@@ -243,7 +257,7 @@ def run_demo(args: argparse.Namespace) -> int:
             weeks.append((job_run_id, events))
         token = mint_token(secret, issuer="demo-platform", audience="model-monitoring")
         # the route answers when the run has ended (200), or 202 when its wait (60 s) runs out
-        status, body = worker.post("/api/v1/ml/model-monitoring/run", b"{}",
+        status, body = worker.post("/api/v1/ml/model-monitoring/run", orjson.dumps({"tenantIds": list(PART_ONE_TENANTS)}),
                                    headers={"Authorization": f"Bearer {token}"}, timeout=90.0)
         if status not in (200, 202):
             print(f"error: the run was refused or failed: {status} {body.decode()}", file=sys.stderr)
@@ -256,6 +270,9 @@ def run_demo(args: argparse.Namespace) -> int:
         print("\nIncident lifecycle:")
         for line in lifecycle(weeks):
             print("  " + line)
+        print("  (performance is judged on the outcomes that arrived in each week: outcomes come up to 5 days "
+              "after their predictions, so an accuracy drop's incident can outlast the drop by a week)")
+        outcome_clock_demo(bootstrap, s, today, sales)
         first, last = weeks[0][1], weeks[-1][1]
         for title, sample in (("an opened drift event", first["drift"][:1]),
                               ("a resolved drift event", last["resolved"][:1])):
@@ -289,6 +306,67 @@ def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+PART_ONE_TENANTS = ("acme", "globex", "initech")
+
+
+def stream_sales_history(bootstrap: str, s: Settings, today: int, seed: int) -> tuple[SalesConfig, int]:
+    """The sales model's 20 weeks go in first: the stream's event-time mark then moves through
+    them in order (history streamed after today's traffic would be older than the retention)."""
+    cfg = SalesConfig(end_ms=today, seed=seed)
+    baseline = sales_baseline(cfg)
+    asyncio.run(produce(bootstrap, [(s.baselines_topic, baseline.key().encode(), orjson.dumps(baseline.to_dict()))]))
+    messages = list(generate_sales(cfg))
+    print(f"   (and, for part 6, 20 weeks of a sales model's traffic: {len(messages):,} messages)")
+    asyncio.run(stream_messages(bootstrap, s, messages))
+    return cfg, len(messages)
+
+
+def outcome_clock_demo(bootstrap: str, s: Settings, today: int, sales: tuple[SalesConfig, int]) -> None:
+    """Part two: a sales model whose outcomes come weeks to months after its predictions."""
+    cfg, n_messages = sales
+    print(f"\n6. the outcome clock: {cfg.tenant}:{cfg.model} scores sales deals; a deal closes 2-120 days after "
+          f"its prediction (median ~{cfg.median_lag_days:.0f} days). 20 weeks of traffic, {n_messages:,} messages: the "
+          "model goes wrong from week 12, its scores move in week 20")
+    for weeks_back in (1, 0):
+        end = today - weeks_back * 7 * DAY_MS
+        job_run_id = f"demo-sales-{weeks_back}-{today // DAY_MS}"
+        doc = {"job": "model-monitoring", "jobRunId": job_run_id,
+               "metadata": {"windowEnd": format_timestamp(end), "tenantIds": [cfg.tenant]}}
+        asyncio.run(produce(bootstrap, [(s.trigger_topic, job_run_id.encode(), orjson.dumps(doc))]))
+        asyncio.run(wait_for_run(bootstrap, s, job_run_id))
+        events = run_events(bootstrap, s, job_run_id)
+        snap = next(d for d in events["snapshot"] if d["segment"] is None)
+        views = snap.get("performanceViews") or {}
+        print(f"\nWeek {20 - weeks_back} (window ending {format_timestamp(end)}), jobRunId={job_run_id}:")
+        for basis in ("prediction", "outcome"):
+            brier = (views.get(basis) or {}).get("brier") or {}
+            value = "-" if brier.get("value") is None else f"{brier['value']:.4f}"
+            print(f"  {basis + ' view':<16} brier {value:>7} on {brier.get('sampleSize', 0):>5} outcomes: "
+                  f"{brier.get('status')}")
+        expected = snap.get("expectedBrier")
+        print(f"  expected Brier if calibrated, E[p(1-p)] of the window's predictions: "
+              f"{expected:.4f} (realized, outcome view: {views['outcome']['brier']['value']:.4f})")
+        calibration = snap.get("calibration")
+        if calibration:
+            print(f"  calibration: ECE {calibration['ece']:.4f} (a calibrated model would show "
+                  f"{calibration['eceNullMean']:.4f} at this n); Brier {calibration['brier']:.4f} = "
+                  f"REL {calibration['reliability']:.4f} - RES {calibration['resolution']:.4f} + "
+                  f"UNC {calibration['uncertainty']:.4f} + WBV {calibration['withinBinVariance']:.4f} - "
+                  f"WBC {calibration['withinBinCovariance']:.4f}")
+        labels = snap["labels"]
+        print(f"  labels: {labels['coverage']:.1%} of the window's predictions labelled; lag p50 "
+              f"{labels['lagP50Hours'] / 24:.0f} d, p90 {labels['lagP90Hours'] / 24:.0f} d; "
+              f"{labels['expiredEarlyOutcomes']} outcomes later than the join TTL (unmatched)")
+        score = snap.get("prediction") or {}
+        print(f"  prediction score PSI {score.get('value') or 0:.4f}: {score.get('status')}")
+        for kind in ("drift", "degraded"):
+            for e in events[kind]:
+                print(lifecycle_line(kind, e) + (f"  [{e.get('kind')}]" if kind == "drift" else
+                                                 f"  [windowBasis {e.get('windowBasis')}]"))
+    print("\n  The prediction-window view cannot judge this week's deals for weeks; the outcome-arrival "
+          "view catches the model that went wrong, and the score drift pages the week it happens.")
+
+
 def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]]) -> list[str]:
     """Per incident, what each week's run said about it."""
     steps: dict[str, list[str]] = {}
@@ -310,10 +388,12 @@ def run_simulate(args: argparse.Namespace) -> int:
         print(f"wrote {len(records):,} reference records of {args.models[0]} to {args.reference}")
         return 0
     s = load_settings(os.environ, None, **({"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}))
+    end = args.end_ms or (int(time.time() * 1000) // DAY_MS) * DAY_MS
+    if args.scenario == "sales":
+        return _simulate_sales(args, s, end)
     scenario = {"none": Scenario(), "drift": Scenario(numeric_shift=(f"{args.tenants[0]}:{args.models[0]}",)),
                 "accuracy": Scenario(accuracy_drop=(f"{args.tenants[0]}:{args.models[-1]}",)),
                 "demo": DEMO_SCENARIO}[args.scenario]
-    end = args.end_ms or (int(time.time() * 1000) // DAY_MS) * DAY_MS
     cfg = StreamConfig(tenants=tuple(args.tenants), models=tuple(args.models), events_per_key=args.events_per_key,
                        days=args.days, end_ms=end, seed=args.seed, scenario=scenario,
                        envelope_size=args.envelope_size)
@@ -337,6 +417,30 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_sales(args: argparse.Namespace, s: Settings, end: int) -> int:
+    cfg = SalesConfig(end_ms=end, seed=args.seed)
+    messages = list(generate_sales(cfg))
+    if args.output:
+        Path(args.output).write_bytes(b"\n".join(m.value for m in messages if m.kind == "features") + b"\n")
+        if args.outcomes_output:
+            Path(args.outcomes_output).write_bytes(b"\n".join(m.value for m in messages if m.kind == "outcomes") + b"\n")
+        print(f"wrote the sales scenario ({len(messages):,} messages) to {args.output}")
+        return 0
+    asyncio.run(ensure_topics(s))
+    if args.baselines:
+        baseline = sales_baseline(cfg)
+        asyncio.run(produce(s.kafka_bootstrap_servers, [(s.baselines_topic, baseline.key().encode(),
+                                                         orjson.dumps(baseline.to_dict()))]))
+    asyncio.run(stream_messages(s.kafka_bootstrap_servers, s, messages, rate=args.rate))
+    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, UTC).isoformat()}).decode())
+    return 0
+
+
+def sales_baseline(cfg: SalesConfig, n: int = 20_000) -> Baseline:
+    return build_baseline(reference_records(cfg.model, n=n, seed=101, version=cfg.version), model_id=cfg.model,
+                          model_version=cfg.version, tenant_id=None, task="classification")
+
+
 def add_demo_parsers(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole job end to end on the embedded broker")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting the embedded broker")
@@ -357,7 +461,9 @@ def add_demo_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
     p.add_argument("--envelope-size", type=int, default=1)
-    p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo"], default="demo")
+    p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo", "sales"], default="demo",
+                   help="sales: one deal-scoring model over 20 weeks, outcomes 2-120 days late, degraded "
+                        "from week 12, scores moving in week 20 (--days and --events-per-key are per day here)")
     p.add_argument("--baselines", action="store_true", help="also publish baselines for the models")
     p.add_argument("--reference", metavar="FILE",
                    help="only write a reference sample (JSON Lines with outcomes) of the first model")

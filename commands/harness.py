@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,11 +180,15 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topics: Iterable[str], ti
 
 
 async def produce(bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes | None]],
-                  linger_ms: int = 5, security: Mapping[str, Any] | None = None) -> int:
+                  linger_ms: int = 5, security: Mapping[str, Any] | None = None,
+                  partitioner: Callable[..., int] | None = None) -> int:
     """Send (topic, key, value) in order; returns the count once all are acknowledged.
-    `security`: aiokafka's security_protocol, sasl_* and ssl_context arguments, if any."""
+    `security`: aiokafka's security_protocol, sasl_* and ssl_context arguments, if any;
+    `partitioner`: aiokafka's `partitioner` (key, all partitions, available) -> partition, to
+    play a producer that does not partition like Java's client (murmur2, the default)."""
+    extra: dict[str, Any] = {"partitioner": partitioner} if partitioner is not None else {}
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, **(security or {}),
-                                max_batch_size=1 << 20, max_request_size=16 << 20, acks="all")
+                                max_batch_size=1 << 20, max_request_size=16 << 20, acks="all", **extra)
     await producer.start()
     n = 0
     try:

@@ -14,11 +14,12 @@ from typing import cast
 import orjson
 
 from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
-from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
+from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline, sparse_bins
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import count_batch
+from model_monitoring.tables.record_state import Scored, view_state
 from model_monitoring.tables.records import InputError, Line, read_inference_records, read_outcomes
 from model_monitoring.tables.thresholds import Thresholds
 
@@ -61,6 +62,14 @@ def add_offline_parsers(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--min-outcomes", type=int, default=defaults.min_outcomes)
     check.add_argument("--tolerance", type=float, default=defaults.tolerance)
     check.add_argument("--confidence", type=float, default=defaults.confidence)
+    check.add_argument("--performance-window", choices=("outcome", "prediction"), default="outcome",
+                       help="the view `performance` holds: outcomes that arrived in the window (default) "
+                            "or the window's predictions labelled so far")
+    check.add_argument("--window-end", dest="window_end", default=None,
+                       help="end of the window (default: just after the last prediction); predictions "
+                            "before the window start count for label health only")
+    check.add_argument("--window-start", dest="window_start", default=None,
+                       help="start of the window (default: the first prediction)")
     check.add_argument("--fdr-q", type=float, default=defaults.fdr_q,
                        help="Benjamini-Hochberg level over the snapshot's drift checks, and apart its "
                             f"performance checks (default {defaults.fdr_q}; 0 turns it off)")
@@ -103,13 +112,18 @@ def cmd_baseline_build(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(document)
     print(f"baseline {baseline.key()}: {len(baseline.features)} features, {baseline.sample_size} records, "
           f"brier {baseline.brier}, mae {baseline.mae}", file=sys.stderr)
+    for sparse in sparse_bins(baseline):
+        print(f"warning: {sparse.warning(baseline.sample_size)}", file=sys.stderr)
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         thresholds = Thresholds(args.psi_warning, args.psi_critical, args.min_samples, args.min_outcomes,
-                                args.tolerance, args.confidence, fdr_q=args.fdr_q)
+                                args.tolerance, args.confidence, fdr_q=args.fdr_q,
+                                performance_window=args.performance_window)
+        args.window_end_ms = parse_timestamp_ms(args.window_end) if args.window_end else None
+        args.window_start_ms = parse_timestamp_ms(args.window_start) if args.window_start else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -148,28 +162,38 @@ def _view_snapshot(args: argparse.Namespace, baseline: Baseline, thresholds: Thr
                    outcomes: Mapping[str, Mapping[str, object]]) -> tuple[dict[str, object], int]:
     """The snapshot of one view's records, before false-discovery control, and how many of
     its outcomes came from the outcomes file."""
-    pairs: list[tuple[float, float]] = []
     joined = 0
-    for record in records:
-        outcome = _joined_outcome(record, outcomes)
-        if outcome is not None:
-            pairs.append((float(cast(float, record["prediction"])), outcome))
-            joined += record.get("outcome") is None
     stamps = [parse_timestamp_ms(cast(str, r["timestamp"])) for r in records if r.get("timestamp") is not None]
+    start_ms = args.window_start_ms if args.window_start_ms is not None else (min(stamps) if stamps else 0)
+    end_ms = args.window_end_ms if args.window_end_ms is not None else (max(stamps) + 1 if stamps else 1)
+    scored: list[Scored] = []
+    for record in records:
+        ts = parse_timestamp_ms(cast(str, record["timestamp"])) if record.get("timestamp") is not None else end_ms - 1
+        outcome, outcome_ms = _joined_outcome(record, outcomes), None
+        if outcome is not None:
+            joined += record.get("outcome") is None
+            found = outcomes.get(cast(str, record.get("predictionId")))
+            stamp = found.get("timestamp") if found is not None and record.get("outcome") is None else None
+            outcome_ms = parse_timestamp_ms(cast(str, stamp)) if stamp is not None else ts
+        scored.append(Scored(ts, float(cast(float, record["prediction"])),
+                             cast(Mapping[str, object], record["features"]), outcome, outcome_ms))
+    in_window = [r for r in scored if start_ms <= r.timestamp_ms < end_ms]
     features = [cast(Mapping[str, object], r["features"]) for r in records]
     snapshot = evaluate_snapshot(
         baseline=baseline,
-        histogram=count_batch(baseline, features),
-        performance=PerformanceSums.empty().update_many([p for p, _ in pairs], [y for _, y in pairs]),
+        histogram=count_batch(baseline, [r.features for r in in_window]),
+        performance=PerformanceSums.empty(),
         thresholds=thresholds,
         tenant_id=tenant,
         model_id=baseline.model_id,
         model_version=baseline.model_version,
         segment=segment,
-        window_start=format_timestamp(min(stamps)) if stamps else None,
-        window_end=format_timestamp(max(stamps) + 1) if stamps else None,  # the window is [start, end)
+        window_start=format_timestamp(start_ms) if stamps or args.window_start_ms is not None else None,
+        window_end=format_timestamp(end_ms) if stamps or args.window_end_ms is not None else None,
         job_run_id=args.job_run_id,
         feature_names=sorted({name for f in features for name in f}),
+        state=view_state(baseline, in_window, window_start_ms=start_ms, window_end_ms=end_ms, cohorts=scored),
+        window_end_ms=end_ms,
     )
     return snapshot, joined
 
@@ -208,7 +232,33 @@ def render_table(snapshot: Mapping[str, object]) -> str:
                          (_fixed(check["baseline"]), 10), (_fixed(check["threshold"]), 10),
                          ("-" if z is None else f"{cast(float, z):.2f}", 8), (_probability(check.get("qValue")), 8),
                          (check["sampleSize"], 8)]))
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _outcome_clock_lines(snapshot)) + "\n"
+
+
+def _outcome_clock_lines(snapshot: Mapping[str, object]) -> list[str]:
+    """The prediction score's drift, calibration, expected Brier and label health, when present."""
+    out: list[str] = []
+    if snapshot.get("windowBasis"):
+        out.append(f"performance view: {snapshot['windowBasis']} (outcomes that arrived in the window)"
+                   if snapshot["windowBasis"] == "outcome" else
+                   "performance view: prediction (the window's predictions labelled so far)")
+    score = cast(Mapping[str, object] | None, snapshot.get("prediction"))
+    if score:
+        out.append(f"prediction score: {score['status']}  PSI {_fixed(score['value'])}  lower "
+                   f"{_fixed(score.get('psiLower'))}  q {_probability(score.get('qValue'))}")
+    if "expectedBrier" in snapshot:
+        out.append(f"expected Brier if calibrated E[p(1-p)]: {_fixed(snapshot['expectedBrier'])}")
+    calibration = cast(Mapping[str, object] | None, snapshot.get("calibration"))
+    if calibration:
+        out.append(f"calibration: ECE {_fixed(calibration['ece'])} (null mean {_fixed(calibration['eceNullMean'])})  "
+                   f"Brier {_fixed(calibration['brier'])} = REL {_fixed(calibration['reliability'])} "
+                   f"- RES {_fixed(calibration['resolution'])} + UNC {_fixed(calibration['uncertainty'])} "
+                   f"+ WBV {_fixed(calibration['withinBinVariance'])} - WBC {_fixed(calibration['withinBinCovariance'])}")
+    labels = cast(Mapping[str, object] | None, snapshot.get("labels"))
+    if labels:
+        out.append(f"labels: coverage {_fixed(labels['coverage'])}  lag p50 {_fixed(labels['lagP50Hours'])} h  "
+                   f"p90 {_fixed(labels['lagP90Hours'])} h  expired early outcomes {labels['expiredEarlyOutcomes']}")
+    return [""] + out if out else []
 
 
 def _row(cells: Sequence[tuple[object, int]]) -> str:

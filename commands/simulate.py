@@ -184,3 +184,58 @@ def _envelopes(messages: list[Message], size: int) -> Iterator[Message]:
 def _wrap(batch: list[Message]) -> Message:
     body = b'{"records":[' + b",".join(m.value for m in batch) + b"]}"
     return Message("features", batch[0].key, body, batch[-1].time_ms)
+
+
+@dataclass(frozen=True)
+class SalesConfig:
+    """The `sales` scenario: one model scoring sales opportunities, whose outcomes (won or lost)
+    arrive 2–120 days after the prediction (log-normal, median ~30 days; ~5% later than the
+    90-day join TTL). The model goes wrong on the predictions made from `degrade_day` (its scores
+    stop meaning anything), and its scores move up from `shift_day` (both counted in days from
+    the start). Deterministic for a seed."""
+
+    tenant: str = "umbrella"
+    model: str = "deal-scoring"
+    version: str = "1"
+    days: int = 140
+    per_day: int = 100
+    end_ms: int = 1_795_046_400_000
+    degrade_day: int = 84
+    shift_day: int = 133
+    seed: int = 5
+    median_lag_days: float = 30.0
+    lag_sigma: float = 0.65
+
+
+def sales_lag_ms(rng: np.random.Generator, median_days: float, sigma: float) -> int:
+    days = float(np.clip(rng.lognormal(math.log(median_days), sigma), 2.0, 120.0))
+    return int(days * DAY_MS)
+
+
+def generate_sales(cfg: SalesConfig) -> Iterator[Message]:
+    """Predictions and the outcomes that have arrived by `end_ms`, in arrival order."""
+    rng = np.random.default_rng(cfg.seed)
+    start_ms = cfg.end_ms - cfg.days * DAY_MS
+    messages: list[Message] = []
+    for day in range(cfg.days):
+        ts = np.sort(rng.integers(start_ms + day * DAY_MS, start_ms + (day + 1) * DAY_MS, size=cfg.per_day))
+        feats = _features(rng, cfg.per_day, cfg.model, np.zeros(cfg.per_day, bool), np.zeros(cfg.per_day, bool))
+        for i in range(cfg.per_day):
+            pid = f"{cfg.tenant}-{cfg.model}-{cfg.seed}-{day}-{i}"
+            p = _score(feats[i])
+            truth = p if day < cfg.degrade_day else float(rng.random())  # degraded: scores mean nothing
+            if day >= cfg.shift_day:
+                p = min(1.0, p + 0.2)  # the score distribution moves
+            record = {"predictionId": pid, "tenantId": cfg.tenant, "modelId": cfg.model,
+                      "modelVersion": cfg.version, "timestamp": format_timestamp(int(ts[i])),
+                      "prediction": round(p, 6), "features": feats[i]}
+            messages.append(Message("features", pid.encode(), orjson.dumps(record), int(ts[i])))
+            y = int(rng.random() < truth)
+            arrive = int(ts[i]) + sales_lag_ms(rng, cfg.median_lag_days, cfg.lag_sigma)
+            if arrive >= cfg.end_ms:
+                continue  # not closed yet
+            outcome = {"predictionId": pid, "tenantId": cfg.tenant, "modelId": cfg.model,
+                       "outcome": y, "timestamp": format_timestamp(arrive)}
+            messages.append(Message("outcomes", pid.encode(), orjson.dumps(outcome), arrive))
+    messages.sort(key=lambda m: m.time_ms)
+    yield from messages

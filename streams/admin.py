@@ -1,5 +1,5 @@
-"""Create the service's topics if absent, and refuse to start on inputs that are not
-co-partitioned (the join would silently miss pairs)."""
+"""Create the service's topics if absent, and refuse to start on inputs (or repartition topics)
+that are not co-partitioned (the join would silently miss pairs)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,12 @@ async def _create_missing(admin: AIOKafkaAdminClient, s: Settings) -> dict[str, 
         raise TopicLayoutError(
             f"{s.features_topic} has {f} partitions but MODEL_MONITORING_PARTITIONS is "
             f"{s.partitions}; set it to {f}")
+    for name in (s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)):
+        if counts.get(name) != f:
+            raise TopicLayoutError(
+                f"the internal topic {name} has {counts.get(name)} partitions and the inputs {f}: "
+                "it must be co-partitioned with them (delete it while no record waits in it, "
+                "and the worker creates it again)")
     return counts
 
 

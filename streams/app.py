@@ -63,6 +63,8 @@ def faust_settings(s: Settings) -> dict[str, Any]:
         topic_replication_factor=s.replication_factor,
         web_host=s.web_host, web_port=s.web_port, web_bind=s.web_host,
         autodiscover=False,
+        # a revoked partition's actor stops without a crash or a supervisor restart (streams/agent.py)
+        Agent="model_monitoring.streams.agent:Agent",
         Table=PartitionKeyedTable,
         # the project's Topic publishes through the running producer without three event-loop
         # turns per message (streams/transport.py); with faust's own transport, faust's Topic
@@ -129,5 +131,6 @@ def create_monitor(s: Settings) -> Monitor:
     return Monitor(settings=s, app=app, topics=topics, tables=tables,
                    validators=Validators(max_features=s.max_features),
                    metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap, input_topics=(
-                       s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic)),
+                       s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic),
+                       joined_topics=(s.features_topic, s.outcomes_topic)),
                    baselines=BaselineCache(tables.baselines), partition_locks=PartitionLocks())

@@ -25,6 +25,7 @@ LAG_BUCKETS_S = (60, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 14 * 86_400
 class Metrics:
     cardinality_cap: int = 2000
     input_topics: tuple[str, ...] = ()  # their dead-letter series start at 0 (see below)
+    joined_topics: tuple[str, ...] = ()  # the join's inputs: their mispartitioned series too
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
@@ -45,6 +46,10 @@ class Metrics:
         self.dlq = Counter(
             "model_monitoring_dlq_messages_total", "Messages and records sent to a dead-letter topic.",
             ["topic", "reason"], registry=r)
+        self.mispartitioned = Counter(
+            "model_monitoring_mispartitioned_records_total",
+            "Records that arrived on another partition than their predictionId's (murmur2) and were "
+            "forwarded to it through the repartition topic, by source topic.", ["topic"], registry=r)
         self.ingest_events = Counter(
             "model_monitoring_ingest_events_total",
             "Ingest outcomes: records, duplicate_predictions, duplicate_outcomes, early_outcomes, "
@@ -76,6 +81,12 @@ class Metrics:
         self.metric_value = Gauge(
             "model_monitoring_metric_value", "Last run's performance metric (segment null).",
             ["tenant", "model", "metric"], registry=r)
+        self.label_health = Gauge(
+            "model_monitoring_label_health",
+            "Last run's label health per model version (segment null): coverage (share of the "
+            "window's predictions labelled so far), lag_p50_hours, lag_p90_hours, "
+            "unmatched_outcomes, and expected_brier (E[p(1-p)] of the window's predictions).",
+            ["tenant", "model", "version", "figure"], registry=r)
         self.gauges_dropped = Counter(
             "model_monitoring_gauge_series_dropped_total",
             "Gauge series not exported because of the cardinality cap.", registry=r)
@@ -109,6 +120,8 @@ class Metrics:
         for topic in self.input_topics:
             for reason in KNOWN_REASONS:
                 self.dlq.labels(topic, reason)
+        for topic in self.joined_topics:
+            self.mispartitioned.labels(topic)
 
     def set_capped(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
         """Set a per-model gauge unless that would exceed the cardinality cap."""

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     resolve_after_runs: int = Field(2, ge=1, validation_alias=_env("MODEL_MONITORING_RESOLVE_AFTER_RUNS", "resolve_after_runs"))
     threshold_overrides: dict[str, dict[str, float]] = Field(
         default_factory=dict, validation_alias=_env("MODEL_MONITORING_THRESHOLD_OVERRIDES", "threshold_overrides"))
+    # the outcome clock: which view `performance` and the degraded events use (`outcome`: the
+    # outcomes that arrived in the window; `prediction`: the window's predictions labelled so far)
+    performance_window: Literal["outcome", "prediction"] = Field(
+        "outcome", validation_alias=_env("MODEL_MONITORING_PERFORMANCE_WINDOW", "performance_window"))
+    # label_coverage: degraded below this share of the trailing 8-week median, cohorts compared
+    # at this age
+    label_coverage_share: float = Field(0.5, gt=0, lt=1, validation_alias=_env("MODEL_MONITORING_LABEL_COVERAGE_SHARE", "label_coverage_share"))
+    label_coverage_age_days: int = Field(14, ge=1, le=21, validation_alias=_env("MODEL_MONITORING_LABEL_COVERAGE_AGE_DAYS", "label_coverage_age_days"))
 
     # continuous detection between weekly runs (tables/continuous_detection.py)
     continuous_enabled: bool = Field(True, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_ENABLED", "continuous_enabled"))
@@ -208,6 +216,12 @@ class Settings(BaseSettings):
     def snapshot_parts_topic(self) -> str:
         return f"{self.app_id}.snapshot-parts"
 
+    def repartition_topic(self, source_topic: str) -> str:
+        """Where records of an input topic that arrived on another partition than their
+        predictionId's are forwarded (streams/repartition.py)."""
+        kind = "features" if source_topic == self.features_topic else "outcomes"
+        return f"{self.app_id}.{kind}-repartition"
+
     def dlq_topic(self, source_topic: str) -> str:
         return f"{source_topic}.dlq"
 
@@ -219,6 +233,8 @@ class Settings(BaseSettings):
             min_samples=self.min_samples, min_outcomes=self.min_outcomes,
             tolerance=self.tolerance, confidence=self.confidence,
             overrides=self.threshold_overrides, fdr_q=self.fdr_q,
+            performance_window=self.performance_window, label_coverage_share=self.label_coverage_share,
+            label_coverage_age_days=self.label_coverage_age_days,
         )
 
     @property

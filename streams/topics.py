@@ -28,6 +28,8 @@ class Topics:
     runs: TopicT
     snapshot_requests: TopicT
     snapshot_parts: TopicT
+    features_repartition: TopicT
+    outcomes_repartition: TopicT
     dlq: dict[str, TopicT]
     detector_buckets: TopicT | None = None  # closed minute buckets, keyed by tenant:model
 
@@ -50,6 +52,8 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
         failed=topic(s.failed_topic),
         runs=topic(s.runs_topic), snapshot_requests=topic(s.snapshot_requests_topic),
         snapshot_parts=topic(s.snapshot_parts_topic),
+        features_repartition=topic(s.repartition_topic(s.features_topic)),
+        outcomes_repartition=topic(s.repartition_topic(s.outcomes_topic)),
         dlq={name: topic(s.dlq_topic(name)) for name in sources},
         detector_buckets=topic(s.detector_buckets_topic),
     )
@@ -73,7 +77,9 @@ def leader_topic(s: Settings) -> str:
 
 def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
     """What `ensure_topics` creates: name -> partitions and config. Inputs are co-partitioned
-    (same count, same key) so a prediction and its outcome meet on one partition.
+    (same count, same key) so a prediction and its outcome meet on one partition; the
+    repartition topics too, so a forwarded record is folded where its partition's tables are
+    (streams/repartition.py).
 
     Faust's own internal topics (the changelogs and the leader topic) are here too: faust
     declares them only after its consumer has subscribed, and on Apache Kafka the group then
@@ -86,6 +92,7 @@ def topic_specs(s: Settings) -> dict[str, dict[str, object]]:
                      s.degraded_topic, s.drift_resolved_topic, s.performance_recovered_topic,
                      s.snapshot_topic, s.completed_topic, s.failed_topic,
                      s.runs_topic, s.snapshot_requests_topic, s.snapshot_parts_topic,
+                     s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic),
                      s.detector_buckets_topic)
     }
     specs[s.baselines_topic] = {"partitions": p, "config": {**s.compacted_topic_config,

@@ -31,6 +31,10 @@ failed until the first two were:
    commit had no offsets either. The consumer (streams/transport.py) now commits the open
    transactions at every commit interval and at stop, offsets or not (`commit_open`).
 
+A fourth thing is the project's own: a record forwarded to the partition its predictionId hashes
+to (streams/repartition.py) is sent in its *source* partition's transaction (`send_for_source`),
+so it commits with the source offset it was read at.
+
 What remains exactly once: a source partition's changelog writes and its input offsets commit
 together, and a crashed worker's uncommitted writes are never read (read_committed). Writes may
 still commit ahead of their input offsets (a commit does not wait for a batch in progress), so
@@ -102,6 +106,17 @@ class TransactionManager(FaustTransactionManager):
             if tid not in self._producer()._transaction_producers:
                 tid = None
         return await self.producer.send(topic, key, value, p, timestamp, headers, transactional_id=tid)
+
+    async def send_for_source(self, source_topic: str, source_partition: int, topic: str,
+                              key: bytes | None, value: bytes | None, partition: int,
+                              headers: HeadersArg | None) -> Awaitable[RecordMetadata]:
+        """A message produced on behalf of a source partition: in that partition's transaction
+        (with the plain producer if this worker no longer has it: the partition was revoked, and
+        its next owner reads the records again)."""
+        tid = self._transactional_id(source_topic, source_partition)
+        if tid not in self._producer()._transaction_producers:
+            tid = None
+        return await self.producer.send(topic, key, value, partition, None, headers, transactional_id=tid)
 
     def _transactional_id(self, topic: str, partition: int) -> str | None:
         try:

@@ -11,19 +11,25 @@ from typing import Any
 from model_monitoring.tables.evaluation_state import event_id
 from model_monitoring.tables.thresholds import Thresholds
 
+PREDICTION = "prediction"  # the `feature` of a prediction-score drift event
+PREDICTION_SUBJECT = "~prediction"  # its incident subject, apart from a feature named "prediction"
+
 
 def drift_events(snapshot: Mapping[str, Any], *, thresholds: Thresholds,
                  baseline_sample_size: int | None, detected_at: str) -> list[dict[str, Any]]:
     out = []
     tenant, model, version = snapshot["tenantId"], snapshot["modelId"], snapshot["modelVersion"]
-    for feature, verdict in sorted(snapshot.get("features", {}).items()):
+    checks = [(name, verdict, "feature") for name, verdict in sorted(snapshot.get("features", {}).items())]
+    if isinstance(snapshot.get("prediction"), Mapping):  # the model's own score: kind "prediction"
+        checks.append((PREDICTION, snapshot["prediction"], "prediction"))
+    for feature, verdict, kind in checks:
         if verdict.get("status") != "drift":
             continue
         warning, critical = thresholds.psi_thresholds(model, feature)
         threshold = critical if verdict["severity"] == "critical" else warning
         out.append({
             "eventId": event_id(snapshot["jobRunId"], tenant, model, version, snapshot["segment"],
-                                feature, "drift"),
+                                feature if kind == "feature" else PREDICTION_SUBJECT, "drift"),
             "jobRunId": snapshot["jobRunId"], "tenantId": tenant, "modelId": model,
             "modelVersion": version, "segment": snapshot["segment"], "feature": feature,
             "metric": "psi", "value": verdict["value"], "threshold": threshold,
@@ -32,6 +38,7 @@ def drift_events(snapshot: Mapping[str, Any], *, thresholds: Thresholds,
             "windowStart": snapshot["windowStart"], "windowEnd": snapshot["windowEnd"],
             "detectedAt": detected_at,
             "psiLower": verdict.get("psiLower"), "pValue": verdict.get("pValue"), "qValue": verdict.get("qValue"),
+            "kind": kind,
         })
     return out
 
@@ -53,6 +60,7 @@ def degraded_events(snapshot: Mapping[str, Any], *, detected_at: str) -> list[di
             "windowStart": snapshot["windowStart"], "windowEnd": snapshot["windowEnd"],
             "detectedAt": detected_at,
             "pValue": verdict.get("pValue"), "qValue": verdict.get("qValue"),
+            **({"windowBasis": verdict["windowBasis"]} if verdict.get("windowBasis") else {}),
         })
     return out
 

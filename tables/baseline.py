@@ -15,7 +15,9 @@ import orjson
 
 from model_monitoring.schemas.validation import SHARES_TOLERANCE
 from model_monitoring.tables.binning import FeatureBins, category_list, category_strings, numeric_array, numeric_edges
+from model_monitoring.tables.calibration import ReliabilityBins
 from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.psi_bound import DENSE_COUNT
 
 TASKS = ("classification", "regression")
 
@@ -77,6 +79,12 @@ class Baseline:
     features: Mapping[str, FeatureBaseline]
     brier: float | None
     mae: float | None
+    # added with the outcome clock, all optional: the prediction score's bins (a numeric
+    # feature named "prediction"), and the reference sample's calibration
+    prediction: FeatureBaseline | None = None
+    ece: float | None = None
+    ece_null_mean: float | None = None  # E[ECE] under perfect calibration at the sample's bins and n
+    calibration: tuple[Mapping[str, object], ...] = ()  # [{bin, count, meanPrediction, observedRate}]
     _fingerprint: str = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -90,8 +98,10 @@ class Baseline:
         for name, feature in self.features.items():
             if feature.bins.name != name:
                 raise BaselineError(f"bins are named {feature.bins.name!r}", ("features", name))
-        bins = [[n, f.bins.kind, list(f.bins.edges), list(f.bins.categories)]
-                for n, f in sorted(self.features.items())]
+        bins: list[object] = [[n, f.bins.kind, list(f.bins.edges), list(f.bins.categories)]
+                              for n, f in sorted(self.features.items())]
+        if self.prediction is not None:  # absent, the fingerprint is what it was before
+            bins.append(["\u0000prediction", list(self.prediction.bins.edges)])
         digest = hashlib.sha256(orjson.dumps(bins)).hexdigest()[:16]
         object.__setattr__(self, "_fingerprint", digest)
 
@@ -112,8 +122,15 @@ class Baseline:
             "task": self.task,
             "sampleSize": self.sample_size,
             "features": {name: feature.to_dict() for name, feature in self.features.items()},
-            "performance": {"brier": self.brier, "mae": self.mae},
+            "performance": {"brier": self.brier, "mae": self.mae, **self._calibration_dict()},
+            **({"prediction": self.prediction.to_dict()} if self.prediction is not None else {}),
         }
+
+    def _calibration_dict(self) -> dict[str, object]:
+        if self.ece is None:
+            return {}
+        return {"ece": self.ece, "eceNullMean": self.ece_null_mean,
+                "calibration": [dict(b) for b in self.calibration]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> Baseline:
@@ -138,11 +155,31 @@ class Baseline:
             features={str(name): _feature_from_dict(str(name), f) for name, f in features.items()},
             brier=_optional_number(performance.get("brier"), ("performance", "brier")),
             mae=_optional_number(performance.get("mae"), ("performance", "mae")),
+            prediction=_prediction_from_dict(d.get("prediction")),
+            ece=_optional_number(performance.get("ece"), ("performance", "ece")),
+            ece_null_mean=_optional_number(performance.get("eceNullMean"), ("performance", "eceNullMean")),
+            calibration=_calibration_from(performance.get("calibration")),
         )
 
 
-def _feature_from_dict(name: str, d: object) -> FeatureBaseline:
-    where = ("features", name)
+def _prediction_from_dict(d: object) -> FeatureBaseline | None:
+    if d is None:
+        return None
+    if not isinstance(d, Mapping) or d.get("kind") != "numeric":
+        raise BaselineError("must be a numeric feature object", ("prediction",))
+    return _feature_from_dict("prediction", d, ("prediction",))
+
+
+def _calibration_from(value: object) -> tuple[Mapping[str, object], ...]:
+    if value is None:
+        return ()
+    if not (isinstance(value, list) and all(isinstance(b, Mapping) for b in value)):
+        raise BaselineError("must be a list of bin objects", ("performance", "calibration"))
+    return tuple(dict(b) for b in value)
+
+
+def _feature_from_dict(name: str, d: object, where: tuple[str, ...] | None = None) -> FeatureBaseline:
+    where = where or ("features", name)
     if not isinstance(d, Mapping):
         raise BaselineError("must be an object", where)
     kind = d.get("kind")
@@ -228,8 +265,17 @@ def build_baseline(
             other=shares[-2] if bins.kind == "categorical" else 0.0,
             missing=shares[-1],
         )
-    performance = _reference_performance(records, outcomes or {}, task)
+    performance, calibration = _reference_performance(records, outcomes or {}, task)
     brier = performance.squared.mean() if task == "classification" else None
+    scores = [r.get("prediction") for r in records]
+    prediction_bins = _infer_bins("prediction", scores, n_bins, max_categories)
+    prediction = None
+    if prediction_bins.kind == "numeric":
+        counts, _ = prediction_bins.bin_values(scores)
+        shares = [int(c) / len(records) for c in counts]
+        prediction = FeatureBaseline(bins=prediction_bins, proportions=tuple(shares[:-1]), other=0.0,
+                                     missing=shares[-1])
+    classification = task == "classification" and calibration.n > 0
     return Baseline(
         tenant_id=tenant_id,
         model_id=model_id,
@@ -239,7 +285,53 @@ def build_baseline(
         features=features,
         brier=brier,
         mae=performance.absolute.mean(),
+        prediction=prediction,
+        ece=calibration.ece() if classification else None,
+        ece_null_mean=calibration.null_mean() if classification else None,
+        calibration=tuple(calibration.bins_report()) if classification else (),
     )
+
+
+@dataclass(frozen=True)
+class SparseBins:
+    """A feature whose baseline has value bins with fewer than DENSE_COUNT reference events.
+
+    The drift bound (tables/psi_bound.py) counts such a bin as uncertain on the baseline side:
+    with many of them a drift has to be larger, or its current sample bigger, to be flagged. 200
+    Zipf-shaped categories from N = 5,000 records (most with 3-9 events) reach 94.6% power on a
+    true PSI of 0.25 at M = 1,000, where 50 categories reach 99% (bench/psi_bound_table.py).
+    """
+
+    feature: str
+    sparse: int  # value bins (numeric bins, listed categories) with 0 < N·share < DENSE_COUNT
+    bins: int  # value bins with a share > 0
+    needed: int  # reference size at which the rarest value bin would hold DENSE_COUNT events
+    dense_categories: int | None  # categorical: the categories with >= DENSE_COUNT events
+
+    def warning(self, sample_size: int) -> str:
+        cap = (f" or --max-categories {self.dense_categories}"
+               if self.dense_categories is not None else "")
+        return (f"feature {self.feature!r}: {self.sparse} of its {self.bins} bins hold fewer than "
+                f"{DENSE_COUNT} of the {sample_size} reference records; the drift bound counts them as "
+                f"uncertain, so only a larger drift or a larger current sample is flagged. Use a "
+                f"reference of >= {self.needed} records{cap}.")
+
+
+def sparse_bins(baseline: Baseline) -> tuple[SparseBins, ...]:
+    """The features of ``baseline`` with value bins of fewer than DENSE_COUNT reference events
+    (``other`` and ``missing`` are not counted: they are what the values are not), by name."""
+    n = baseline.sample_size
+    found = []
+    for name, feature in sorted(baseline.features.items()):
+        counts = np.rint(np.asarray(feature.proportions, dtype=np.float64) * n)
+        present = counts[counts > 0]
+        sparse = int(np.count_nonzero(present < DENSE_COUNT))
+        if sparse == 0:
+            continue
+        needed = math.ceil(DENSE_COUNT * n / float(present.min()))
+        dense = int(np.count_nonzero(counts >= DENSE_COUNT)) if feature.bins.kind == "categorical" else None
+        found.append(SparseBins(name, sparse, int(present.size), needed, dense))
+    return tuple(found)
 
 
 def _infer_bins(name: str, values: list[object], n_bins: int, max_categories: int) -> FeatureBins:
@@ -253,7 +345,7 @@ def _infer_bins(name: str, values: list[object], n_bins: int, max_categories: in
 
 def _reference_performance(
     records: Sequence[Mapping[str, object]], outcomes: Mapping[str, float], task: str
-) -> PerformanceSums:
+) -> tuple[PerformanceSums, ReliabilityBins]:
     predictions: list[float] = []
     observed: list[float] = []
     for record in records:
@@ -271,4 +363,7 @@ def _reference_performance(
             )
         predictions.append(float(prediction))
         observed.append(float(cast(float, outcome)))
-    return PerformanceSums.empty().update_many(predictions, observed)
+    calibration = ReliabilityBins()
+    if task == "classification":
+        calibration = calibration.update_many(predictions, observed)
+    return PerformanceSums.empty().update_many(predictions, observed), calibration

@@ -7,8 +7,9 @@ prediction's mean, and the per-outcome error (squared for classification: `brier
 regression: `mae`). A stream is fed one value per observation: the mean of consecutive closed
 minutes that hold at least `min_events` events (`min_outcomes` outcomes) — never per record.
 
-Merging: a minute is fed once every active partition has closed it (the smallest of their
-closed marks). A partition whose mark trails the most advanced one by more than `idle_ms` is
+Merging: a minute is fed once every active log has closed it (the smallest of their closed
+marks; a log is a partition's own input, or the records forwarded to it from one source
+partition). A partition whose mark trails the most advanced one by more than `idle_ms` is
 idle and holds nothing back; a bucket that then arrives for a minute already fed is late and
 counted, not fed.
 
@@ -36,7 +37,7 @@ from scipy.stats import norm
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.change_detector import DetectorState
 from model_monitoring.tables.error_sums import ErrorSums
-from model_monitoring.tables.health_buckets import MINUTE_MS, BucketId, ClosedBuckets, HealthSums
+from model_monitoring.tables.health_buckets import MINUTE_MS, BucketId, ClosedBuckets, HealthSums, topic_slot
 
 WEEK_MINUTES = 7 * 24 * 60
 SHARE_METRICS = ("missing_share", "type_mismatch_share", "out_of_range_share")
@@ -119,10 +120,10 @@ class StreamState:
 class ModelDetectors:
     """The value of one (partition, tenant:model) in the `detectors` table."""
 
-    marks: Mapping[str, int] = field(default_factory=dict)  # "partition:slot" -> closed through
+    marks: Mapping[str, int] = field(default_factory=dict)  # "partition:log" -> closed through
     health: Mapping[BucketId, HealthSums] = field(default_factory=dict)  # closed, not fed yet
     errors: Mapping[BucketId, ErrorSums] = field(default_factory=dict)
-    fed: Mapping[str, int] = field(default_factory=dict)    # slot -> minutes below are fed
+    fed: Mapping[str, int] = field(default_factory=dict)    # topic slot -> minutes below are fed
     streams: Mapping[str, StreamState] = field(default_factory=dict)
     late_events: int = 0
 
@@ -158,9 +159,10 @@ def apply(book: ModelDetectors, closed: ClosedBuckets, baseline_for: BaselineFor
     """One partition's closed minutes: merged, fed as far as every active partition has closed."""
     mark_key = f"{closed.partition}:{closed.slot}"
     if closed.closed_through <= book.marks.get(mark_key, -(1 << 62)):
-        return book, []  # redelivered, or older than what this partition already closed
+        return book, []  # redelivered, or older than what this log already closed
     marks = {**book.marks, mark_key: closed.closed_through}
-    fed_through = book.fed.get(closed.slot, -(1 << 62))
+    topic = topic_slot(closed.slot)  # forwarded logs ("f@3") merge with their topic's
+    fed_through = book.fed.get(topic, -(1 << 62))
     health, errors, late = dict(book.health), dict(book.errors), book.late_events
     for bid, hs in closed.health.items():
         if bid[1] < fed_through:
@@ -172,19 +174,19 @@ def apply(book: ModelDetectors, closed: ClosedBuckets, baseline_for: BaselineFor
             late += es.n
         else:
             _merge_into(errors, bid, es)
-    slot_marks = [m for k, m in marks.items() if k.endswith(f":{closed.slot}")]
+    slot_marks = [m for k, m in marks.items() if topic_slot(k.split(":", 1)[1]) == topic]
     idle_minutes = policy.idle_ms // MINUTE_MS
     through = min(m for m in slot_marks if m >= max(slot_marks) - idle_minutes)
     streams = dict(book.streams)
     changes: list[ConfirmedChange] = []
     if through > fed_through:
-        if closed.slot == "f":
+        if topic == "f":
             for bid in sorted(b for b in health if b[1] < through):
                 _feed_health(streams, bid, health.pop(bid), baseline_for, policy, changes)
         else:
             for bid in sorted(b for b in errors if b[1] < through):
                 _feed_errors(streams, bid, errors.pop(bid), baseline_for, policy, changes)
-        fed = {**book.fed, closed.slot: through}
+        fed = {**book.fed, topic: through}
     else:
         fed = dict(book.fed)
     return ModelDetectors(marks, health, errors, fed, streams, late), changes

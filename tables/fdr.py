@@ -70,6 +70,10 @@ def _copy(snapshot: Mapping[str, Any]) -> dict[str, Any]:
             out[section] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in out[section].items()}
     if isinstance(out.get("prediction"), Mapping):
         out["prediction"] = dict(out["prediction"])
+    views = out.get("performanceViews")
+    if isinstance(views, Mapping) and out.get("windowBasis") in views:
+        # the configured view is `performance` itself: it shows the same q-values and statuses
+        out["performanceViews"] = {**views, out["windowBasis"]: out["performance"]}
     return out
 
 

@@ -6,12 +6,13 @@ type-mismatch and out-of-range counts and the prediction's exact sums (`HealthSu
 (version, outcome minute) the exact error sums of the outcomes matched.
 
 A minute closes when the model's event-time watermark on this partition (the latest event time
-seen, per input topic) has passed its end by the allowed lateness. The decision is made record by
+seen, per log: the input topic's own partition, or the records forwarded from one source
+partition, which carry that partition's offsets) has passed its end by the allowed lateness. The decision is made record by
 record in source order (`BucketTracker.admit`), so which records fall in which closed bucket
 depends only on the partition's log, never on batch boundaries; a record for a minute already
 closed is late: counted by the weekly sums, not by the detectors. Redelivery is absorbed by the
 book's own applied-offset watermark. Closed minutes leave as one `ClosedBuckets` message per
-(model, topic) to the detectors (keyed by model)."""
+(model, log) to the detectors (keyed by model)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,13 @@ from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import ErrorSums
 
 MINUTE_MS = 60_000
-Slot = str  # "f" (features) or "o" (outcomes), as tables/partial.py names them
+Slot = str  # "f" (features), "o" (outcomes), or "f@3"/"o@3": forwarded from source partition 3
 BucketId = tuple[str, int]  # (model version, minute since the epoch)
+
+
+def topic_slot(slot: Slot) -> str:
+    """The input topic of a slot: "f" or "o" (tables/partial.py: `forwarded_slot`)."""
+    return slot.split("@", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -161,10 +167,10 @@ class BucketTracker:
         return minute
 
     def admit_prediction(self, model_key: str, version: str, offset: int, timestamp_ms: int,
-                         prediction: float) -> int:
+                         prediction: float, *, slot: Slot = "f") -> int:
         """The record's health id (its (model, version, minute) bucket), or -1 when it is late
-        or was applied before."""
-        minute = self._minute_if_open(self._open(model_key), "f", offset, timestamp_ms)
+        or was applied before. `slot`: the log the offset is of, as the fold names it."""
+        minute = self._minute_if_open(self._open(model_key), slot, offset, timestamp_ms)
         if minute is None:
             return -1
         key = (model_key, version, minute)
@@ -177,9 +183,9 @@ class BucketTracker:
         return hid
 
     def admit_error(self, model_key: str, version: str, offset: int, timestamp_ms: int,
-                    error: float) -> None:
+                    error: float, *, slot: Slot = "o") -> None:
         """One matched outcome's error, in its outcome minute, unless late or applied before."""
-        minute = self._minute_if_open(self._open(model_key), "o", offset, timestamp_ms)
+        minute = self._minute_if_open(self._open(model_key), slot, offset, timestamp_ms)
         if minute is not None:
             self.errors.setdefault((model_key, version, minute), []).append(error)
 
@@ -219,16 +225,14 @@ class BucketTracker:
             for bid, esums in new_errors.get(model_key, {}).items():
                 errors[bid] = errors[bid].merge(esums) if bid in errors else esums
             sent = dict(state.book.sent)
-            for slot, buckets in (("f", health), ("o", errors)):
-                mark = state.event_ms.get(slot)
-                if mark is None:
-                    continue
+            for slot, mark in sorted(state.event_ms.items()):
                 through = (mark - self.lateness_ms) // MINUTE_MS
                 if through <= sent.get(slot, -(1 << 62)):
                     continue
+                buckets = health if topic_slot(slot) == "f" else errors
                 gone = {bid: buckets.pop(bid) for bid in sorted(buckets) if bid[1] < through}
                 sent[slot] = through
-                if slot == "f":
+                if topic_slot(slot) == "f":
                     closed.append(ClosedBuckets(self.partition, model_key, slot, through, health=gone))  # type: ignore[arg-type]
                 else:
                     closed.append(ClosedBuckets(self.partition, model_key, slot, through, errors=gone))  # type: ignore[arg-type]

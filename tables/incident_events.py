@@ -17,6 +17,7 @@ from typing import Any
 
 from scipy.stats import norm
 
+from model_monitoring.tables.alerts import PREDICTION, PREDICTION_SUBJECT
 from model_monitoring.tables.evaluation_state import event_id
 from model_monitoring.tables.incidents import Check, IncidentKey, IncidentPolicy, RunRef, Transition
 from model_monitoring.tables.thresholds import Thresholds
@@ -37,15 +38,26 @@ def checks_of(snapshot: Mapping[str, Any], thresholds: Thresholds,
             breach=verdict["status"] == "drift", severity=verdict.get("severity"),
             value=verdict.get("value"), clear_threshold=policy.psi_clear * warning,
             lower=verdict.get("psiLower"), sample_size=int(verdict.get("sampleSize") or 0))
+    score = snapshot.get("prediction")
+    if isinstance(score, Mapping) and score.get("status") in EVALUATED_FEATURE:
+        warning, _ = thresholds.psi_thresholds(model, PREDICTION)
+        out[IncidentKey(version, segment, "drift", PREDICTION_SUBJECT)] = Check(
+            breach=score["status"] == "drift", severity=score.get("severity"),
+            value=score.get("value"), clear_threshold=policy.psi_clear * warning,
+            lower=score.get("psiLower"), sample_size=int(score.get("sampleSize") or 0))
     for metric, verdict in (snapshot.get("performance") or {}).items():
         if not verdict:
             continue
         baseline = verdict.get("baseline")
+        clear = verdict.get("clearThreshold")  # ece and label_coverage say their own
+        if clear is None and baseline is not None:
+            clear = baseline * (1.0 + thresholds.tolerance / 2.0)
+        below = verdict.get("direction") == "below"  # label_coverage: low is bad
         out[IncidentKey(version, segment, "performance", metric)] = Check(
             breach=verdict.get("status") == "degraded", severity=None, value=verdict.get("value"),
-            clear_threshold=None if baseline is None else baseline * (1.0 + thresholds.tolerance / 2.0),
-            lower=metric_lower_bound(verdict, thresholds.confidence),
-            sample_size=int(verdict.get("sampleSize") or 0))
+            clear_threshold=clear,
+            lower=None if below else metric_lower_bound(verdict, thresholds.confidence),
+            sample_size=int(verdict.get("sampleSize") or 0), below=below)
     return out
 
 
@@ -73,7 +85,8 @@ def _z(confidence: float) -> float:
 def alert_key(kind: str, event: Mapping[str, Any]) -> IncidentKey:
     """The incident a drift or degraded event belongs to."""
     if kind == "drift":
-        return IncidentKey(event["modelVersion"], event["segment"], "drift", event["feature"])
+        subject = PREDICTION_SUBJECT if event.get("kind") == "prediction" else event["feature"]
+        return IncidentKey(event["modelVersion"], event["segment"], "drift", subject)
     return IncidentKey(event["modelVersion"], event["segment"], "performance", event["metric"])
 
 
@@ -93,7 +106,9 @@ def resolution_event(transition: Transition, run: RunRef, snapshot: Mapping[str,
         "incidentId": incident.incident_id, "jobRunId": run.job_run_id, "tenantId": tenant,
         "modelId": model, "modelVersion": key.version, "segment": key.segment,
     }
-    if key.kind == "drift":
+    if key.kind == "drift" and key.subject == PREDICTION_SUBJECT:
+        doc.update(feature=PREDICTION, kind="prediction", metric="psi", psiLower=check.lower)
+    elif key.kind == "drift":
         doc.update(feature=key.subject, metric="psi", psiLower=check.lower)
     else:
         verdict = (snapshot.get("performance") or {}).get(key.subject) or {}

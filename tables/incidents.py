@@ -68,11 +68,15 @@ class Check:
     clear_threshold: float | None
     lower: float | None = None  # the value's lower confidence bound: psiLower, or the metric's
     sample_size: int = 0
+    below: bool = False  # a check in breach when low (label_coverage): it clears above the threshold
 
     def clears(self) -> bool:
-        """The value, or its lower confidence bound, below the clear threshold."""
+        """The value, or its lower confidence bound, below the clear threshold (above it, for a
+        check in breach when low)."""
         if self.clear_threshold is None or self.value is None:
             return False
+        if self.below:
+            return self.value > self.clear_threshold
         return self.value < self.clear_threshold or (self.lower is not None and self.lower < self.clear_threshold)
 
 

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.expiry import error_retention_ms, expirable
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker, ClosedBuckets, count_health, error_of
 from model_monitoring.tables.histogram import FeatureHistogram, count_groups
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
-from model_monitoring.tables.keys import JoinKey, MetaKey, PartialKey
+from model_monitoring.tables.keys import ArrivalKey, JoinKey, MetaKey, PartialKey
 from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialState
 
 BaselineLookup = Callable[[str, str, str], Baseline | None]
@@ -67,9 +68,15 @@ class _PendingPartial:
     features: list[Mapping[str, object]] = field(default_factory=list)
     health_ids: list[int] = field(default_factory=list)  # per feature record: its detector bucket or -1
     health_only: list[tuple[Mapping[str, object], int]] = field(default_factory=list)
-    predictions: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # the predictions of `features`' records
+    predictions: list[float] = field(default_factory=list)  # pairs: prediction, outcome, lag
     outcomes: list[float] = field(default_factory=list)
+    lags_ms: list[int] = field(default_factory=list)
+    unmatched: int = 0  # outcomes whose prediction had expired (arrival days only)
     max_offset: dict[str, int] = field(default_factory=dict)
+
+
+SlotKey = PartialKey | ArrivalKey
 
 
 def _admit(out: FoldResult, offset: int, index: int, timestamp_ms: int, horizon_ms: int,
@@ -83,28 +90,51 @@ def _admit(out: FoldResult, offset: int, index: int, timestamp_ms: int, horizon_
     return True
 
 
+def _repeated(out: FoldResult, seen: set[Source], source: Source) -> bool:
+    """The same event twice in one batch: a forwarded record sent again after a crash can reach
+    its destination twice between two commits there (streams/repartition.py). The watermarks
+    only see earlier batches, so the batch remembers its own."""
+    if source in seen:
+        out.counts["redelivered_skipped"] += 1
+        return True
+    seen.add(source)
+    return False
+
+
 class IngestFold:
     """Folds batches of one partition into partial and join-buffer values."""
 
     def __init__(self, partition: int, *, bucket_ms: int, retention_ms: int,
-                 baseline_for: BaselineLookup, buckets: BucketTracker | None = None) -> None:
+                 baseline_for: BaselineLookup, join_ttl_ms: int | None = None,
+                 buckets: BucketTracker | None = None) -> None:
         self.partition = partition
         self.bucket_ms = bucket_ms
         self.retention_ms = retention_ms
         self.baseline_for = baseline_for
+        # error sums live as long as outcomes can be joined (tables/expiry.py)
+        self.error_retention_ms = error_retention_ms(retention_ms, join_ttl_ms or 0)
+        self.partition_high_water_ms = -1  # the partition's mark over both inputs (set per fold)
         self.buckets = buckets  # the continuous detectors' minute buckets, when detection is on
 
     # ---------------------------------------------------------------- predictions
     def fold_predictions(self, records: Iterable[tuple[int, int, InferenceRecord]],
                          get_partial: PartialGetter, get_join: JoinGetter,
-                         high_water_ms: int) -> FoldResult:
-        """Records in source order: (offset, index in envelope, record)."""
+                         high_water_ms: int, partition_high_water_ms: int = -1, *,
+                         slot: str = FEATURES) -> FoldResult:
+        """Records in source order: (offset, index in envelope, record). `high_water_ms` is this
+        input's event-time mark, `partition_high_water_ms` the partition's over both inputs (the
+        one expiry reads); `slot` names the log the offsets are of (the features topic's own
+        partition, or a forwarded source partition)."""
         out = FoldResult(max_event_ms=high_water_ms)
-        pending: dict[PartialKey, _PendingPartial] = {}
+        self.partition_high_water_ms = partition_high_water_ms
+        pending: dict[SlotKey, _PendingPartial] = {}
+        seen: set[Source] = set()
         for offset, index, rec in records:
+            source: Source = (slot, offset, index)
+            if _repeated(out, seen, source):
+                continue
             if not _admit(out, offset, index, rec.timestamp_ms, self.retention_ms, "prediction older than the retention"):
                 continue
-            source: Source = (FEATURES, offset, index)
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.prediction is not None and entry.prediction.source != source:
                 out.counts["duplicate_predictions"] += 1
@@ -114,23 +144,24 @@ class IngestFold:
                               source)
             entry = entry.with_prediction(pred)
             pkey = self._key_for(pred)
-            slot = self._pending(pending, pkey, get_partial)
+            pending_partial = self._pending(pending, pkey, get_partial)
             hid = -1 if self.buckets is None else self.buckets.admit_prediction(
                 f"{rec.tenant_id}:{rec.model_id}", rec.model_version, offset, rec.timestamp_ms,
-                pred.prediction)
-            if slot.before.applied(FEATURES, offset):
+                pred.prediction, slot=slot)
+            if pending_partial.before.applied(slot, offset):
                 out.counts["redelivered_skipped"] += 1
                 if hid >= 0:  # the partial has it, the detectors' bucket not yet (a crash between)
-                    slot.health_only.append((rec.features, hid))
+                    pending_partial.health_only.append((rec.features, hid))
             else:
-                slot.features.append(rec.features)
-                slot.health_ids.append(hid)
-                slot.max_offset[FEATURES] = max(offset, slot.max_offset.get(FEATURES, -1))
+                pending_partial.features.append(rec.features)
+                pending_partial.health_ids.append(hid)
+                pending_partial.scores.append(pred.prediction)
+                pending_partial.max_offset[slot] = max(offset, pending_partial.max_offset.get(slot, -1))
                 out.counts["records"] += 1
             outcome = entry.outcome
             if outcome is not None and entry.matched_by in (None, source):
                 entry = entry.matched(source)
-                self._contribute(slot, FEATURES, offset, pred, outcome, out)
+                self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
             out.joins[jkey] = entry
         self._finish(pending, out)
         if self.buckets is not None:
@@ -140,13 +171,18 @@ class IngestFold:
     # ---------------------------------------------------------------- outcomes
     def fold_outcomes(self, records: Iterable[tuple[int, int, OutcomeRecord]],
                       get_partial: PartialGetter, get_join: JoinGetter,
-                      high_water_ms: int, join_ttl_ms: int) -> FoldResult:
+                      high_water_ms: int, join_ttl_ms: int, partition_high_water_ms: int = -1, *,
+                      slot: str = OUTCOMES) -> FoldResult:
         out = FoldResult(max_event_ms=high_water_ms)
-        pending: dict[PartialKey, _PendingPartial] = {}
+        self.partition_high_water_ms = partition_high_water_ms
+        pending: dict[SlotKey, _PendingPartial] = {}
+        seen: set[Source] = set()
         for offset, index, rec in records:
+            source: Source = (slot, offset, index)
+            if _repeated(out, seen, source):
+                continue
             if not _admit(out, offset, index, rec.timestamp_ms, join_ttl_ms, "outcome older than the join TTL"):
                 continue
-            source: Source = (OUTCOMES, offset, index)
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.outcome is not None and entry.outcome.source != source:
                 out.counts["duplicate_outcomes"] += 1
@@ -158,18 +194,29 @@ class IngestFold:
                 continue
             outcome = Outcome(rec.tenant_id, rec.model_id, float(rec.outcome), rec.timestamp_ms, source)
             entry = entry.with_outcome(outcome)
-            if pred is None:
+            if pred is not None and entry.matched_by is None and pred.timestamp_ms < max(
+                    self.partition_high_water_ms, out.max_event_ms) - join_ttl_ms:
+                # its prediction is past the join TTL (whether or not the timer has deleted it
+                # yet): the outcome matches nothing, and label health counts it on its day
+                out.counts["unmatched_late_outcomes"] += 1
+                arrival = self._pending(pending, ArrivalKey(
+                    self.partition, pred.tenant_id, pred.model_id, pred.model_version, pred.segment,
+                    rec.timestamp_ms // self.bucket_ms), get_partial)
+                if not arrival.before.applied(slot, offset):
+                    arrival.unmatched += 1
+                    arrival.max_offset[slot] = max(offset, arrival.max_offset.get(slot, -1))
+            elif pred is None:
                 out.counts["early_outcomes"] += 1
             elif entry.matched_by in (None, source):
                 entry = entry.matched(source)
-                slot = self._pending(pending, self._key_for(pred), get_partial)
-                self._contribute(slot, OUTCOMES, offset, pred, outcome, out)
+                self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
                 if self.buckets is not None:
                     baseline = self.baseline_for(pred.tenant_id, pred.model_id, pred.model_version)
                     if baseline is not None:
                         self.buckets.admit_error(f"{pred.tenant_id}:{pred.model_id}", pred.model_version,
                                                  offset, rec.timestamp_ms,
-                                                 error_of(baseline.task, pred.prediction, outcome.outcome))
+                                                 error_of(baseline.task, pred.prediction, outcome.outcome),
+                                                 slot=slot)
             out.joins[jkey] = entry
         self._finish(pending, out)
         if self.buckets is not None:
@@ -187,50 +234,87 @@ class IngestFold:
                           pred.segment, pred.timestamp_ms // self.bucket_ms)
 
     @staticmethod
-    def _pending(pending: dict[PartialKey, _PendingPartial], key: PartialKey,
+    def _pending(pending: dict[SlotKey, _PendingPartial], key: SlotKey,
                  get_partial: PartialGetter) -> _PendingPartial:
         slot = pending.get(key)
         if slot is None:
             slot = pending[key] = _PendingPartial(get_partial(key.encode()) or PartialState())
         return slot
 
-    @staticmethod
-    def _contribute(slot: _PendingPartial, topic_slot: str, offset: int, pred: Prediction,
-                    outcome: Outcome, out: FoldResult) -> None:
-        if slot.before.applied(topic_slot, offset):
-            return
-        slot.predictions.append(pred.prediction)
-        slot.outcomes.append(outcome.outcome)
-        slot.max_offset[topic_slot] = max(offset, slot.max_offset.get(topic_slot, -1))
-        out.counts["matched"] += 1
-        out.label_lags_ms.append(outcome.timestamp_ms - pred.timestamp_ms)
+    def _contribute(self, pending: dict[SlotKey, _PendingPartial], get_partial: PartialGetter,
+                    topic_slot: str, offset: int, pred: Prediction, outcome: Outcome,
+                    out: FoldResult) -> None:
+        """A completed pair adds to its prediction day's partial (the prediction-window view)
+        and to its arrival day's (the outcome-arrival view: the day the pair was completed, the
+        later of its two times), each guarded by its own watermark. A key past the error
+        retention is never written again: it may have been expired, and with it its watermark."""
+        lag = outcome.timestamp_ms - pred.timestamp_ms
+        arrival_day = max(pred.timestamp_ms, outcome.timestamp_ms) // self.bucket_ms
+        keys: tuple[SlotKey, ...] = (self._key_for(pred), ArrivalKey(
+            self.partition, pred.tenant_id, pred.model_id, pred.model_version, pred.segment, arrival_day))
+        high_water = max(self.partition_high_water_ms, out.max_event_ms)
+        counted = False
+        for key in keys:
+            if expirable(key.day, self.bucket_ms, high_water, self.error_retention_ms):
+                out.counts["past_retention"] += 1
+                continue
+            slot = self._pending(pending, key, get_partial)
+            if slot.before.applied(topic_slot, offset):
+                continue
+            slot.predictions.append(pred.prediction)
+            slot.outcomes.append(outcome.outcome)
+            slot.lags_ms.append(lag)
+            slot.max_offset[topic_slot] = max(offset, slot.max_offset.get(topic_slot, -1))
+            counted = True
+        if counted:
+            out.counts["matched"] += 1
+            out.label_lags_ms.append(lag)
 
-    def _finish(self, pending: Mapping[PartialKey, _PendingPartial], out: FoldResult) -> None:
+    def _finish(self, pending: Mapping[SlotKey, _PendingPartial], out: FoldResult) -> None:
         histograms = self._histograms(pending)
         for key, slot in pending.items():
             if not slot.max_offset:
                 continue  # everything in this batch for the key was counted before
             state = slot.before
-            histogram = histograms.get(key)
+            histogram = histograms.get(key) if isinstance(key, PartialKey) else None
             if histogram is not None and state.histogram.fingerprint not in ("", histogram.fingerprint):
                 # the version's baseline was replaced: counts under the old bins are void
                 out.counts["baseline_changed"] += 1
-                state = PartialState(FeatureHistogram.empty(histogram.fingerprint),
-                                     state.performance, state.watermarks, state.duplicates)
+                state = replace(state, histogram=FeatureHistogram.empty(histogram.fingerprint), score_counts=())
             performance = None
             if slot.predictions:
-                performance = PerformanceSums.empty().update_many(
-                    np.asarray(slot.predictions, dtype=np.float64),
-                    np.asarray(slot.outcomes, dtype=np.float64))
+                p = np.asarray(slot.predictions, dtype=np.float64)
+                y = np.asarray(slot.outcomes, dtype=np.float64)
+                performance = PerformanceSums.empty().update_many(p, y)
+                # reliability bins read probabilities: a regression score is clipped (never read)
+                state = replace(state, calibration=state.calibration.update_many(np.clip(p, 0.0, 1.0), y),
+                                lags=state.lags.update_many(slot.lags_ms))
+            if slot.scores:
+                state = self._with_scores(state, key, slot.scores, histogram)
+            if slot.unmatched:
+                state = replace(state, expired_outcomes=state.expired_outcomes + slot.unmatched)
             state = state.add(histogram, performance)
             for topic_slot, offset in slot.max_offset.items():
                 state = state.with_watermark(topic_slot, offset)
             out.partials[key.encode()] = state
 
-    def _histograms(self, pending: Mapping[PartialKey, _PendingPartial]) -> dict[PartialKey, FeatureHistogram]:
+    def _with_scores(self, state: PartialState, key: SlotKey, scores: list[float],
+                     histogram: FeatureHistogram | None) -> PartialState:
+        """The prediction scores of new records: count, Σp, Σp² (clipped to [0, 1]: only a
+        classifier's are read), and their counts in the baseline's prediction bins."""
+        p = np.asarray(scores, dtype=np.float64)
+        state = replace(state, scores=state.scores.update_many(np.clip(p, 0.0, 1.0)))
+        baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
+        if baseline is None or baseline.prediction is None or histogram is None or not histogram.fingerprint:
+            return state
+        counts, _ = baseline.prediction.bins.bin_values(list(p))
+        before = state.score_counts or (0,) * len(counts)
+        return replace(state, score_counts=tuple(int(a) + int(b) for a, b in zip(before, counts, strict=True)))
+
+    def _histograms(self, pending: Mapping[SlotKey, _PendingPartial]) -> dict[SlotKey, FeatureHistogram]:
         """The batch's new counts per key: all keys of one baseline binned in one pass."""
-        by_baseline: dict[int, tuple[Baseline, list[PartialKey]]] = {}
-        out: dict[PartialKey, FeatureHistogram] = {}
+        by_baseline: dict[int, tuple[Baseline, list[SlotKey]]] = {}
+        out: dict[SlotKey, FeatureHistogram] = {}
         for key, slot in pending.items():
             if not slot.features and not slot.health_only:
                 continue

@@ -8,6 +8,7 @@ counting separators in free text. Tables and their keys:
 | table        | key                                   | type            |
 |--------------|---------------------------------------|-----------------|
 | partials     | b"p|tenant|model|version|segment|day" | `PartialKey`    |
+| partials     | b"p|tenant|model|version|segment|day|a" | `ArrivalKey`  |
 | partials     | b"p|~meta"                            | `MetaKey`       |
 | join_buffer  | b"p|predictionId"                     | `JoinKey`       |
 | baselines    | b"0|{tenant or *}:model:version"      | `BaselineKey`   |
@@ -26,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 META = "~meta"
+ARRIVAL = "a"
 SEP = "|"
 
 
@@ -93,6 +95,35 @@ class PartialKey:
 
 
 @dataclass(frozen=True, order=True)
+class ArrivalKey:
+    """What one source partition counted for the pairs of one (tenant, model, version, segment)
+    completed on one day (the later of prediction and outcome time): the outcome-arrival view."""
+
+    partition: int
+    tenant_id: str
+    model_id: str
+    model_version: str
+    segment: str
+    day: int
+
+    def encode(self) -> bytes:
+        return _encode(self.partition, self.tenant_id, self.model_id, self.model_version,
+                       self.segment, str(self.day), ARRIVAL)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ArrivalKey:
+        partition, fields = _fields(raw)
+        if len(fields) != 6 or fields[5] != ARRIVAL:
+            raise KeyError(f"not an arrival key: {raw[:80]!r}")
+        tenant, model, version, segment, day, _ = fields
+        return cls(partition, tenant, model, version, segment, int(day))
+
+    @property
+    def model_key(self) -> str:
+        return f"{self.tenant_id}:{self.model_id}"
+
+
+@dataclass(frozen=True, order=True)
 class MetaKey:
     """Per-partition bookkeeping in the partials table: the event-time high-water marks."""
 
@@ -109,16 +140,23 @@ class MetaKey:
         return cls(partition)
 
 
-def decode_partials_key(raw: bytes) -> PartialKey | MetaKey:
+def decode_partials_key(raw: bytes) -> PartialKey | ArrivalKey | MetaKey:
     partition, fields = _fields(raw)
     if fields == [META]:
         return MetaKey(partition)
+    if is_arrival_key(raw):
+        return ArrivalKey.decode(raw)
     return PartialKey.decode(raw)
 
 
 def is_partial_key(raw: bytes) -> bool:
-    """A partial's key (not the partition's meta key)."""
-    return not raw.endswith(f"{SEP}{META}".encode())
+    """A prediction day's partial key (not an arrival day's, not the partition's meta key)."""
+    return not raw.endswith(f"{SEP}{META}".encode()) and not is_arrival_key(raw)
+
+
+def is_arrival_key(raw: bytes) -> bool:
+    """An arrival day's partial key (its day is digits, so no other key ends this way)."""
+    return raw.endswith(f"{SEP}{ARRIVAL}".encode())
 
 
 def is_meta_key(raw: bytes) -> bool:
@@ -275,5 +313,5 @@ class RunStatusKey:
         return cls(fields[0])
 
 
-TableKey = (PartialKey | MetaKey | JoinKey | BaselineKey | RunKey | ReportKey | EvaluatedKey
+TableKey = (PartialKey | ArrivalKey | MetaKey | JoinKey | BaselineKey | RunKey | ReportKey | EvaluatedKey
             | EvaluationKey | IncidentBookKey | RunStatusKey)

@@ -5,16 +5,25 @@ source offset applied per input topic (the watermark that makes redelivery harml
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
-from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.calibration import ReliabilityBins
+from model_monitoring.tables.error_sums import ErrorSums, PerformanceSums
 from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.label_lag import LagHistogram
 
 FEATURES = "f"  # watermark slot of the inference-features topic
 OUTCOMES = "o"  # watermark slot of the outcomes topic
 NO_SEGMENT = ""  # the segment field of events that carry none
+
+
+def forwarded_slot(topic_slot: str, source_partition: int) -> str:
+    """Watermark slot of the records forwarded from one source partition (`tables/forwarding.py`):
+    they carry that partition's offsets, which increase along its log like a direct slot's."""
+    return f"{topic_slot}@{source_partition}"
+
 
 VersionSegment = tuple[str, str]  # (model version, segment or NO_SEGMENT): a part's key
 
@@ -35,12 +44,29 @@ def merge_histograms(a: FeatureHistogram, b: FeatureHistogram) -> FeatureHistogr
 
 @dataclass(frozen=True)
 class PartialState:
-    """Immutable; every change returns a new value that is then reassigned to the table."""
+    """Immutable; every change returns a new value that is then reassigned to the table.
+
+    In the table, a partial of a prediction day (`PartialKey`) holds the day's feature counts,
+    its prediction scores (count, Σp, Σp², and the counts in the baseline's prediction bins),
+    and the error sums, reliability bins and label lags of its predictions' outcomes so far;
+    a partial of an arrival day (`ArrivalKey`) holds the error sums, reliability bins and lags
+    of the pairs completed that day, whenever their predictions were made. Merged over a run's
+    window (tables/run_evaluation.py), the arrival days' sums go to the `arrived_*` fields and
+    the last weeks' prediction counts and lags to `cohorts`."""
 
     histogram: FeatureHistogram = field(default_factory=FeatureHistogram.empty)
     performance: PerformanceSums = field(default_factory=PerformanceSums.empty)
     watermarks: Mapping[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    scores: ErrorSums = field(default_factory=ErrorSums)
+    score_counts: tuple[int, ...] = ()
+    calibration: ReliabilityBins = field(default_factory=ReliabilityBins)
+    lags: LagHistogram = field(default_factory=LagHistogram)
+    arrived_performance: PerformanceSums = field(default_factory=PerformanceSums.empty)
+    arrived_calibration: ReliabilityBins = field(default_factory=ReliabilityBins)
+    arrived_lags: LagHistogram = field(default_factory=LagHistogram)
+    cohorts: Mapping[int, Cohort] = field(default_factory=dict)
+    expired_outcomes: int = 0
 
     def applied(self, topic_slot: str, offset: int) -> bool:
         """Has the event at this source offset already been folded into this value?"""
@@ -49,32 +75,85 @@ class PartialState:
     def with_watermark(self, topic_slot: str, offset: int) -> PartialState:
         marks = dict(self.watermarks)
         marks[topic_slot] = max(offset, marks.get(topic_slot, -1))
-        return PartialState(self.histogram, self.performance, marks, self.duplicates)
+        return replace(self, watermarks=marks)
 
     def add(self, histogram: FeatureHistogram | None = None,
             performance: PerformanceSums | None = None) -> PartialState:
-        return PartialState(
-            self.histogram.merge(histogram) if histogram is not None else self.histogram,
-            self.performance.merge(performance) if performance is not None else self.performance,
-            self.watermarks, self.duplicates)
+        return replace(
+            self,
+            histogram=self.histogram.merge(histogram) if histogram is not None else self.histogram,
+            performance=self.performance.merge(performance) if performance is not None else self.performance)
+
+    def trimmed(self) -> PartialState:
+        """Past the retention: the feature and score counts go, the sums that outcomes still
+        add to (until the join TTL) and the watermarks that guard them stay."""
+        return replace(self, histogram=FeatureHistogram.empty(self.histogram.fingerprint), score_counts=())
+
+    def as_arrived(self) -> PartialState:
+        """An arrival day's partial as its share of a run's merged state."""
+        return PartialState(arrived_performance=self.performance, arrived_calibration=self.calibration,
+                            arrived_lags=self.lags, expired_outcomes=self.expired_outcomes)
 
     def merge(self, other: PartialState) -> PartialState:
         """Sum of two partials (for the weekly run; watermarks are per key, so dropped)."""
-        return PartialState(merge_histograms(self.histogram, other.histogram),
-                            self.performance.merge(other.performance), {},
-                            self.duplicates + other.duplicates)
+        histogram = merge_histograms(self.histogram, other.histogram)
+        score_counts = _merge_counts(self, other, histogram)
+        cohorts = dict(self.cohorts)
+        for week, cohort in other.cohorts.items():
+            cohorts[week] = cohorts[week].merge(cohort) if week in cohorts else cohort
+        return PartialState(
+            histogram, self.performance.merge(other.performance), {},
+            self.duplicates + other.duplicates, self.scores.merge(other.scores), score_counts,
+            self.calibration.merge(other.calibration), self.lags.merge(other.lags),
+            self.arrived_performance.merge(other.arrived_performance),
+            self.arrived_calibration.merge(other.arrived_calibration),
+            self.arrived_lags.merge(other.arrived_lags), cohorts,
+            self.expired_outcomes + other.expired_outcomes)
 
     def to_json(self) -> dict[str, object]:
-        return {"h": self.histogram.to_json(), "p": self.performance.to_json(),
-                "w": dict(self.watermarks), "d": self.duplicates}
+        doc: dict[str, object] = {"h": self.histogram.to_json(), "p": self.performance.to_json(),
+                                  "w": dict(self.watermarks), "d": self.duplicates}
+        # the fields added with the outcome clock are written only when they hold something,
+        # so older readers and older values stay as they were
+        if self.scores.n:
+            doc["s"] = self.scores.to_json()
+        if self.score_counts:
+            doc["sc"] = list(self.score_counts)
+        if self.calibration.sums:
+            doc["cb"] = self.calibration.to_json()
+        if self.lags.counts:
+            doc["lg"] = self.lags.to_json()
+        if self.arrived_performance.n:
+            doc["ap"] = self.arrived_performance.to_json()
+        if self.arrived_calibration.sums:
+            doc["acb"] = self.arrived_calibration.to_json()
+        if self.arrived_lags.counts:
+            doc["alg"] = self.arrived_lags.to_json()
+        if self.cohorts:
+            doc["co"] = {str(k): c.to_json() for k, c in sorted(self.cohorts.items())}
+        if self.expired_outcomes:
+            doc["xo"] = self.expired_outcomes
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, object]) -> PartialState:
         marks, duplicates = doc.get("w") or {}, doc.get("d") or 0
         if not isinstance(marks, Mapping) or not isinstance(duplicates, int):
             raise ValueError("a partial's watermarks must be an object and its duplicates a count")
+        cohorts = doc.get("co") or {}
+        if not isinstance(cohorts, Mapping):
+            raise ValueError("a partial's cohorts must be an object")
         return cls(FeatureHistogram.from_json(doc["h"]), PerformanceSums.from_json(doc["p"]),
-                   {str(k): int(v) for k, v in marks.items()}, duplicates)
+                   {str(k): int(v) for k, v in marks.items()}, duplicates,
+                   ErrorSums.from_json(doc["s"]) if "s" in doc else ErrorSums(),
+                   tuple(int(c) for c in doc.get("sc") or ()),  # type: ignore[attr-defined]
+                   ReliabilityBins.from_json(doc["cb"]) if "cb" in doc else ReliabilityBins(),
+                   LagHistogram.from_json(doc.get("lg") or {}),
+                   PerformanceSums.from_json(doc["ap"]) if "ap" in doc else PerformanceSums.empty(),
+                   ReliabilityBins.from_json(doc["acb"]) if "acb" in doc else ReliabilityBins(),
+                   LagHistogram.from_json(doc.get("alg") or {}),
+                   {int(k): Cohort.from_json(v) for k, v in cohorts.items()},
+                   int(doc.get("xo") or 0))  # type: ignore[call-overload]
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.to_json())
@@ -82,3 +161,32 @@ class PartialState:
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartialState:
         return cls.from_json(orjson.loads(raw))
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """One week of predictions as label health sees it: how many, and the lags of those labelled."""
+
+    predictions: int = 0
+    lags: LagHistogram = field(default_factory=LagHistogram)
+
+    def merge(self, other: Cohort) -> Cohort:
+        return Cohort(self.predictions + other.predictions, self.lags.merge(other.lags))
+
+    def to_json(self) -> list[object]:
+        return [self.predictions, self.lags.to_json()]
+
+    @classmethod
+    def from_json(cls, doc: object) -> Cohort:
+        if not (isinstance(doc, list) and len(doc) == 2 and isinstance(doc[0], int)):
+            raise ValueError(f"a cohort must be [predictions, lags], got {doc!r}")
+        return cls(doc[0], LagHistogram.from_json(doc[1]))
+
+
+def _merge_counts(a: PartialState, b: PartialState, merged: FeatureHistogram) -> tuple[int, ...]:
+    """The prediction-score counts go with the feature counts they were made with."""
+    if a.histogram.fingerprint == b.histogram.fingerprint:
+        if not a.score_counts or not b.score_counts:
+            return a.score_counts or b.score_counts
+        return tuple(x + y for x, y in zip(a.score_counts, b.score_counts, strict=True))
+    return a.score_counts if merged is a.histogram else b.score_counts

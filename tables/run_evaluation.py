@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from model_monitoring.schemas.timestamps import format_timestamp
@@ -21,8 +21,8 @@ from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.incident_events import alert_key, checks_of, resolution_event, with_incident
 from model_monitoring.tables.incidents import Check, IncidentBook, IncidentKey, IncidentPolicy, RunRef, fold
 from model_monitoring.tables.job_run import COUNT_FIELDS
-from model_monitoring.tables.keys import PartialKey, is_partial_key, partition_prefix
-from model_monitoring.tables.partial import PartialState, VersionSegment
+from model_monitoring.tables.keys import ArrivalKey, PartialKey, is_arrival_key, is_meta_key, partition_prefix
+from model_monitoring.tables.partial import Cohort, PartialState, VersionSegment
 from model_monitoring.tables.thresholds import Thresholds
 
 ALERT_STATUSES = ("opened", "escalated")  # an alert pages; an `ongoing` event is an update
@@ -34,25 +34,45 @@ def in_window(day: int, bucket_ms: int, start_ms: int, end_ms: int) -> bool:
     return day * bucket_ms >= start_ms and (day + 1) * bucket_ms <= end_ms
 
 
+COHORT_WEEKS = 12  # label health's weekly cohorts of predictions
+WEEK_MS = 7 * 86_400_000
+
+
 def window_parts(items: Iterable[tuple[bytes, bytes]], partition: int, start_ms: int, end_ms: int,
                  bucket_ms: int, tenant_ids: Iterable[str] | None
                  ) -> dict[str, dict[VersionSegment, PartialState]]:
-    """One partition's partials inside the window: (tenant:model) -> {(version, segment): sum}."""
+    """One partition's partials for a run: (tenant:model) -> {(version, segment): sum}.
+
+    The sum holds the prediction days inside the window (feature counts, scores, the
+    prediction-window view's error sums), the arrival days inside the window (as `arrived_*`:
+    the outcome-arrival view), and, for label health, each of the last COHORT_WEEKS weeks of
+    prediction days before the window's end as a `Cohort` (week 0 ends at the window's end)."""
     prefix = partition_prefix(partition)
     tenants = set(tenant_ids) if tenant_ids is not None else None
     parts: dict[str, dict[VersionSegment, PartialState]] = defaultdict(dict)
+
+    def add(model_key: str, vs: VersionSegment, state: PartialState) -> None:
+        group = parts[model_key]
+        group[vs] = group[vs].merge(state) if vs in group else state
+
     for raw_key, raw_value in items:
-        if not raw_key.startswith(prefix) or not is_partial_key(raw_key):
+        if not raw_key.startswith(prefix) or is_meta_key(raw_key):
             continue
-        key = PartialKey.decode(raw_key)
-        if not in_window(key.day, bucket_ms, start_ms, end_ms):
-            continue
+        key = ArrivalKey.decode(raw_key) if is_arrival_key(raw_key) else PartialKey.decode(raw_key)
         if tenants is not None and key.tenant_id not in tenants:
             continue
         vs = (key.model_version, key.segment)
+        inside = in_window(key.day, bucket_ms, start_ms, end_ms)
+        if isinstance(key, ArrivalKey):
+            if inside:
+                add(key.model_key, vs, PartialState.from_bytes(raw_value).as_arrived())
+            continue
+        week = (end_ms - 1 - key.day * bucket_ms) // WEEK_MS
+        if not inside and not (0 <= week < COHORT_WEEKS and (key.day + 1) * bucket_ms <= end_ms):
+            continue
         state = PartialState.from_bytes(raw_value)
-        group = parts[key.model_key]
-        group[vs] = group[vs].merge(state) if vs in group else state
+        cohort = {int(week): Cohort(state.scores.n, state.lags)} if 0 <= week < COHORT_WEEKS else {}
+        add(key.model_key, vs, replace(state, cohorts=cohort) if inside else PartialState(cohorts=cohort))
     return dict(parts)
 
 
@@ -115,12 +135,14 @@ def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], Partial
         snapshots = []
         for segment, state in views:
             histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
+            if histogram is not state.histogram:  # score counts go with the feature counts
+                state = replace(state, score_counts=())
             snapshots.append(evaluate_snapshot(
                 baseline=baseline, histogram=histogram, performance=state.performance,
                 thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
                 segment=segment, window_start=format_timestamp(window_start_ms),
                 window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
-                feature_names=list(histogram.counts)))
+                feature_names=list(histogram.counts), state=state, window_end_ms=window_end_ms))
         drift: list[dict[str, Any]] = []
         degraded: list[dict[str, Any]] = []
         for snap in with_q_values(snapshots, thresholds):

@@ -27,6 +27,10 @@ class Thresholds:
     # Benjamini–Hochberg level over one run's drift checks (and, apart, performance checks) of
     # one model version; 0 turns false-discovery control off
     fdr_q: float = 0.05
+    # the outcome clock (tables/evaluation.py, tables/label_health.py)
+    performance_window: str = "outcome"  # or "prediction"
+    label_coverage_share: float = 0.5
+    label_coverage_age_days: int = 14
 
     def __post_init__(self) -> None:
         _check_psi_pair(self.psi_warning, self.psi_critical, "defaults")
@@ -36,6 +40,10 @@ class Thresholds:
             raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
+        if self.performance_window not in ("outcome", "prediction"):
+            raise ValueError(f"performance_window must be outcome or prediction, got {self.performance_window!r}")
+        if not 0.0 < self.label_coverage_share < 1.0 or not 1 <= self.label_coverage_age_days <= 21:
+            raise ValueError("label_coverage_share must be in (0, 1) and label_coverage_age_days in [1, 21]")
         if not 0.0 <= self.fdr_q < 1.0:
             raise ValueError(f"fdr_q must be in [0, 1) (0 turns it off), got {self.fdr_q!r}")
         for key, values in self.overrides.items():

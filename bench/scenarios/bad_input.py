@@ -50,7 +50,7 @@ def bad_input(ctx: Context) -> None:
     worker = ingest_start(svc, refs)
     pid = worker.process.pid  # type: ignore[union-attr]
     svc.produce(messages)
-    inputs = [svc.s.features_topic, svc.s.outcomes_topic, svc.s.trigger_topic]
+    inputs = [*svc.consumed_topics(), svc.s.trigger_topic]
     if not wait_until(lambda: run_async(group_lag(svc.broker.bootstrap, svc.app_id, inputs)) == 0,
                       300, 1.0):
         raise ScenarioFailed(f"input not consumed:\n{worker.log_tail()}")

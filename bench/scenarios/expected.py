@@ -8,18 +8,21 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bench.scenarios.common import Result
 from model_monitoring.streams.settings import Settings
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.evaluation_state import merge_segments
+from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.partial import PartialState
-from model_monitoring.tables.run_evaluation import evaluate_key, in_window
+from model_monitoring.tables.record_state import Scored, view_state
+from model_monitoring.tables.run_evaluation import COHORT_WEEKS, WEEK_MS, evaluate_key, in_window
 from model_monitoring.tables.trigger import window_for
-from tests.support.oracle import Fold
+from tests.support.oracle import Fold, ViewKey
 
 # wall-clock times of the evaluation: the service's, which the oracle cannot know
 IGNORED_FIELDS = ("detectedAt", "openedAt", "resolvedAt")
@@ -35,13 +38,22 @@ def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: S
     runs before this one, and is updated with this run's."""
     incidents = {} if incidents is None else incidents
     start, end = window_for(window_end_ms, s.window_ms, s.bucket_ms)
-    groups: dict[str, list[dict[tuple[str, str], PartialState]]] = defaultdict(list)
+    histograms: dict[ViewKey, FeatureHistogram] = {}
     for (tenant, model, version, segment, day), state in sorted(fold.states.items()):
-        if not in_window(day, s.bucket_ms, start, end):
-            continue
+        if in_window(day, s.bucket_ms, start, end):
+            key = (tenant, model, version, segment)
+            histograms[key] = histograms[key].merge(state.histogram) if key in histograms else state.histogram
+    groups: dict[str, list[dict[tuple[str, str], PartialState]]] = defaultdict(list)
+    for (tenant, model, version, segment), scored in sorted(fold.scored.items()):
         if tenant_ids is not None and tenant not in tenant_ids:
             continue
-        groups[f"{tenant}:{model}"].append({(version, segment): state})
+        if not any(_counted(r, start, end) for r in scored):
+            continue
+        state = view_state(baselines.get((model, version)), [r for r in scored if start <= r.timestamp_ms < end],
+                           window_start_ms=start, window_end_ms=end, cohorts=scored, join_ttl_ms=s.join_ttl_ms)
+        # the feature counts as the stream keeps them (names only for a version without baseline)
+        histogram = histograms.get((tenant, model, version, segment), PartialState().histogram)
+        groups[f"{tenant}:{model}"].append({(version, segment): replace(state, histogram=histogram)})
     out: dict[str, Any] = {**{kind: [] for kind in KINDS},
                            "counts": Counter(dict.fromkeys(COUNT_FIELDS, 0)),
                            "tenants": sorted({k.split(":", 1)[0] for k in groups})}
@@ -59,6 +71,14 @@ def expected_run(fold: Fold, baselines: Mapping[tuple[str, str], Baseline], s: S
             out[kind] += report.of_kind(kind)
         out["counts"].update(report.counts)
     return out
+
+
+def _counted(r: Scored, start: int, end: int) -> bool:
+    """A prediction a run reads: made in the window, in one of label health's weekly cohorts
+    before the window's end, or with its outcome arriving in the window (as window_parts)."""
+    week = (end - 1 - r.timestamp_ms) // WEEK_MS
+    arrived = r.outcome_ms is not None and start <= max(r.timestamp_ms, r.outcome_ms) < end
+    return start <= r.timestamp_ms < end or 0 <= week < COHORT_WEEKS or arrived
 
 
 def event_key(kind: str, doc: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -136,9 +136,19 @@ class Service:
         return run_async(produce(self.broker.bootstrap,
                                  [(self.topic_of(m.kind), m.key, m.value) for m in messages]))
 
+    def consumed_topics(self) -> list[str]:
+        """The inputs, and at least once the repartition topics too: a record that arrived on
+        another partition than its predictionId's is folded only once it has come back through
+        one (streams/repartition.py). Exactly once those end with a commit marker that no
+        consumer commit reaches: the inputs only (their forwards are committed with them)."""
+        s = self.s
+        topics = [s.features_topic, s.outcomes_topic]
+        if s.processing_guarantee == "at_least_once":
+            topics += [s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)]
+        return topics
+
     def input_lag(self) -> int:
-        return run_async(group_lag(self.broker.bootstrap, self.app_id,
-                                   [self.s.features_topic, self.s.outcomes_topic]))
+        return run_async(group_lag(self.broker.bootstrap, self.app_id, self.consumed_topics()))
 
     def wait_consumed(self, timeout: float) -> bool:
         """Every input message committed by the group (no partition left behind)."""

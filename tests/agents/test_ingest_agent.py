@@ -115,3 +115,63 @@ async def test_regression_producer_failure_is_not_dead_lettered(tmp_path: Path, 
     with pytest.raises(RuntimeError, match="Producer not Running"):
         await shell.fold(0, "features", records)
     assert dead_lettered(monitor) == 0
+
+
+def sample(monitor: Monitor, name: str, **labels: str) -> float:
+    value = monitor.metrics.registry.get_sample_value(name, labels)
+    return value if value is not None else 0.0
+
+
+@pytest.mark.integration
+async def test_records_of_another_partition_are_forwarded_counted_and_folded_once(
+        monitor: Monitor, broker: Broker) -> None:
+    """On partition 0 of 2: the records whose predictionId hashes (murmur2) to partition 1 go to
+    partition 1 of the repartition topic with their origin, are counted in
+    `model_monitoring_mispartitioned_records_total`, and are not folded here; the forwarded
+    agent folds them there, and the same forwards delivered again (a source partition replayed
+    after a crash) count nothing more."""
+    s = monitor.settings
+    baseline = build_baseline(reference_records("churn", n=500, seed=1), model_id="churn",
+                              model_version="3", tenant_id=None, task="classification")
+    monitor.tables.baselines.data[BaselineKey(None, "churn", "3").encode()] = orjson.dumps(baseline.to_dict())
+
+    def rec(i: int, pid: str) -> dict[str, Any]:  # q0 q1 hash to partition 0, q2 q4 q6 to 1
+        return dict(record(i), predictionId=pid)
+
+    mispartitioned = "model_monitoring_mispartitioned_records_total"
+    assert sample(monitor, mispartitioned, topic=s.features_topic) == 0  # exported from the start
+    await monitor.app.producer.start()
+    try:
+        async with monitor.app.agents["ingest-features"].test_context() as ctx:
+            await ctx.put(key=b"q2", value=orjson.dumps(rec(0, "q2")), partition=0, wait=False)
+            await ctx.put(key=b"q0", value=orjson.dumps({"records": [rec(1, "q0"), rec(2, "q4"), rec(3, "q6")]}),
+                          partition=0, wait=False)
+            await ctx.put(key=b"q1", value=orjson.dumps(rec(4, "q1")), partition=0, wait=False)
+            await until(lambda: sum(p.histogram.n for p in partials(monitor).values()) == 2, 10,
+                        failure=lambda: f"partials {partials(monitor)}")
+        assert sample(monitor, mispartitioned, topic=s.features_topic) == 3
+        assert sample(monitor, mispartitioned, topic=s.outcomes_topic) == 0
+        assert sample(monitor, "model_monitoring_records_consumed_total", topic=s.features_topic) == 5
+        forwarded = await read_topic(broker.bootstrap, s.repartition_topic(s.features_topic), timeout=30,
+                                     min_messages=2)
+        assert [(m.partition, m.key, dict(m.headers)) for m in forwarded] == [
+            (1, b"q2", {"source.topic": s.features_topic.encode(), "source.partition": b"0",
+                        "source.offset": b"0"}),
+            (1, b"q0", {"source.topic": s.features_topic.encode(), "source.partition": b"0",
+                        "source.offset": b"1", "source.indexes": b"1,2"})]
+        assert forwarded[0].value == orjson.dumps(rec(0, "q2"))
+        assert [r["predictionId"] for r in orjson.loads(forwarded[1].value)["records"]] == ["q4", "q6"]
+
+        async with monitor.app.agents["ingest-forwarded-features"].test_context() as ctx:
+            for m in forwarded + forwarded:  # the second time: the source replayed after a crash
+                await ctx.put(key=m.key, value=m.value, headers=list(m.headers), partition=1, wait=False)
+            await until(lambda: sample(monitor, "model_monitoring_ingest_events_total",
+                                       kind="redelivered_skipped") == 3, 10,
+                        failure=lambda: f"partials {partials(monitor)}")
+    finally:
+        await monitor.app.producer.stop()
+    assert sum(p.histogram.n for p in partials(monitor).values()) == 5
+    assert len(monitor.tables.join_buffer.data) == 5
+    assert sample(monitor, "model_monitoring_ingest_events_total", kind="records") == 5
+    assert sample(monitor, "model_monitoring_records_consumed_total", topic=s.features_topic) == 5
+    assert dead_lettered(monitor) == 0

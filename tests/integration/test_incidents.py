@@ -57,7 +57,10 @@ class Runs:
 def runs(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     tmp = tmp_path_factory.mktemp("incidents")
     env = service_env(broker, tmp / "data", app_id="incidents-mm", topic_prefix="incidents.",
-                      extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false"})
+                      extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false",
+                             # the week's predictions: with outcomes up to 5 days late, the outcome
+                             # view would still see the accuracy drop in week 3 (tests/integration/test_outcome_clock.py)
+                             "MODEL_MONITORING_PERFORMANCE_WINDOW": "prediction"})
     s = load_settings(env)
     asyncio.run(ensure_topics(s))
     baselines = build_baselines()
@@ -87,10 +90,11 @@ def test_opened_then_ongoing_then_resolved(runs: Runs) -> None:
 
     # week 1: one event per feature or metric in breach, each opening an incident
     alerts = first["drift"] + first["degraded"]
-    assert sorted(subject(e) for e in alerts) == [("churn", None, "brier"), ("churn", None, "mae"),
-                                                  ("risk-scoring", None, "pipeline_value")]
+    # (outcomes unrelated to the predictions: miscalibrated too, ece)
+    assert sorted(subject(e) for e in alerts) == [("churn", None, "brier"), ("churn", None, "ece"),
+                                                  ("churn", None, "mae"), ("risk-scoring", None, "pipeline_value")]
     assert {e["incidentStatus"] for e in alerts} == {"opened"}
-    assert len({e["incidentId"] for e in alerts}) == 3
+    assert len({e["incidentId"] for e in alerts}) == 4
     in_drift = sorted(s["segment"] for s in first["snapshot"] if s["modelId"] == "risk-scoring" and s["segment"]
                       and s["features"]["pipeline_value"]["status"] == "drift")
     assert [s["segment"] for s in first["drift"][0]["segments"]] == in_drift != []
@@ -117,11 +121,11 @@ def test_opened_then_ongoing_then_resolved(runs: Runs) -> None:
     metric = runs.worker.metric
     assert metric("model_monitoring_alerts_published_total", type="drift", severity="critical") \
         + metric("model_monitoring_alerts_published_total", type="drift", severity="warning") == 1
-    assert metric("model_monitoring_alerts_published_total", type="degraded", severity="degraded") == 2
+    assert metric("model_monitoring_alerts_published_total", type="degraded", severity="degraded") == 3
     assert metric("model_monitoring_incident_updates_total", type="drift") == 1
-    assert metric("model_monitoring_incident_updates_total", type="degraded") == 2
+    assert metric("model_monitoring_incident_updates_total", type="degraded") == 3
     assert metric("model_monitoring_incidents_resolved_total", type="drift") == 1
-    assert metric("model_monitoring_incidents_resolved_total", type="degraded") == 2
+    assert metric("model_monitoring_incidents_resolved_total", type="degraded") == 3
 
     # the first week again (a late re-run under a new id): older than the last applied, it
     # publishes its snapshots and changes no incident

@@ -20,14 +20,19 @@ from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.ingest import names_only
 from model_monitoring.tables.keys import PartialKey, is_partial_key
 from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.record_state import Scored
 
 GroupKey = tuple[str, str, str, str, int]  # tenant, model, version, segment, day
+ViewKey = tuple[str, str, str, str]  # tenant, model, version, segment
 
 
 @dataclass
 class Fold:
     states: dict[GroupKey, PartialState] = field(default_factory=dict)
     malformed: int = 0           # messages (or envelope records) that must reach a DLQ
+    # every counted prediction with its joined outcome and the outcome's time: what the
+    # outcome clock (arrival view, calibration, label health) is computed from
+    scored: dict[ViewKey, list[Scored]] = field(default_factory=dict)
 
     def comparable(self) -> dict[GroupKey, tuple[Any, Any]]:
         return {k: (v.histogram.to_json(), v.performance.to_json()) for k, v in self.states.items()}
@@ -65,8 +70,12 @@ def offline_fold(messages: Iterable[Message], baselines: Mapping[tuple[str, str]
                rec.timestamp_ms // bucket_ms)
         features[key].append(rec.features)
         out = outcomes.get(pid)
-        if out is not None and (out.tenant_id, out.model_id) == (rec.tenant_id, rec.model_id):
+        joined = out is not None and (out.tenant_id, out.model_id) == (rec.tenant_id, rec.model_id)
+        if out is not None and joined:
             pairs[key].append((rec.prediction, out.outcome))
+        fold.scored.setdefault(key[:4], []).append(Scored(
+            rec.timestamp_ms, rec.prediction, rec.features, out.outcome if out is not None and joined else None,
+            out.timestamp_ms if out is not None and joined else None))
     for key, feats in features.items():
         baseline = baselines.get((key[1], key[2]))
         hist = count_batch(baseline, feats) if baseline is not None else names_only(feats)

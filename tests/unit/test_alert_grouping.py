@@ -6,6 +6,7 @@ fields carry a problem from its opening run to its resolution."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -58,6 +59,7 @@ def week(seed: int, *, shift_in: tuple[str, ...] = (), accuracy_drop: bool = Fal
         paired = [(r["prediction"], y) for r, y in rows if y is not None]
         performance = PerformanceSums().update_many([p for p, _ in paired], [y for _, y in paired])
         state = PartialState().add(count_batch(baseline(), [r["features"] for r, _ in rows]), performance)
+        state = replace(state, arrived_performance=performance)  # the outcomes arrived in the window too
         parts.append({("3", segment): state})
     return merge_segments(parts)
 

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline
+from model_monitoring.tables.baseline import Baseline, BaselineError, SparseBins, build_baseline, sparse_bins
 from model_monitoring.tables.binning import FeatureBins
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
@@ -98,6 +98,29 @@ def test_build_caps_categories_and_folds_the_rest_into_other() -> None:
     baseline = build_baseline(records, model_id="m", model_version="1", tenant_id=None, task="regression", max_categories=3)
     feature = baseline.features["c"]
     assert len(feature.bins.categories) == 3 and feature.other == pytest.approx(0.7)
+
+
+def test_a_many_valued_category_with_few_reference_events_per_value_is_named_with_the_size_it_needs() -> None:
+    """200 Zipf-shaped values in 5,000 records: most values hold 3-9 events, which the drift bound
+    counts as uncertain. Under the default cap of 50 categories every listed value is dense; with
+    the cap lifted, the feature is named with the reference size that makes its rarest value dense
+    (10 events) and the cap that keeps only dense values. A numeric feature's deciles are dense."""
+    rng = np.random.default_rng(12)
+    weights = 1.0 / np.arange(1, 201) ** 1.1
+    codes = rng.choice(200, size=5_000, p=weights / weights.sum())
+    records = [{"prediction": 0.5, "features": {"industry": f"v{c:03d}", "amount": float(c)}} for c in codes]
+    capped = build_baseline(records, model_id="m", model_version="1", tenant_id=None, task="regression")
+    assert sparse_bins(capped) == ()
+    many = build_baseline(records, model_id="m", model_version="1", tenant_id=None, task="regression",
+                          max_categories=200)
+    counts = np.bincount(codes, minlength=200)
+    seen = counts[counts > 0]
+    (found,) = sparse_bins(many)
+    assert found == SparseBins("industry", int(np.count_nonzero(seen < 10)), seen.size,
+                               math.ceil(10 * 5_000 / seen.min()), int(np.count_nonzero(seen >= 10)))
+    assert found.sparse > 100 and found.needed >= 10_000
+    print(found.warning(5_000))
+    assert f"Use a reference of >= {found.needed} records or --max-categories {found.dense_categories}." in found.warning(5_000)
 
 
 def test_mixed_and_all_missing_features_are_categorical() -> None:

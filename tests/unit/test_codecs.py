@@ -15,13 +15,16 @@ from hypothesis import strategies as st
 
 from model_monitoring.tables import keys as keys_module
 from model_monitoring.tables import run_messages
+from model_monitoring.tables.calibration import ReliabilityBins
+from model_monitoring.tables.error_sums import ErrorSums
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.incidents import Incident, IncidentBook, IncidentKey
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
 from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
-from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.label_lag import LagHistogram
+from model_monitoring.tables.partial import Cohort, PartialState, forwarded_slot
 from tests.support.strategies import performance_sums
 
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -47,10 +50,20 @@ def histograms(draw: st.DrawFn) -> FeatureHistogram:
 
 
 
+# watermark slots: each input's own log, and the records forwarded from a source partition
+SLOTS = st.sampled_from(["f", "o"]) | st.builds(forwarded_slot, st.sampled_from(["f", "o"]), PARTITION)
+PROBABILITIES = st.lists(st.floats(0, 1), max_size=6)
+RELIABILITY = PROBABILITIES.flatmap(lambda p: st.lists(st.sampled_from([0.0, 1.0]), min_size=len(p),
+                                                       max_size=len(p)).map(lambda y: ReliabilityBins().update_many(p, y)))
+LAGS = st.lists(st.integers(-10**9, 200 * 86_400_000), max_size=6).map(
+    lambda lags: LagHistogram().update_many(lags) if lags else LagHistogram())
+COHORTS = st.dictionaries(st.integers(0, 11), st.builds(Cohort, st.integers(0, 10**6), LAGS), max_size=3)
 PARTIALS = st.builds(PartialState, histograms(), performance_sums(max_size=8),
-                     st.dictionaries(st.sampled_from(["f", "o"]), st.integers(-1, 10**9)),
-                     st.integers(0, 1000))
-SOURCE = st.tuples(st.sampled_from(["f", "o"]), st.integers(0, 10**9), st.integers(0, 1000))
+                     st.dictionaries(SLOTS, st.integers(-1, 10**9)),
+                     st.integers(0, 1000), PROBABILITIES.map(lambda p: ErrorSums().update_many(p)),
+                     st.lists(st.integers(0, 10**6), max_size=11).map(tuple), RELIABILITY, LAGS,
+                     performance_sums(max_size=4), RELIABILITY, LAGS, COHORTS, st.integers(0, 10**6))
+SOURCE = st.tuples(SLOTS, st.integers(0, 10**9), st.integers(0, 1000))
 PREDICTIONS = st.builds(Prediction, NAME, NAME, NAME, TEXT, MS, st.floats(0, 1), SOURCE)
 OUTCOMES = st.builds(Outcome, NAME, NAME, st.sampled_from([0.0, 1.0, 12.5]), MS, SOURCE)
 JOIN_ENTRIES = st.builds(JoinEntry, st.none() | PREDICTIONS, st.none() | OUTCOMES, st.none() | SOURCE)
@@ -85,8 +98,10 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     keys_module.PartialKey: st.builds(keys_module.PartialKey, PARTITION, TEXT, TEXT, TEXT, TEXT,
                                       st.integers(0, 10**6)),
     keys_module.MetaKey: st.builds(keys_module.MetaKey, PARTITION),
+    keys_module.ArrivalKey: st.builds(keys_module.ArrivalKey, PARTITION, TEXT, TEXT, TEXT, TEXT,
+                                      st.integers(0, 10**6)),
     keys_module.JoinKey: st.builds(keys_module.JoinKey, PARTITION, TEXT),
-    keys_module.BaselineKey: st.builds(keys_module.BaselineKey, st.none() | NAME.filter(lambda t: ":" not in t),
+    keys_module.BaselineKey: st.builds(keys_module.BaselineKey, st.none() | NAME.filter(lambda t: ":" not in t and t != "*"),
                                        NAME.filter(lambda t: ":" not in t), TEXT),
     keys_module.RunKey: st.builds(keys_module.RunKey, PARTITION, TEXT),
     keys_module.ReportKey: st.builds(keys_module.ReportKey, PARTITION, TEXT, PARTITION),
@@ -98,6 +113,7 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
 
 KEY_DECODERS: dict[type, Callable[[bytes], Any]] = {
     keys_module.PartialKey: decode_partials_key, keys_module.MetaKey: decode_partials_key,
+    keys_module.ArrivalKey: decode_partials_key,
     keys_module.RunKey: decode_job_runs_key, keys_module.ReportKey: decode_job_runs_key,
     keys_module.EvaluatedKey: decode_job_runs_key,
 }

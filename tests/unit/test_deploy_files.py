@@ -296,10 +296,10 @@ def test_dashboards_use_only_declared_metrics_and_labels() -> None:
 
 
 def test_series_with_known_labels_start_at_zero() -> None:
-    """increase() does not count a series' first sample, so the run, trigger, alert, join-expiry
-    and dead-letter series are exported at 0 before their first count
+    """increase() does not count a series' first sample, so the run, trigger, alert, join-expiry,
+    dead-letter and mispartitioned series are exported at 0 before their first count
     (tests/integration/test_prometheus_dashboards.py shows the stats it fixes)."""
-    registry = Metrics(input_topics=("in",)).registry
+    registry = Metrics(input_topics=("in",), joined_topics=("in",)).registry
     for name, labels in [
             ("batch_job_duration_seconds_count", {"job_name": "model-monitoring"}),
             ("model_monitoring_runs_total", {"status": "completed"}),
@@ -308,7 +308,8 @@ def test_series_with_known_labels_start_at_zero() -> None:
             ("model_monitoring_alerts_published_total", {"type": "drift", "severity": "critical"}),
             ("model_monitoring_alerts_published_total", {"type": "degraded", "severity": "degraded"}),
             ("model_monitoring_join_expired_total", {"state": "unmatched_prediction"}),
-            ("model_monitoring_dlq_messages_total", {"topic": "in", "reason": "schema"})]:
+            ("model_monitoring_dlq_messages_total", {"topic": "in", "reason": "schema"}),
+            ("model_monitoring_mispartitioned_records_total", {"topic": "in"})]:
         assert registry.get_sample_value(name, labels) == 0, (name, labels)
 
 

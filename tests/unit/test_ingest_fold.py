@@ -15,7 +15,7 @@ from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.ingest import IngestFold, join_key
 from model_monitoring.tables.join_buffer import JoinEntry
-from model_monitoring.tables.keys import PartialKey
+from model_monitoring.tables.keys import PartialKey, is_arrival_key, is_partial_key
 from model_monitoring.tables.partial import PartialState
 
 DAY = 86_400_000
@@ -92,7 +92,9 @@ def test_prediction_then_outcome_joins_once_and_duplicates_are_dropped() -> None
     s = Store()
     s.apply("f", [(0, 0, pred("p1", T0)), (1, 0, pred("p1", T0))])  # a duplicate message
     s.apply("o", [(0, 0, outc("p1", 1.0)), (1, 0, outc("p1", 1.0))])
-    (state,) = [PartialState.from_bytes(v) for v in s.partials.values()]
+    (state,) = [PartialState.from_bytes(v) for k, v in s.partials.items() if is_partial_key(k)]
+    (arrived,) = [PartialState.from_bytes(v) for k, v in s.partials.items() if is_arrival_key(k)]
+    assert arrived.performance == state.performance  # the outcome-arrival view holds the pair too
     assert state.histogram.n == 1
     assert state.performance.n == 1
     assert state.performance.squared.total == (0.7 - 1.0) ** 2
@@ -104,7 +106,7 @@ def test_early_outcome_waits_for_its_prediction() -> None:
     assert s.partials == {}
     assert JoinEntry.from_bytes(s.joins[join_key(0, "p1")]).outcome is not None
     s.apply("f", [(0, 0, pred("p1", T0))])
-    (state,) = [PartialState.from_bytes(v) for v in s.partials.values()]
+    (state,) = [PartialState.from_bytes(v) for k, v in s.partials.items() if is_partial_key(k)]
     assert state.performance.n == 1 and state.performance.absolute.total == 0.7
 
 

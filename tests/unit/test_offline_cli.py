@@ -19,6 +19,7 @@ from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
 from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.record_state import Scored, view_state
 from model_monitoring.tables.records import read_inference_records
 from model_monitoring.tables.run_evaluation import evaluate_key
 from model_monitoring.tables.thresholds import Thresholds
@@ -84,7 +85,9 @@ def test_baseline_build_writes_the_contract_baseline_of_the_reference(files: dic
                               task="classification")
     assert Baseline.from_dict(document) == expected
     assert document["sampleSize"] == 2_000 and expected.brier is not None
-    assert document["performance"] == {"brier": expected.brier, "mae": expected.mae}
+    assert {k: document["performance"][k] for k in ("brier", "mae")} == {"brier": expected.brier, "mae": expected.mae}
+    assert document["performance"]["ece"] == expected.ece and len(document["performance"]["calibration"]) == 10
+    assert document["prediction"]["kind"] == "numeric"
 
 
 def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Path], built: Path) -> None:
@@ -95,17 +98,21 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
     current = [r for _, r in read_inference_records(str(files["current"]))]
     y = {o["predictionId"]: o["outcome"] for o in map(orjson.loads, files["outcomes"].read_bytes().splitlines())}
 
+    window = (parse_timestamp_ms("2026-11-20T10:00:00.000Z"), parse_timestamp_ms("2026-11-26T10:00:00.001Z"))
+    labelled_at = parse_timestamp_ms("2026-12-01T09:00:00Z")  # after the window: the outcome view is empty
+
     def state(rows: list[dict[str, Any]]) -> PartialState:
-        return PartialState(count_batch(baseline, [r["features"] for r in rows]), PerformanceSums.empty().update_many(
-            [r["prediction"] for r in rows], [y[r["predictionId"]] for r in rows]))
+        scored = [Scored(parse_timestamp_ms(r["timestamp"]), r["prediction"], r["features"], y[r["predictionId"]],
+                         labelled_at) for r in rows]
+        return view_state(baseline, scored, window_start_ms=window[0], window_end_ms=window[1])
 
     views = {("3", s): state([r for r in current if s is None or r["segment"] == s]) for s in (None, "emea", "apac")}
-    window = (parse_timestamp_ms("2026-11-20T10:00:00.000Z"), parse_timestamp_ms("2026-11-26T10:00:00.001Z"))
-    stream = evaluate_key("tenant-1:risk-scoring", views, baseline_for=lambda t, m, v: baseline, thresholds=Thresholds(),
+    stream = evaluate_key("tenant-1:risk-scoring", views, baseline_for=lambda t, m, v: baseline,
+                          thresholds=Thresholds(performance_window="prediction"),
                           job_run_id="offline", window_start_ms=window[0], window_end_ms=window[1],
                           detected_at="2026-11-29T06:00:00.000Z").of_kind("snapshot")
     result = run("check", "--baseline", str(built), "--current", str(files["current"]),
-                 "--outcomes", str(files["outcomes"]))
+                 "--outcomes", str(files["outcomes"]), "--performance-window", "prediction")
     assert result.returncode == 0, result.stderr
     snapshot = orjson.loads(result.stdout)
     VALIDATORS.validate("snapshot", snapshot)
@@ -116,8 +123,10 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
     assert snapshot["features"]["age_days"]["status"] == "ok"
     assert snapshot["performance"]["brier"]["status"] == "degraded"
     assert snapshot["performance"]["mae"]["sampleSize"] == 1_500
+    assert snapshot["windowBasis"] == "prediction" and snapshot["performanceViews"]["outcome"]["brier"]["sampleSize"] == 0
     emea = orjson.loads(run("check", "--baseline", str(built), "--current", str(files["current"]),
-                            "--outcomes", str(files["outcomes"]), "--segment", "emea").stdout)
+                            "--outcomes", str(files["outcomes"]), "--segment", "emea",
+                            "--performance-window", "prediction").stdout)
     mine = next(s for s in stream if s["segment"] == "emea")
     assert {k: v for k, v in emea.items() if not k.startswith("window")} == \
            {k: v for k, v in orjson.loads(orjson.dumps(mine)).items() if not k.startswith("window")}
@@ -125,10 +134,10 @@ def test_check_prints_the_snapshot_the_stream_would_compute(files: dict[str, Pat
 
 def test_check_table_is_readable(files: dict[str, Path], built: Path) -> None:
     result = run("check", "--baseline", str(built), "--current", str(files["current"]),
-                 "--outcomes", str(files["outcomes"]), "--format", "table")
+                 "--outcomes", str(files["outcomes"]), "--format", "table", "--performance-window", "prediction")
     assert result.returncode == 0, result.stderr
     as_json = run("check", "--baseline", str(built), "--current", str(files["current"]),
-                  "--outcomes", str(files["outcomes"]))
+                  "--outcomes", str(files["outcomes"]), "--performance-window", "prediction")
     snapshot = orjson.loads(as_json.stdout)
     assert result.stdout == render_table(snapshot)
     lines = result.stdout.splitlines()
@@ -275,3 +284,29 @@ def test_snapshot_of_a_regression_reports_mae_only_and_refuses_foreign_bins() ->
     assert snapshot["features"]["y"]["status"] == "no_baseline"  # type: ignore[index]
     with pytest.raises(ValueError):
         evaluate_snapshot(baseline=baseline, histogram=FeatureHistogram.empty("0" * 16), performance=performance, **common)
+
+
+def test_baseline_build_warns_about_a_many_valued_feature_with_sparse_bins(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 200-valued feature in 2,000 reference records: most listed values hold a few events, and
+    the build says so on stderr, naming the feature and what makes it dense; the category cap it
+    proposes silences it. The baseline itself is written either way."""
+    rng = np.random.default_rng(3)
+    weights = 1.0 / np.arange(1, 201) ** 1.1
+    rows = [{**{k: v for k, v in r.items() if k != "_y"},
+             "features": {**r["features"], "city": f"c{int(rng.choice(200, p=weights / weights.sum())):03d}"}}
+            for r in records(2_000, 1, prefix="r")]
+    path = write_jsonl(files["dir"] / "many_valued.jsonl", rows)
+    argv = ["baseline", "build", "--reference", str(path), "--model", "risk-scoring", "--version", "3"]
+    assert main([*argv, "--max-categories", "200"]) == 0
+    captured = capsys.readouterr()
+    assert orjson.loads(captured.out)["features"]["city"]["kind"] == "categorical"
+    (warning,) = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith("warning: feature 'city': ") and "of its 200 bins" not in warning
+    assert main(argv) == 0  # the default cap of 50 categories still lists values with a few events
+    (capped,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert "of its 50 bins" in capped
+    cap = capped.rsplit("--max-categories ", 1)[1].rstrip(".")
+    assert main([*argv, "--max-categories", cap]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -24,7 +24,7 @@ def event(value: bytes, offset: int = 7) -> SimpleNamespace:
 
 def test_an_outcome_with_records_is_dead_lettered_whole() -> None:
     raw = b'{"records": [{"predictionId": "p", "outcome": 1}],  "note": "not an envelope"}'
-    records, letters = parse_batch([event(raw)], "outcomes", MONITOR, OutcomeRecord.from_dict)
+    records, letters, _ = parse_batch([event(raw)], "outcomes", MONITOR, OutcomeRecord.from_dict)
     assert not records
     [letter] = letters
     assert letter.index is None and letter.value == raw and letter.reason == "schema"
@@ -33,7 +33,7 @@ def test_an_outcome_with_records_is_dead_lettered_whole() -> None:
 
 def test_a_bad_inference_record_with_a_records_field_is_dead_lettered_whole() -> None:
     raw = b'{"predictionId": "p-1", "records": [], "prediction": "NaN"}'
-    records, letters = parse_batch([event(raw)], "features", MONITOR, InferenceRecord.from_dict)
+    records, letters, _ = parse_batch([event(raw)], "features", MONITOR, InferenceRecord.from_dict)
     assert not records
     [letter] = letters
     assert letter.index is None and letter.value == raw
@@ -43,12 +43,12 @@ def test_envelope_records_keep_their_index() -> None:
     good = {"predictionId": "p-1", "tenantId": "t", "modelId": "m", "modelVersion": "1",
             "timestamp": "2026-11-20T10:00:00Z", "prediction": 0.5, "features": {"a": 1}}
     raw = orjson.dumps({"records": [good, {"predictionId": 5}]})
-    records, letters = parse_batch([event(raw)], "features", MONITOR, InferenceRecord.from_dict)
+    records, letters, _ = parse_batch([event(raw)], "features", MONITOR, InferenceRecord.from_dict)
     assert [(offset, index) for offset, index, _ in records] == [(7, 0)]
     [letter] = letters
     assert letter.index == 1 and orjson.loads(letter.value or b"") == {"predictionId": 5}
     single = orjson.dumps({"records": [{"predictionId": 6}]})
-    _, [one] = parse_batch([event(single)], "features", MONITOR, InferenceRecord.from_dict)
+    _, [one], _ = parse_batch([event(single)], "features", MONITOR, InferenceRecord.from_dict)
     assert one.index == 0
 
 
