@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     continuous_confirm_events: int = Field(300, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_EVENTS", "continuous_confirm_events"))
     continuous_confirm_outcomes: int = Field(150, ge=2, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_CONFIRM_OUTCOMES", "continuous_confirm_outcomes"))
     continuous_false_alarm_budget: float = Field(0.05, gt=0, lt=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_FALSE_ALARM_BUDGET", "continuous_false_alarm_budget"))
+    continuous_error_budget_share: float = Field(0.5, gt=0, lt=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_ERROR_BUDGET_SHARE", "continuous_error_budget_share"))
     continuous_cooldown_minutes: int = Field(360, ge=0, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_COOLDOWN_MINUTES", "continuous_cooldown_minutes"))
     continuous_lateness_seconds: int = Field(60, ge=0, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_LATENESS_SECONDS", "continuous_lateness_seconds"))
     continuous_idle_minutes: int = Field(5, ge=1, validation_alias=_env("MODEL_MONITORING_CONTINUOUS_IDLE_MINUTES", "continuous_idle_minutes"))
@@ -249,6 +250,7 @@ class Settings(BaseSettings):
             min_events=self.continuous_min_events, min_outcomes=self.continuous_min_outcomes,
             confirm_events=self.continuous_confirm_events, confirm_outcomes=self.continuous_confirm_outcomes,
             tolerance=self.tolerance, false_alarm_budget=self.continuous_false_alarm_budget,
+            error_budget_share=self.continuous_error_budget_share,
             cooldown_ms=self.continuous_cooldown_minutes * 60_000,
             idle_ms=self.continuous_idle_minutes * 60_000)
 

@@ -35,6 +35,7 @@ def new_detector(name: str, params: Mapping[str, object]) -> Any:
     kwargs = dict(params)
     if name == "adwin":
         kwargs.setdefault("clock", 1)
+        kwargs.setdefault("min_window_length", 1)
     if name == "kswin":
         kwargs.setdefault("seed", 42)
         kwargs.pop("delta", None)

@@ -19,9 +19,11 @@ the signal, once they hold `confirm_events` (`confirm_outcomes`): a one-sided z-
 p₀+min_share_change) with p₀ the baseline's share, else the stream's history; errors: the
 baseline's Brier/MAE × (1+tol), else the history's mean × (1+tol); the prediction mean: two-sided,
 beyond tol × |history mean|). The data that chose the cut never tests it. Budget: at most
-`max_candidates` candidates per stream and model-week are tested, each at α = budget /
-(streams × max_candidates), so by Bonferroni a stationary model raises at most `budget` false
-alerts per model-week, across all its streams together."""
+`max_candidates` candidates per stream and model-week are tested; the error stream's each at
+α = budget × error_budget_share / max_candidates, a health stream's at α = budget ×
+(1 − error_budget_share) / (health streams × max_candidates), so by (weighted) Bonferroni a
+stationary model raises at most `budget` false alerts per model-week, across all its streams
+together."""
 
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ class DetectionPolicy:
     tolerance: float = 0.10
     min_share_change: float = 0.05
     false_alarm_budget: float = 0.05
+    # of the budget, the error stream's share (one stream, the one a degraded model shows in
+    # first); the health streams share the rest evenly (`stream_alpha`)
+    error_budget_share: float = 0.5
     max_candidates: int = 10
     cooldown_ms: int = 6 * 3600 * 1000
     idle_ms: int = 5 * MINUTE_MS
@@ -252,8 +257,9 @@ def standardized(observation: ErrorSums, history: ErrorSums, min_count: int,
 
 
 Decision = Literal["confirm", "reject", "wait"]
-# A test: (fresh, history, α) -> (decision, reference, threshold, p-value)
-Test = Callable[[ErrorSums, ErrorSums, float], tuple[Decision, float, float, float]]
+# A test: (fresh, history, α, first) -> (decision, reference, threshold, p-value); `first`: the
+# fresh data has just reached the confirmation count (the one fixed-n look, `_decide`)
+Test = Callable[[ErrorSums, ErrorSums, float, bool], tuple[Decision, float, float, float]]
 
 
 def cs_radius(n: int, variance: float, alpha: float, rho_count: int) -> float:
@@ -267,9 +273,19 @@ def cs_radius(n: int, variance: float, alpha: float, rho_count: int) -> float:
     return math.sqrt((v + rho) * (2 * math.log(1 / alpha) + math.log((v + rho) / rho))) / n
 
 
-def _decide(value: float, threshold: float, radius: float, n: int, give_up: int) -> Decision:
+def _decide(value: float, threshold: float, variance: float, alpha: float, n: int, confirm: int,
+            first: bool) -> Decision:
+    """Two looks, each at α/2 (so at most α together): once, when the fresh data first holds
+    `confirm` records, a fixed-n one-sided z-test (the most power at that n); at every
+    observation, the time-uniform confidence sequence (it keeps looking until it is decisive,
+    or `20 × confirm` records). A change large enough is confirmed at the confirmation count;
+    a smaller one later, by the sequence."""
+    if first and value - norm.isf(alpha / 2) * math.sqrt(variance / n) > threshold:
+        return "confirm"
+    radius = cs_radius(n, variance, alpha / 2, confirm)
     if value - radius > threshold:
         return "confirm"
+    give_up = 20 * confirm
     if value + radius < threshold or n >= give_up:
         return "reject"
     return "wait"
@@ -287,40 +303,51 @@ def _variance(sums: ErrorSums) -> float:
 
 
 def _share_test(expected: float | None, policy: DetectionPolicy, confirm: int) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, alpha: float) -> tuple[Decision, float, float, float]:
+    def test(fresh: ErrorSums, history: ErrorSums, alpha: float, first: bool) -> tuple[Decision, float, float, float]:
         p0 = expected if expected is not None else (history.mean() or 0.0)
         threshold = min(max(p0 * (1 + policy.tolerance), p0 + policy.min_share_change), 0.999)
         value = fresh.mean() or 0.0
         # a share of 0 or 1 still has a spread: at least that of a share at the threshold
         variance = max(threshold * (1 - threshold), _variance(fresh))
-        radius = cs_radius(fresh.n, variance, alpha, confirm)
-        return (_decide(value, threshold, radius, fresh.n, 20 * confirm), p0, threshold,
+        return (_decide(value, threshold, variance, alpha, fresh.n, confirm, first), p0, threshold,
                 _p(value, threshold, variance, fresh.n))
     return test
 
 
 def _error_test(baseline_value: float | None, policy: DetectionPolicy, confirm: int) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, alpha: float) -> tuple[Decision, float, float, float]:
+    def test(fresh: ErrorSums, history: ErrorSums, alpha: float, first: bool) -> tuple[Decision, float, float, float]:
         reference = baseline_value if baseline_value is not None else (history.mean() or 0.0)
         threshold = reference * (1 + policy.tolerance)
         value = fresh.mean() or 0.0
         variance = max(_variance(fresh), _variance(history), 1e-12)
-        radius = cs_radius(fresh.n, variance, alpha, confirm)
-        return (_decide(value, threshold, radius, fresh.n, 20 * confirm), reference, threshold,
+        return (_decide(value, threshold, variance, alpha, fresh.n, confirm, first), reference, threshold,
                 _p(value, threshold, variance, fresh.n))
     return test
 
 
 def _two_sided_test(policy: DetectionPolicy, confirm: int) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, alpha: float) -> tuple[Decision, float, float, float]:
+    def test(fresh: ErrorSums, history: ErrorSums, alpha: float, first: bool) -> tuple[Decision, float, float, float]:
         reference = history.mean() or 0.0
         margin = policy.tolerance * max(abs(reference), 1e-9)
         value = abs((fresh.mean() or 0.0) - reference)
         variance = max(_variance(fresh), _variance(history), 1e-12)
-        radius = cs_radius(fresh.n, variance, alpha / 2, confirm)
-        return (_decide(value, margin, radius, fresh.n, 20 * confirm), reference, reference + margin,
+        return (_decide(value, margin, variance, alpha / 2, fresh.n, confirm, first), reference, reference + margin,
                 min(1.0, 2 * _p(value, margin, variance, fresh.n)))
     return test
+
+
+def stream_alpha(streams: Mapping[str, StreamState], version: str, metric: str,
+                 policy: DetectionPolicy) -> float:
+    """The level of one candidate's test: the model-week's budget split between the error
+    stream (`error_budget_share` of it) and the health streams (the rest, evenly), each share
+    over `max_candidates` tests. A weighted Bonferroni: the levels of all the tests a stationary
+    model-week can run sum to at most the budget."""
+    n_health = sum(1 for k in streams
+                   if k.split("\x1f", 1)[0] == version and k.split("\x1f")[1] not in ("brier", "mae"))
+    if metric in ("brier", "mae"):
+        share = policy.error_budget_share if n_health else 1.0
+        return policy.false_alarm_budget * share / policy.max_candidates
+    return policy.false_alarm_budget * (1 - policy.error_budget_share) / (max(n_health, 1) * policy.max_candidates)
 
 
 def _observe(streams: dict[str, StreamState], key: str, minute: int, sums: ErrorSums,
@@ -343,9 +370,9 @@ def _observe(streams: dict[str, StreamState], key: str, minute: int, sums: Error
         fresh = fresh.merge(pending)
         decision = "wait"
         if fresh.n >= min_count:
-            n_streams = sum(1 for k in streams if k.split("\x1f", 1)[0] == version) or 1
-            alpha = policy.false_alarm_budget / (n_streams * policy.max_candidates)
-            decision, reference, threshold, p = test(fresh, history, alpha)
+            alpha = stream_alpha(streams, version, metric, policy)
+            first = state.fresh.n < confirm_count <= fresh.n
+            decision, reference, threshold, p = test(fresh, history, alpha, first)
         if decision == "confirm":
             changes.append(ConfirmedChange(version, metric, subject, policy.detector,
                                            candidate_at * MINUTE_MS, (minute + 1) * MINUTE_MS,

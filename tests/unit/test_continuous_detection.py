@@ -202,3 +202,55 @@ def test_brier_step_is_confirmed():
                                 change_minute=change), lambda v: BASELINE, POLICY)
     brier = [c for c in changes if c.metric == "brier"]
     assert brier and brier[0].confirmed_at_ms > change * MINUTE_MS
+
+
+def _fold_logs(batches):
+    books: dict[str, bytes] = {}
+    sent: list[ClosedBuckets] = []
+    for batch, slot in batches:
+        tracker = BucketTracker(0, 10_000, lambda k: BucketBook.from_bytes(books[k]) if k in books else None)
+        fold = IngestFold(0, bucket_ms=86_400_000, retention_ms=10**12,
+                          baseline_for=lambda *_: BASELINE, buckets=tracker)
+        out = fold.fold_predictions(batch, {}.get, {}.get, -1, slot=slot)
+        books.update({k: b.to_bytes() for k, b in out.bucket_books.items()})
+        sent += out.closed_buckets
+    everything = _merged(sent)
+    for bid, h in BucketBook.from_bytes(books["t:m"]).health.items():
+        everything[bid] = everything[bid].merge(h) if bid in everything else h
+    return sent, everything
+
+
+def test_forwarded_records_are_counted_once_under_their_own_log():
+    """Records forwarded from another source partition carry that partition's offsets: they are
+    guarded by their own slot's mark (not the direct log's, whose offsets they collide with),
+    and their closed minutes wait for both logs at the detectors."""
+    records = _records(600, 4)
+    own = records[::2]
+    forwarded = [(i, 0, r) for i, (_, _, r) in enumerate(records[1::2])]  # offsets 0, 1, … again
+    # interleaved, the forwarded log redelivered from its start once
+    sent, counted = _fold_logs([(own[:150], "f"), (forwarded[:200], "f@3"), (own[150:], "f"),
+                                (forwarded, "f@3")])
+    _, clean = _fold_logs([(own, "f"), (forwarded, "f@3")])
+    assert counted == clean
+    assert 300 < sum(h.n for h in counted.values()) <= 600  # late ones (per log) left out
+    assert {c.slot for c in sent} == {"f", "f@3"}
+    # at the detectors, "f@3" is a log of the features topic: a minute is fed once both closed it
+    detectors = ModelDetectors()
+    for closed in sent:
+        detectors, _ = apply(detectors, closed, lambda v: BASELINE, DetectionPolicy())
+    assert set(detectors.marks) == {"0:f", "0:f@3"} and set(detectors.fed) == {"f"}
+    assert detectors.fed["f"] == min(detectors.marks.values())
+
+
+def test_the_levels_of_a_model_weeks_tests_sum_to_at_most_the_budget():
+    from model_monitoring.tables.continuous_detection import stream_alpha, stream_key
+
+    policy = DetectionPolicy()
+    streams = {stream_key("1", metric, subject): None for metric, subject in
+               [("missing_share", f"x{i}") for i in range(7)] + [("prediction_mean", "prediction"),
+                                                                 ("brier", "brier")]}
+    total = sum(stream_alpha(streams, "1", key.split("\x1f")[1], policy) for key in streams)  # type: ignore[arg-type]
+    assert abs(total * policy.max_candidates - policy.false_alarm_budget) < 1e-12
+    assert stream_alpha(streams, "1", "brier", policy) == policy.false_alarm_budget * 0.5 / policy.max_candidates  # type: ignore[arg-type]
+    only_errors = {stream_key("1", "brier", "brier"): None}
+    assert stream_alpha(only_errors, "1", "brier", policy) * policy.max_candidates == policy.false_alarm_budget  # type: ignore[arg-type]
