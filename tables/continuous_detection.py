@@ -61,7 +61,7 @@ class DetectionPolicy:
     # of the budget, the error stream's share (one stream, the one a degraded model shows in
     # first); the health streams share the rest evenly (`stream_alpha`)
     error_budget_share: float = 0.5
-    max_candidates: int = 10
+    max_candidates: int = 5
     cooldown_ms: int = 6 * 3600 * 1000
     idle_ms: int = 5 * MINUTE_MS
 
