@@ -1,8 +1,10 @@
 """`model-monitoring demo` (the README's first command) and `model-monitoring simulate`.
 
 The demo runs the whole job on the embedded default: the bundled broker, a worker, baselines
-built from a reference sample, three weeks of traffic with one drift and one accuracy drop
-injected in the first two, and one weekly run per week (the last over the HTTP route with a
+built from a reference sample, a clean week then three weeks of traffic with one drift and one
+accuracy drop injected in the first two (the clean week is the continuous detectors' history:
+they alert on the breaks within hours of event time, before the first weekly trigger), and one
+weekly run per week (the last over the HTTP route with a
 service token). It prints what each run published: the incidents opened in week 1, going on in
 week 2 and resolved in week 3 (an accuracy drop's may go on a week longer: it is judged on the
 outcomes that arrive in a week). Then the outcome clock: a sales model whose deals close 2–120
@@ -226,17 +228,19 @@ def run_demo(args: argparse.Namespace) -> int:
               f"(from {baselines[0].sample_size:,} reference records each)")
         today = (int(time.time() * 1000) // DAY_MS) * DAY_MS
         sales = stream_sales_history(bootstrap, s, today, args.seed)
-        cfg = StreamConfig(models=models, events_per_key=args.events_per_key, days=21, end_ms=today,
+        # a clean week first (weeks counted back: 3), so that the breaks happen mid-stream
+        cfg = StreamConfig(models=models, events_per_key=args.events_per_key * 4 // 3, days=28, end_ms=today,
                            seed=args.seed, scenario=DEMO_SCENARIO)
         messages = list(generate(cfg))
-        print(f"4. three weeks of traffic for tenants acme, globex, initech: {len(messages):,} messages "
+        print(f"4. a clean week, then three weeks of traffic for tenants acme, globex, initech: {len(messages):,} messages "
               "(injected in weeks 1 and 2, gone in week 3: acme:risk-scoring `pipeline_value` ×3 and a "
               "globex:churn accuracy drop; initech too small to judge; plus duplicates, early outcomes, "
               "malformed messages)")
         asyncio.run(stream_messages(bootstrap, s, messages))
         asyncio.run(wait_caught_up(bootstrap, s))
         early = asyncio.run(early_alerts(bootstrap, s))
-        print(f"   early alerts of the continuous detectors, before any weekly trigger: {len(early)}")
+        print(f"   early alerts of the continuous detectors, before any weekly trigger: {len(early)} "
+              "(the weekly runs then report their incidents `ongoing`)")
         for e in early:
             print(f"     {e['detectedAt']} {e['tenantId']}:{e['modelId']} v{e['modelVersion']} "
                   f"{e.get('feature') or e['metric']} {e['metric']}={e['value']:.3f} "
@@ -444,7 +448,8 @@ def sales_baseline(cfg: SalesConfig, n: int = 20_000) -> Baseline:
 def add_demo_parsers(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole job end to end on the embedded broker")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting the embedded broker")
-    p.add_argument("--events-per-key", type=int, default=9000, help="over the three weeks")
+    p.add_argument("--events-per-key", type=int, default=9000,
+                   help="over the three weeks (and a third more in the clean week before them)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--keep-running", action="store_true")
