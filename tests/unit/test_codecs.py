@@ -101,7 +101,7 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     keys_module.ArrivalKey: st.builds(keys_module.ArrivalKey, PARTITION, TEXT, TEXT, TEXT, TEXT,
                                       st.integers(0, 10**6)),
     keys_module.JoinKey: st.builds(keys_module.JoinKey, PARTITION, TEXT),
-    keys_module.BaselineKey: st.builds(keys_module.BaselineKey, st.none() | NAME.filter(lambda t: ":" not in t),
+    keys_module.BaselineKey: st.builds(keys_module.BaselineKey, st.none() | NAME.filter(lambda t: ":" not in t and t != "*"),
                                        NAME.filter(lambda t: ":" not in t), TEXT),
     keys_module.RunKey: st.builds(keys_module.RunKey, PARTITION, TEXT),
     keys_module.ReportKey: st.builds(keys_module.ReportKey, PARTITION, TEXT, PARTITION),
