@@ -23,6 +23,7 @@ from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.batches import take_batches
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.repartition import Outgoing, send_forwards
 from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
@@ -300,25 +301,21 @@ def register(monitor: Monitor) -> None:
 
     @app.agent(topics.features, name="ingest-features", isolated_partitions=True)
     async def ingest_features(stream: StreamT) -> None:
-        # faust's StreamT interface omits take_events, which its Stream has
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-                s.batch_size, within=s.batch_within_seconds):
+        # a batch is acknowledged once handled, not when the actor fails in it (streams/batches.py)
+        async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
             await shell.handle(events, "features", topics.dlq_for(topics.features))
 
     @app.agent(topics.outcomes, name="ingest-outcomes", isolated_partitions=True)
     async def ingest_outcomes(stream: StreamT) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-                s.batch_size, within=s.batch_within_seconds):
+        async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
             await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes))
 
     @app.agent(topics.features_repartition, name="ingest-forwarded-features", isolated_partitions=True)
     async def ingest_forwarded_features(stream: StreamT) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-                s.batch_size, within=s.batch_within_seconds):
+        async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
             await shell.handle(events, "features", topics.dlq_for(topics.features), forwarded=True)
 
     @app.agent(topics.outcomes_repartition, name="ingest-forwarded-outcomes", isolated_partitions=True)
     async def ingest_forwarded_outcomes(stream: StreamT) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-                s.batch_size, within=s.batch_within_seconds):
+        async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
             await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes), forwarded=True)

@@ -10,8 +10,15 @@ rebalances the supervisor's budget (100 restarts a second) runs out, and it rais
 (faust-streaming/faust#529).
 
 Here a revoked actor leaves the supervisor before it is cancelled, and its cancellation ends it
-as the stop it is: no crash, no restart, no ERROR line. Anything else an actor raises is handled
-as faust does (crash, supervisor restart).
+as the stop it is: no crash, no restart, no ERROR line.
+
+Anything else an actor raises stops the worker (`App.crash`: it exits non-zero) instead of
+faust's supervisor restart. The restarted actor would read on from the same stream, after the
+batch that failed: that batch is never delivered again in this process, and once the records
+after it are acknowledged the commit passes over it (at once on a partition the group never
+committed, where faust's commit does not look for a hole at the head), so its unfolded records
+were lost. The batch stays unacknowledged (streams/batches.py), and the next worker reads it
+again from the committed offset, where the watermarks make the replay harmless.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from typing import Any
 from weakref import WeakSet
 
 import faust
+from faust.agents.agent import AgentTestWrapper as FaustAgentTestWrapper
 from faust.types import TP
-from faust.types.agents import ActorRefT
+from faust.types.agents import ActorRefT, AgentT
 
 
 class Agent(faust.Agent):
@@ -32,6 +40,12 @@ class Agent(faust.Agent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._revoked: WeakSet[ActorRefT] = WeakSet()
+
+    def clone(self, *, cls: type[AgentT] | None = None, **kwargs: Any) -> AgentT:
+        # `test_context` clones into faust's AgentTestWrapper, a faust Agent: test this one's
+        if cls is FaustAgentTestWrapper:
+            cls = AgentTestWrapper
+        return super().clone(cls=cls, **kwargs)
 
     async def on_isolated_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
@@ -54,3 +68,14 @@ class Agent(faust.Agent):
                 self.log.info("Stopped the actor of a revoked partition")
                 return
             raise
+        except Exception as exc:  # noqa: BLE001 - any failure: the worker stops (module note)
+            if self.supervisor is not None:
+                self.supervisor.discard(aref)  # not restarted on the stream it failed on
+            if self._on_error is not None:
+                await self._on_error(self, exc)
+            await aref.crash(exc)
+            await self.app.crash(exc)
+
+
+class AgentTestWrapper(Agent, FaustAgentTestWrapper):
+    """faust's unit-testing wrapper (`agent.test_context()`) around the project's Agent."""

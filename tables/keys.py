@@ -25,6 +25,7 @@ counting separators in free text. Tables and their keys:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 META = "~meta"
 ARRIVAL = "a"
@@ -66,8 +67,12 @@ def partition_prefix(partition: int) -> bytes:
 # -- partials ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, order=True)
-class PartialKey:
-    """What one source partition counted for one (tenant, model, version, segment, day)."""
+class _DayKey:
+    """(partition, tenant, model, version, segment, day), encoded with the class's TAG fields
+    after the day: what the partials table keys its per-day sums by."""
+
+    TAG: ClassVar[tuple[str, ...]] = ()
+    KIND: ClassVar[str] = ""
 
     partition: int
     tenant_id: str
@@ -78,14 +83,14 @@ class PartialKey:
 
     def encode(self) -> bytes:
         return _encode(self.partition, self.tenant_id, self.model_id, self.model_version,
-                       self.segment, str(self.day))
+                       self.segment, str(self.day), *self.TAG)
 
     @classmethod
-    def decode(cls, raw: bytes) -> PartialKey:
+    def decode(cls, raw: bytes) -> Self:
         partition, fields = _fields(raw)
-        if len(fields) != 5:
-            raise KeyError(f"not a partial key: {raw[:80]!r}")
-        tenant, model, version, segment, day = fields
+        if len(fields) != 5 + len(cls.TAG) or tuple(fields[5:]) != cls.TAG:
+            raise KeyError(f"not {cls.KIND} key: {raw[:80]!r}")
+        tenant, model, version, segment, day = fields[:5]
         return cls(partition, tenant, model, version, segment, int(day))
 
     @property
@@ -95,32 +100,19 @@ class PartialKey:
 
 
 @dataclass(frozen=True, order=True)
-class ArrivalKey:
+class PartialKey(_DayKey):
+    """What one source partition counted for one (tenant, model, version, segment, day)."""
+
+    KIND: ClassVar[str] = "a partial"
+
+
+@dataclass(frozen=True, order=True)
+class ArrivalKey(_DayKey):
     """What one source partition counted for the pairs of one (tenant, model, version, segment)
     completed on one day (the later of prediction and outcome time): the outcome-arrival view."""
 
-    partition: int
-    tenant_id: str
-    model_id: str
-    model_version: str
-    segment: str
-    day: int
-
-    def encode(self) -> bytes:
-        return _encode(self.partition, self.tenant_id, self.model_id, self.model_version,
-                       self.segment, str(self.day), ARRIVAL)
-
-    @classmethod
-    def decode(cls, raw: bytes) -> ArrivalKey:
-        partition, fields = _fields(raw)
-        if len(fields) != 6 or fields[5] != ARRIVAL:
-            raise KeyError(f"not an arrival key: {raw[:80]!r}")
-        tenant, model, version, segment, day, _ = fields
-        return cls(partition, tenant, model, version, segment, int(day))
-
-    @property
-    def model_key(self) -> str:
-        return f"{self.tenant_id}:{self.model_id}"
+    TAG: ClassVar[tuple[str, ...]] = (ARRIVAL,)
+    KIND: ClassVar[str] = "an arrival"
 
 
 @dataclass(frozen=True, order=True)

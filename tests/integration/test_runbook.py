@@ -99,13 +99,13 @@ def test_runbook_walkthrough_runs_as_written(broker: Broker, unique: str, tmp_pa
     degraded = [d for d in on_topic if d["jobRunId"] in runs]
     mine = [d for d in degraded if d["jobRunId"] == "manual-1"]
     assert {(d["tenantId"], d["modelId"]) for d in degraded} == {("acme", "churn")}
-    # one event per metric (brier, mae), the segments degraded too listed inside; the run's count
-    # is of the checks in breach, overall and per segment
-    assert sorted((d["metric"], d["segment"]) for d in mine) == [("brier", None), ("mae", None)]
+    # one event per metric (brier, ece: the drop also miscalibrates, mae), the segments degraded
+    # too listed inside; the run's count is of the checks in breach, overall and per segment
+    assert sorted((d["metric"], d["segment"]) for d in mine) == [("brier", None), ("ece", None), ("mae", None)]
     assert done["performanceDegraded"] == sum(1 + len(d["segments"]) for d in mine)
     # the two runs of the same week (manual-1 and the route's, in either order): one opened each
     # incident, the other published it as ongoing, under the same id
-    for metric in ("brier", "mae"):
+    for metric in ("brier", "ece", "mae"):
         both = [d for d in degraded if (d["metric"], d["segment"]) == (metric, None)]
         assert len({d["incidentId"] for d in both}) == 1
         assert sorted(d["incidentStatus"] for d in both) == ["ongoing", "opened"], both

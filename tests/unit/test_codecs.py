@@ -139,8 +139,9 @@ MESSAGE_DECODERS: dict[type, Callable[[bytes], Any]] = {
 
 
 def _dataclasses_of(module: Any) -> set[type]:
-    return {obj for _, obj in inspect.getmembers(module, inspect.isclass)
-            if dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__}
+    """The module's public dataclasses (a private base, as keys._DayKey, is never encoded itself)."""
+    return {obj for name, obj in inspect.getmembers(module, inspect.isclass)
+            if dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__ and not name.startswith("_")}
 
 
 def test_every_key_and_message_class_has_a_strategy() -> None:

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.tables.baseline import build_baseline
-from model_monitoring.tables.ingest import IngestFold, join_key
+from model_monitoring.tables.ingest import join_key
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import PartialKey, is_arrival_key, is_partial_key
 from model_monitoring.tables.partial import PartialState
+from tests.support.fold_store import FoldStore
 
 DAY = 86_400_000
 T0 = 1_795_000_000_000
@@ -43,25 +44,11 @@ def outc(pid: str, y: float, ts: int = T0 + DAY) -> OutcomeRecord:
     return OutcomeRecord(pid, "t", "m", y, ts)
 
 
-class Store:
+class Store(FoldStore):
     """Table stand-ins: dicts of bytes, like the changelog-backed tables."""
 
     def __init__(self) -> None:
-        self.partials: dict[bytes, bytes] = {}
-        self.joins: dict[bytes, bytes] = {}
-        self.meta: dict[str, int] = {}
-
-    def fold(self) -> IngestFold:
-        return IngestFold(0, bucket_ms=DAY, retention_ms=35 * DAY,
-                          baseline_for=lambda t, m, v: BASELINE)
-
-    def get_partial(self, k: bytes) -> PartialState | None:
-        raw = self.partials.get(k)
-        return PartialState.from_bytes(raw) if raw else None
-
-    def get_join(self, k: bytes) -> JoinEntry | None:
-        raw = self.joins.get(k)
-        return JoinEntry.from_bytes(raw) if raw else None
+        super().__init__(BASELINE)
 
     def apply(self, kind: str, batch: list, lose: float = 0.0, rng: random.Random | None = None) -> None:
         f = self.fold()

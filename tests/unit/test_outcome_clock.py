@@ -17,14 +17,13 @@ from model_monitoring.tables.baseline import Baseline, build_baseline
 from model_monitoring.tables.calibration import ReliabilityBins, ece_test
 from model_monitoring.tables.evaluation_state import merge_segments
 from model_monitoring.tables.expiry import expired_partials, partials_to_trim
-from model_monitoring.tables.ingest import IngestFold
-from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import ArrivalKey, PartialKey
 from model_monitoring.tables.label_lag import HOUR_MS, LagHistogram
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.psi import psi
 from model_monitoring.tables.run_evaluation import evaluate_key, window_parts
 from model_monitoring.tables.thresholds import Thresholds
+from tests.support.fold_store import FoldStore
 
 DAY = 86_400_000
 WEEK = 7 * DAY
@@ -46,27 +45,13 @@ def reference_baseline(n: int = 4_000, seed: int = 1) -> Baseline:
 BASELINE = reference_baseline()
 
 
-class Store:
-    """The partials and join buffer as dicts of bytes, with the partition's event-time marks."""
+class Store(FoldStore):
+    """The fold's tables, the partition's event-time marks, and the fold's counts."""
 
     def __init__(self) -> None:
-        self.partials: dict[bytes, bytes] = {}
-        self.joins: dict[bytes, bytes] = {}
-        self.meta: dict[str, int] = {}
+        super().__init__(BASELINE, retention_ms=RETENTION, join_ttl_ms=TTL)
         self.offsets = {"f": 0, "o": 0}
         self.counts: dict[str, int] = defaultdict(int)
-
-    def fold(self) -> IngestFold:
-        return IngestFold(0, bucket_ms=DAY, retention_ms=RETENTION, join_ttl_ms=TTL,
-                          baseline_for=lambda t, m, v: BASELINE)
-
-    def get_partial(self, k: bytes) -> PartialState | None:
-        raw = self.partials.get(k)
-        return PartialState.from_bytes(raw) if raw else None
-
-    def get_join(self, k: bytes) -> JoinEntry | None:
-        raw = self.joins.get(k)
-        return JoinEntry.from_bytes(raw) if raw else None
 
     def batch(self, kind: str, records: list[Any]) -> list[tuple[int, int, Any]]:
         """Give records the next offsets of their topic."""
