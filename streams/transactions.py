@@ -3,7 +3,7 @@
 faust-streaming 0.15.3 keeps one transactional producer per (co-partitioned topic group,
 partition) this worker is assigned, `{app id}-{group}-{partition}`, routes every message to the
 producer of its *destination* partition, and at each commit commits the transactions of the
-partitions whose input offsets it commits, with those offsets. Four defects, read in its code
+partitions whose input offsets it commits, with those offsets. Five defects, read in its code
 and fixed in this subclass; the crash test on Apache Kafka (tests/integration/test_ingest_crash.py)
 failed until the first two were:
 
@@ -31,7 +31,19 @@ failed until the first two were:
    commit had no offsets either. The consumer (streams/transport.py) now commits the open
    transactions at every commit interval and at stop, offsets or not (`commit_open`).
 
-A fourth thing is the project's own: a record forwarded to the partition its predictionId hashes
+5. Defect 2's fix committed those other transactions *after* the input offsets: a worker killed
+   between the two had committed the offsets of events whose writes were then aborted. Seen on
+   Apache Kafka (the exactly-once SIGKILL test, on a loaded machine): the baselines are a global
+   table, whose one-partition changelog is written in a transaction of its own, not in that of
+   the baselines topic's partition the record came from; the kill came after the offsets
+   commit, the changelog's transaction was aborted, and the restarted worker, which never read
+   the baselines again, binned every feature without them. Now every write an event made is
+   committed before its offset is: the plain producer (dead letters, outputs) is flushed and
+   the other transactions committed first. A crash between the two leaves writes ahead of their
+   offsets, which a replay rewrites harmlessly (the watermarks below; a baseline is the same
+   record again).
+
+A sixth thing is the project's own: a record forwarded to the partition its predictionId hashes
 to (streams/repartition.py) is sent in its *source* partition's transaction (`send_for_source`),
 so it commits with the source offset it was read at.
 
@@ -56,11 +68,16 @@ class TransactionManager(FaustTransactionManager):
     """faust's transaction manager with the fixes of the module doc."""
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        """Commit `offsets`, each in its partition's transaction, *after* everything else the
+        events before them wrote: the plain producer's messages flushed, and the transactions
+        without offsets of their own committed (defect 5 of the module doc)."""
         await self.hand_over_buffered()
-        committed = await super().commit(offsets, start_new_transaction=start_new_transaction)
+        plain = self._producer()._producer
+        if plain is not None:
+            await plain.flush()
         with_offsets = {self._transactional_id(tp.topic, tp.partition) for tp in offsets}
         await self.commit_the_others({t for t in with_offsets if t is not None}, start_new_transaction)
-        return committed
+        return await super().commit(offsets, start_new_transaction=start_new_transaction)
 
     async def hand_over_buffered(self) -> None:
         """Publish every message waiting in faust's producer buffer now, in order. A message the

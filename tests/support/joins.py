@@ -69,5 +69,12 @@ def check_join(partials_changelog: Mapping[bytes, bytes], join_changelog: Mappin
     assert abs(figures.brier - figures.brier_numpy) <= 1e-12 * figures.brier_numpy, figures
     assert set(actual.states) == set(expected.states)
     mismatched = [k for k in expected.states if actual.comparable()[k] != expected.comparable()[k]]
-    assert not mismatched, f"{len(mismatched)} partials differ from the offline fold: {mismatched[:5]}"
+    detail = [(k, _counts(actual, k), _counts(expected, k)) for k in mismatched[:5]]
+    assert not mismatched, (f"{len(mismatched)} partials differ from the offline fold ((predictions, pairs) "
+                            f"counted: stream, offline): {detail}")
     return figures
+
+
+def _counts(fold: Fold, key: tuple[str, str, str, str, int]) -> tuple[int, int]:
+    state = fold.states[key]
+    return state.histogram.n, state.performance.n

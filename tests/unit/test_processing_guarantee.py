@@ -125,15 +125,40 @@ async def test_a_commit_commits_the_transactions_without_offsets_too() -> None:
     tm = with_transactions(app, ["guarantee-commit-test-0-0", "guarantee-commit-test-0-1",
                                  "guarantee-commit-test-1-0"], calls)
     await tm.commit({TP("features", 0): 42})
-    # faust's: the transaction of the offsets' partition, with its offsets
-    assert calls[:3] == [("offsets", "guarantee-commit-test-0-0"), ("commit", "guarantee-commit-test-0-0"),
-                         ("begin", "guarantee-commit-test-0-0")]
     # the project's: the others (a global table's changelog, an idle partition), without offsets
-    assert sorted(calls[3:]) == sorted([("commit", "guarantee-commit-test-0-1"), ("begin", "guarantee-commit-test-0-1"),
+    assert sorted(calls[:4]) == sorted([("commit", "guarantee-commit-test-0-1"), ("begin", "guarantee-commit-test-0-1"),
                                         ("commit", "guarantee-commit-test-1-0"), ("begin", "guarantee-commit-test-1-0")])
+    # faust's: the transaction of the offsets' partition, with its offsets
+    assert calls[4:] == [("offsets", "guarantee-commit-test-0-0"), ("commit", "guarantee-commit-test-0-0"),
+                         ("begin", "guarantee-commit-test-0-0")]
     calls.clear()
     await tm.commit({TP("features", 0): 43}, start_new_transaction=False)  # stopping: no new ones
     assert ("begin", "guarantee-commit-test-0-1") not in calls and ("commit", "guarantee-commit-test-0-1") in calls
+
+
+async def test_regression_offsets_commit_after_every_other_write() -> None:
+    """Regression (the exactly-once SIGKILL test on Apache Kafka, on a loaded machine): the other
+    transactions were committed after the offsets. A baseline's record is consumed from a
+    partition of the baselines topic and written to the global table's one-partition changelog,
+    in another transaction: the worker was killed between the two commits, the baselines'
+    offsets stayed committed and their changelog writes were aborted, and the restarted worker
+    binned every feature without its baseline. Now the offsets go last: after the plain
+    producer's messages (dead letters, outputs) are flushed and every other transaction (the
+    global table's) is committed."""
+    calls: list[tuple[str, str]] = []
+    app = exactly_once_app("guarantee-order-test")
+    tm = with_transactions(app, ["guarantee-order-test-0-7", "guarantee-order-test-1-0"], calls)
+
+    class Plain:
+        async def flush(self) -> None:
+            calls.append(("flush", "plain"))
+
+    app.producer._producer = Plain()  # type: ignore[attr-defined]
+    await tm.commit({TP("features", 7): 1})  # the baselines record's partition (group 0)
+    assert calls == [("flush", "plain"),
+                     ("commit", "guarantee-order-test-1-0"), ("begin", "guarantee-order-test-1-0"),
+                     ("offsets", "guarantee-order-test-0-7"), ("commit", "guarantee-order-test-0-7"),
+                     ("begin", "guarantee-order-test-0-7")]
 
 
 async def test_a_commit_with_no_offsets_commits_the_open_transactions_once() -> None:
@@ -171,7 +196,7 @@ async def test_a_commit_first_hands_over_what_waits_in_the_producer_buffer() -> 
         app.producer.buffer.pending.put_nowait(Pending(name))
     await tm.commit({TP("features", 0): 1})
     assert calls[:4] == [("publish", "a"), ("publish", "b"), ("publish", "c"),
-                         ("offsets", "guarantee-buffer-test-0-0")]
+                         ("offsets", "guarantee-buffer-test-0-0")]  # before the offsets
     assert app.producer.buffer.pending.empty()
 
 
