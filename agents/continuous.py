@@ -7,6 +7,8 @@ write, publish."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -42,7 +44,8 @@ class Detectors:
             return self.m.baselines.lookup(tenant, model, version)
 
         book, changes = apply(book, closed, baseline_for, self.policy)
-        events: list[tuple[str, dict[str, Any]]] = []
+        resent = len(book.outbox)  # alerts a crash kept from being sent: again, same eventId
+        events: list[tuple[str, Mapping[str, Any]]] = list(book.outbox)
         if changes:
             raw_incidents = t.incidents.get(key)
             incidents = IncidentBook.from_bytes(raw_incidents) if raw_incidents is not None else IncidentBook()
@@ -54,21 +57,29 @@ class Detectors:
             # no await between reading the incidents and writing them: the weekly evaluator of
             # this key runs on the same partition and event loop
             t.incidents[key] = incidents.to_bytes()
-        t.detectors[key] = book.to_bytes()
-        for kind, doc in events:
+        if not events:
+            t.detectors[key] = book.to_bytes()
+            return
+        # the outbox: saved (and flushed to the changelog) with the state that decided it, sent,
+        # then cleared. Killed before the save, the input is redelivered and decides again;
+        # after it, the redelivery finds the outbox and sends what it holds.
+        t.detectors[key] = replace(book, outbox=tuple(events)).to_bytes()
+        await self.m.app.producer.flush()
+        for i, (kind, message) in enumerate(events):
             try:
-                self.m.validators.validate(kind, doc)
+                self.m.validators.validate(kind, message)
             except MessageRejected as exc:
                 log.error("outgoing continuous %s message off-contract: %s", kind, exc.detail)
             topic = self.m.topics.drift if kind == "drift" else self.m.topics.degraded
-            await topic.send(key=closed.model_key.encode(), value=orjson.dumps(doc))
-            log.info("continuous %s %s on %s: %s %s (%s)", kind, doc["incidentStatus"], closed.model_key,
-                     doc.get("feature") or doc["metric"], doc["metric"], doc["detector"])
-            if doc["incidentStatus"] == "opened":
+            await topic.send(key=closed.model_key.encode(), value=orjson.dumps(dict(message)))
+            log.info("continuous %s %s on %s: %s %s (%s)%s", kind, message["incidentStatus"], closed.model_key,
+                     message.get("feature") or message["metric"], message["metric"], message["detector"],
+                     " (again, from the outbox)" if i < resent else "")
+            if message["incidentStatus"] == "opened" and i >= resent:
                 self.m.metrics.alerts.labels("drift" if kind == "drift" else "degraded",
-                                             doc.get("severity") or "degraded").inc()
-        if events:
-            await self.m.app.producer.flush()
+                                             str(message.get("severity") or "degraded")).inc()
+        await self.m.app.producer.flush()
+        t.detectors[key] = replace(book, outbox=()).to_bytes()
 
 
 def register(monitor: Monitor) -> None:

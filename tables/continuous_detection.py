@@ -131,13 +131,21 @@ class ModelDetectors:
     fed: Mapping[str, int] = field(default_factory=dict)    # topic slot -> minutes below are fed
     streams: Mapping[str, StreamState] = field(default_factory=dict)
     late_events: int = 0
+    # the outbox: alerts decided and not yet known to be published, as (kind, message). Saved
+    # with the detector state that decided them, before they are sent, and cleared after: a
+    # crash in between leaves them here, and the redelivered input (whose replay the marks
+    # make a no-op) sends them again, with the same eventId.
+    outbox: tuple[tuple[str, Mapping[str, object]], ...] = ()
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({
+        doc: dict[str, object] = {
             "m": dict(self.marks), "f": dict(self.fed), "l": self.late_events,
             "h": [[v, m, self.health[(v, m)].to_json()] for v, m in sorted(self.health)],
             "e": [[v, m, self.errors[(v, m)].to_json()] for v, m in sorted(self.errors)],
-            "s": {k: self.streams[k].to_json() for k in sorted(self.streams)}})
+            "s": {k: self.streams[k].to_json() for k in sorted(self.streams)}}
+        if self.outbox:
+            doc["o"] = [[kind, dict(message)] for kind, message in self.outbox]
+        return orjson.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ModelDetectors:
@@ -146,7 +154,8 @@ class ModelDetectors:
                    {(str(v), int(m)): HealthSums.from_json(x) for v, m, x in doc["h"]},
                    {(str(v), int(m)): ErrorSums.from_json(x) for v, m, x in doc["e"]},
                    {str(k): int(v) for k, v in doc["f"].items()},
-                   {str(k): StreamState.from_json(v) for k, v in doc["s"].items()}, int(doc["l"]))
+                   {str(k): StreamState.from_json(v) for k, v in doc["s"].items()}, int(doc["l"]),
+                   tuple((str(kind), dict(message)) for kind, message in doc.get("o", ())))
 
 
 def stream_key(version: str, metric: str, subject: str) -> str:
@@ -194,7 +203,7 @@ def apply(book: ModelDetectors, closed: ClosedBuckets, baseline_for: BaselineFor
         fed = {**book.fed, topic: through}
     else:
         fed = dict(book.fed)
-    return ModelDetectors(marks, health, errors, fed, streams, late), changes
+    return ModelDetectors(marks, health, errors, fed, streams, late, book.outbox), changes
 
 
 def _feed_health(streams: dict[str, StreamState], bid: BucketId, sums: HealthSums,
