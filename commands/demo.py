@@ -104,6 +104,9 @@ async def wait_for_run(bootstrap: str, s: Settings, job_run_id: str, timeout: fl
     raise TimeoutError(f"run {job_run_id} did not finish within {timeout}s")
 
 
+BACKFILL_IDLE_MINUTES = 200 * 24 * 60  # longer than the replayed history (20 weeks of sales)
+
+
 async def early_alerts(bootstrap: str, s: Settings, timeout: float = 60.0) -> list[dict[str, Any]]:
     """The continuous detectors' events (jobRunId null), read once the detectors have consumed
     every closed minute the ingest sent them."""
@@ -213,7 +216,12 @@ def run_demo(args: argparse.Namespace) -> int:
                                  "MODEL_MONITORING_JWT_ISSUER": "demo-platform",
                                  "MODEL_MONITORING_JWT_AUDIENCE": "model-monitoring",
                                  "MODEL_MONITORING_PARTITIONS": str(args.partitions),
-                                 "MODEL_MONITORING_CRON_ENABLED": "false"})
+                                 "MODEL_MONITORING_CRON_ENABLED": "false",
+                                 # weeks of history replayed in seconds: the partitions run apart
+                                 # in event time, and one behind by more than the idle window
+                                 # would stop holding the detectors back, its minutes then late
+                                 # (README: Continuous detection, backfills)
+                                 "MODEL_MONITORING_CONTINUOUS_IDLE_MINUTES": str(BACKFILL_IDLE_MINUTES)})
         s = load_settings(env)
         asyncio.run(ensure_topics(s))
         worker = WorkerProcess(env, workdir / "worker.log").start()
