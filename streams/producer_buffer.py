@@ -1,0 +1,65 @@
+"""faust's producer buffer drained for real before input offsets commit (at least once).
+
+faust queues every table write's changelog message in `Producer.buffer` (`send_soon`: a table
+`__setitem__` cannot await), and a task of the buffer hands them to the Kafka client one by one.
+Its at-least-once commit flushes the producer before committing offsets, but
+`ProducerBuffer.flush` (faust-streaming 0.15.3) waits for that task at most 0.1 s per message and
+*returns* at the first wait that times out, with messages still queued. On a loaded machine a
+send takes longer than that (the client waits for room in a full batch), the commit went ahead,
+and a worker killed before the queue emptied had committed the offsets of events whose table
+writes were lost with it: the restarted worker never read them again, and the state was short
+of those records for good (tests/integration/test_ingest_crash.py on Apache Kafka: "partials
+differ", the stream a few predictions short per key).
+
+`drain` puts a barrier at the end of the queue and waits for the task to reach it: the task sends
+in order, so every message queued before the barrier has then been handed to the client, whose
+own flush (called by the commit right after) waits until the broker has them. exactly_once
+hands the buffer over in its own commit (streams/transactions.py, defect 1)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faust.transport.producer import ProducerBuffer
+
+
+class _Barrier:
+    """Stands in the buffer's queue where a `FutureMessage` would; the buffer's task "publishes"
+    it through `message.channel.publish_message`, which resolves `reached`."""
+
+    __slots__ = ("reached",)
+
+    def __init__(self, reached: asyncio.Future[None]) -> None:
+        self.reached = reached
+
+    @property
+    def message(self) -> _Barrier:
+        return self
+
+    @property
+    def channel(self) -> _Barrier:
+        return self
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        if not self.reached.done():
+            self.reached.set_result(None)
+
+
+async def drain(buffer: ProducerBuffer, timeout: float) -> bool:
+    """True once every message queued in `buffer` before the call was handed to the Kafka client,
+    in order; False if the buffer's task did not get there within `timeout` seconds."""
+    if buffer.state != "running":
+        # no task to hand them over (not started, or stopping): publish what waits, in order
+        pending = buffer.pending
+        while not pending.empty():
+            fut = pending.get_nowait()
+            await fut.message.channel.publish_message(fut, wait=False)
+        return True
+    reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    buffer.pending.put_nowait(_Barrier(reached))
+    try:
+        await asyncio.wait_for(asyncio.shield(reached), timeout)
+    except TimeoutError:
+        return False
+    return True
