@@ -22,6 +22,7 @@ Kafka client wakes in between to send a produce request every two or three messa
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, cast
 
@@ -76,6 +77,13 @@ class Consumer(faust_aiokafka.Consumer):
     suspended_deliveries: int = 0
     #: seconds a commit waits for the producer buffer's earlier messages to reach the client
     BUFFER_DRAIN_TIMEOUT: float = 60.0
+    #: seconds between two reports of the same partition's stalled commits
+    STALL_REPORT_INTERVAL: float = 60.0
+    _stall_reported: dict[TP, float]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stall_reported = {}
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         # the consumer thread whose highwaters are right on the embedded broker too
@@ -112,9 +120,32 @@ class Consumer(faust_aiokafka.Consumer):
                 return False
         return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
+    def stalled_commits(self) -> dict[TP, tuple[int, int, int]]:
+        """Partitions whose acknowledged offsets cannot commit: faust commits a partition's acked
+        offsets only from the one after its last commit on (`_new_offset`: a first acked offset
+        more than one past the committed one returns nothing, for ever if the offsets between
+        never get acked). {tp: (committed, lowest acked, acked count)}."""
+        stalled = {}
+        for tp, acked in self._acked.items():
+            committed = self._committed_offset[tp]
+            if acked and committed and min(acked) - committed > 1:
+                stalled[tp] = (committed, min(acked), len(acked))
+        return stalled
+
+    def _report_stalled_commits(self) -> None:
+        now = time.monotonic()
+        for tp, (committed, lowest, n) in self.stalled_commits().items():
+            if now - self._stall_reported.get(tp, -1e9) >= self.STALL_REPORT_INTERVAL:
+                self._stall_reported[tp] = now
+                self.log.warning("offsets of %s cannot commit: committed %d, lowest acknowledged %d "
+                                 "(%d acknowledged waiting); the offsets between were never acknowledged",
+                                 tp, committed, lowest, n)
+
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
         """faust's commit; with transactions, one with no input offsets to commit still commits
-        the writes made since the last (streams/transactions.py, defect 4)."""
+        the writes made since the last (streams/transactions.py, defect 4). Partitions whose
+        acknowledged offsets cannot commit are logged (`stalled_commits`)."""
+        self._report_stalled_commits()
         committed = await super()._commit_tps(tps, start_new_transaction=start_new_transaction)
         if not committed and self.in_transaction:
             await cast(TransactionManager, self.transactions).commit_open(start_new_transaction)

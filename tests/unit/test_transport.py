@@ -297,3 +297,20 @@ async def test_topic_starts_a_producer_that_is_not_running() -> None:
     app.producer.start = fake_start  # type: ignore[method-assign]
     assert await app.topic("t")._get_producer() is app.producer
     assert started == [True]
+
+
+async def test_acknowledged_offsets_that_cannot_commit_are_reported(harness: Harness,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """faust commits a partition only from the offset after its last commit on: acked offsets
+    behind a hole that is never acked wait for ever. The consumer names the partition."""
+    consumer = harness.consumer
+    consumer._committed_offset[TP0] = 10
+    consumer._committed_offset[TP1] = 10
+    consumer._acked[TP0].extend([14, 15, 16])  # 10..13 never acknowledged: stalled
+    consumer._acked[TP1].extend([11, 12])      # the next ones: commit as usual
+    assert consumer.stalled_commits() == {TP0: (10, 14, 3)}
+    with caplog.at_level("WARNING"):
+        consumer._report_stalled_commits()
+        consumer._report_stalled_commits()  # once per partition per interval
+    lines = [r.getMessage() for r in caplog.records if "cannot commit" in r.getMessage()]
+    assert len(lines) == 1 and "committed 10, lowest acknowledged 14 (3 acknowledged waiting)" in lines[0]
