@@ -128,13 +128,26 @@ class Consumer(faust_aiokafka.Consumer):
         stalled = {}
         for tp, acked in self._acked.items():
             committed = self._committed_offset[tp]
-            if acked and committed and min(acked) - committed > 1:
-                stalled[tp] = (committed, min(acked), len(acked))
+            if not (acked and committed):
+                continue
+            # the offsets the consumer skipped (transaction markers, aborted records) count as
+            # acknowledged: `_new_offset` merges them in first
+            lowest, highest = min(acked), max(acked)
+            gaps = self._gap.get(tp)
+            if gaps:
+                lowest = min([lowest, *(interval.begin for interval in gaps if interval.begin <= highest)])
+            if lowest - committed > 1:
+                stalled[tp] = (committed, lowest, len(acked))
         return stalled
 
     def _report_stalled_commits(self) -> None:
         now = time.monotonic()
-        for tp, (committed, lowest, n) in self.stalled_commits().items():
+        try:
+            stalled = self.stalled_commits()
+        except Exception:  # noqa: BLE001 - a diagnostic never stands in the way of a commit
+            self.log.exception("could not check for offsets that cannot commit")
+            return
+        for tp, (committed, lowest, n) in stalled.items():
             if now - self._stall_reported.get(tp, -1e9) >= self.STALL_REPORT_INTERVAL:
                 self._stall_reported[tp] = now
                 self.log.warning("offsets of %s cannot commit: committed %d, lowest acknowledged %d "

@@ -309,6 +309,10 @@ async def test_acknowledged_offsets_that_cannot_commit_are_reported(harness: Har
     consumer._acked[TP0].extend([14, 15, 16])  # 10..13 never acknowledged: stalled
     consumer._acked[TP1].extend([11, 12])      # the next ones: commit as usual
     assert consumer.stalled_commits() == {TP0: (10, 14, 3)}
+    consumer._committed_offset[TP1] = 20
+    consumer._acked[TP1][:] = [25, 26]
+    consumer._gap[TP1].addi(21, 25)  # skipped by the consumer (a transaction's marker, aborted records)
+    assert consumer.stalled_commits() == {TP0: (10, 14, 3)}  # not TP1: the gap fills 21..24
     with caplog.at_level("WARNING"):
         consumer._report_stalled_commits()
         consumer._report_stalled_commits()  # once per partition per interval
