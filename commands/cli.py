@@ -53,6 +53,10 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     job_run_id = args.job_run_id or f"cli-{os.urandom(8).hex()}"
 
     async def send() -> None:
+        if args.after_ingest is not None:
+            from model_monitoring.commands.harness import until_ingested
+
+            await until_ingested(s, args.after_ingest)
         producer = AIOKafkaProducer(**s.kafka_client_kwargs())
         await producer.start()
         try:
@@ -61,7 +65,11 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         finally:
             await producer.stop()
 
-    asyncio.run(send())
+    try:
+        asyncio.run(send())
+    except TimeoutError as exc:
+        print(f"model-monitoring trigger: not sent: {exc}", file=sys.stderr)
+        return 1
     print(job_run_id)
     return 0
 
@@ -131,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", action="append", help="limit the run to this tenant (repeatable)")
     p.add_argument("--job-run-id")
     p.add_argument("--window-end", help="ISO-8601 end of the window (default: now)")
+    p.add_argument("--after-ingest", type=float, nargs="?", const=300.0, metavar="SECONDS",
+                   help="first wait (up to SECONDS, default 300) until the workers have taken in "
+                        "every feature and outcome published so far, so that the run counts them")
     p.set_defaults(func=cmd_trigger)
 
     p = sub.add_parser("token", help="mint an HS256 service token for the HTTP route")

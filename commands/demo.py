@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env
+from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env, until_ingested
 from model_monitoring.commands.simulate import (
     DAY_MS,
     Message,
@@ -80,15 +80,6 @@ async def stream_messages(bootstrap: str, s: Settings, messages: list[Message],
             ahead = (i + len(part)) / rate - (time.monotonic() - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
-
-
-async def wait_caught_up(bootstrap: str, s: Settings, timeout: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await group_lag(bootstrap, s.app_id, [s.features_topic, s.outcomes_topic]) == 0:
-            return
-        await asyncio.sleep(1.0)
-    raise TimeoutError("the worker did not catch up with the stream")
 
 
 async def wait_for_run(bootstrap: str, s: Settings, job_run_id: str, timeout: float = 180.0
@@ -245,7 +236,7 @@ def run_demo(args: argparse.Namespace) -> int:
               "globex:churn accuracy drop; initech too small to judge; plus duplicates, early outcomes, "
               "malformed messages)")
         asyncio.run(stream_messages(bootstrap, s, messages))
-        asyncio.run(wait_caught_up(bootstrap, s))
+        asyncio.run(until_ingested(s, 600.0))
         early = asyncio.run(early_alerts(bootstrap, s))
         print(f"   early alerts of the continuous detectors, before any weekly trigger: {len(early)} "
               "(the weekly runs then report their incidents `ongoing`)")

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from model_monitoring.commands.broker import Broker, free_port
 from model_monitoring.streams.highwater import true_end_offsets
+from model_monitoring.streams.settings import Settings
 
 
 def service_env(bootstrap: str | Broker, data_dir: Path, *, app_id: str = "model-monitoring",
@@ -241,18 +242,20 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+async def group_lag(bootstrap: str, group_id: str, topics: list[str],
+                    client_kwargs: Mapping[str, Any] | None = None) -> int:
     """Messages not yet committed by the consumer group on these topics (read with a manually
-    assigned consumer of that group, which never joins it)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
-                                enable_auto_commit=False)
+    assigned consumer of that group, which never joins it). `client_kwargs`: the connection
+    settings of a secured broker (`Settings.kafka_client_kwargs()`)."""
+    kwargs = dict(client_kwargs or {"bootstrap_servers": bootstrap})
+    consumer = AIOKafkaConsumer(**kwargs, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = await topic_partitions(consumer, topics)
         if not tps:
             return 0
         consumer.assign(tps)
-        ends = await true_end_offsets({"bootstrap_servers": bootstrap}, tps, await consumer.end_offsets(tps))
+        ends = await true_end_offsets(kwargs, tps, await consumer.end_offsets(tps))
         lag = 0
         for tp in tps:
             done = await consumer.committed(tp)
@@ -260,6 +263,36 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
         return lag
     finally:
         await consumer.stop()
+
+
+def ingest_topics(s: Settings) -> list[str]:
+    """The topics a run's statistics are folded from: the inputs, and at least once the
+    repartition topics too (a record that arrived on another partition than its predictionId's
+    is folded only once it has come back through one, streams/repartition.py). Exactly once,
+    those end with a commit marker that no consumer commit reaches: the inputs only (their
+    forwards are committed with them)."""
+    topics = [s.features_topic, s.outcomes_topic]
+    if s.processing_guarantee == "at_least_once":
+        topics += [s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)]
+    return topics
+
+
+async def until_ingested(s: Settings, timeout: float, every: float = 1.0) -> None:
+    """Until the worker group has committed everything published so far to `ingest_topics`, on
+    two reads in a row (the first takes the end offsets before commits that forward records to a
+    repartition topic); TimeoutError, with the lag left, after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    kwargs, topics = s.kafka_client_kwargs(), ingest_topics(s)
+    while True:
+        lag = await group_lag("", s.app_id, topics, kwargs)
+        if lag == 0:
+            lag = await group_lag("", s.app_id, topics, kwargs)
+            if lag == 0:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker group {s.app_id} still has {lag:,} messages of {', '.join(topics)} "
+                               f"to take in after {timeout:.0f}s: is a worker of that group (MODEL_MONITORING_APP_ID) running?")
+        await asyncio.sleep(every)
 
 
 async def latest_values(bootstrap: str, topic: str) -> dict[bytes, bytes]:

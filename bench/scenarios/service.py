@@ -16,7 +16,14 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.scenarios.common import END_MS, ScenarioFailed, run_async, wait_until
 from model_monitoring.commands.broker import Broker, free_port
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env, topic_partitions
+from model_monitoring.commands.harness import (
+    WorkerProcess,
+    group_lag,
+    ingest_topics,
+    produce,
+    service_env,
+    topic_partitions,
+)
 from model_monitoring.commands.simulate import Message
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
@@ -137,15 +144,7 @@ class Service:
                                  [(self.topic_of(m.kind), m.key, m.value) for m in messages]))
 
     def consumed_topics(self) -> list[str]:
-        """The inputs, and at least once the repartition topics too: a record that arrived on
-        another partition than its predictionId's is folded only once it has come back through
-        one (streams/repartition.py). Exactly once those end with a commit marker that no
-        consumer commit reaches: the inputs only (their forwards are committed with them)."""
-        s = self.s
-        topics = [s.features_topic, s.outcomes_topic]
-        if s.processing_guarantee == "at_least_once":
-            topics += [s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)]
-        return topics
+        return ingest_topics(self.s)
 
     def input_lag(self) -> int:
         return run_async(group_lag(self.broker.bootstrap, self.app_id, self.consumed_topics()))

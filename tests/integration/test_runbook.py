@@ -59,6 +59,7 @@ def test_runbook_walkthrough_runs_as_written(broker: Broker, unique: str, tmp_pa
         shell_env = {k: v for k, v in env.items() if not k.startswith("MODEL_MONITORING_")}
         shell_env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
                          MODEL_MONITORING_JWT_SECRET=env["MODEL_MONITORING_JWT_SECRET"],
+                         MODEL_MONITORING_APP_ID=env["MODEL_MONITORING_APP_ID"],  # the group `--after-ingest` watches
                          WORKER=f"http://127.0.0.1:{worker.web_port}",
                          PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         script = "set -euo pipefail\n" + walkthrough()
