@@ -8,7 +8,7 @@ Its at-least-once commit flushes the producer before committing offsets, but
 send takes longer than that (the client waits for room in a full batch), the commit went ahead,
 and a worker killed before the queue emptied had committed the offsets of events whose table
 writes were lost with it: the restarted worker never read them again, and the state was short
-of those records for good (tests/integration/test_ingest_crash.py on Apache Kafka: "partials
+of those records for good (the SIGKILL crash test on Apache Kafka, since merged into test_any_partitioner.py: "partials
 differ", the stream a few predictions short per key).
 
 `drain` puts a barrier at the end of the queue and waits for the task to reach it: the task sends

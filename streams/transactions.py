@@ -4,7 +4,7 @@ faust-streaming 0.15.3 keeps one transactional producer per (co-partitioned topi
 partition) this worker is assigned, `{app id}-{group}-{partition}`, routes every message to the
 producer of its *destination* partition, and at each commit commits the transactions of the
 partitions whose input offsets it commits, with those offsets. Five defects, read in its code
-and fixed in this subclass; the crash test on Apache Kafka (tests/integration/test_ingest_crash.py)
+and fixed in this subclass; the SIGKILL crash test on Apache Kafka (tests/integration/test_any_partitioner.py)
 failed until the first two were:
 
 1. Its commit does not flush the producer buffer first (its at-least-once commit does). Table

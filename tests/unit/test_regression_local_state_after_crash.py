@@ -1,6 +1,6 @@
 """Regression: after a SIGKILL the local RocksDB could hold writes its changelog never got;
 replayed events were then skipped as counted and the changelog stayed short of them (found by
-tests/integration/test_ingest_crash.py). An unclean stop now drops the local tables."""
+the SIGKILL crash test, now tests/integration/test_any_partitioner.py). An unclean stop now drops the local tables."""
 
 from pathlib import Path
 
