@@ -70,6 +70,21 @@ class SuspendedDelivery:
                     return stop.value
 
 
+def await_chain(task: asyncio.Task[Any], limit: int = 40) -> list[str]:
+    """Where a suspended task waits: its coroutines from the outermost in, `dir/file.py:line
+    function` each (compiled coroutines, which keep no frame, end the chain)."""
+    out: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(out) < limit:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        path = "/".join(frame.f_code.co_filename.rsplit("/", 2)[-2:])
+        out.append(f"{path}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return out
+
+
 class Consumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer; only the per-message delivery of the drain loop differs."""
 
@@ -79,6 +94,9 @@ class Consumer(faust_aiokafka.Consumer):
     BUFFER_DRAIN_TIMEOUT: float = 60.0
     #: seconds between two reports of the same partition's stalled commits
     STALL_REPORT_INTERVAL: float = 60.0
+    #: seconds after which a commit still under way is reported, with where it waits (again
+    #: every as many seconds until it ends)
+    SLOW_COMMIT_REPORT: float = 90.0
     _stall_reported: dict[TP, float]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,14 +129,38 @@ class Consumer(faust_aiokafka.Consumer):
     async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         """faust's commit of `offsets`; at least once, only after every table write queued before
         it reached the Kafka client (streams/producer_buffer.py): faust's own flush may leave
-        some behind. Not drained in time, nothing is committed now: the next commit tries again."""
-        if not self.in_transaction:
-            buffer = cast(ProducerBuffer, self.app.producer.buffer)
-            if not await drain(buffer, timeout=self.BUFFER_DRAIN_TIMEOUT):
-                self.log.warning("commit skipped: the producer buffer did not drain in %.0f s (%d queued); "
-                                 "the offsets commit at a later commit", self.BUFFER_DRAIN_TIMEOUT, buffer.size)
-                return False
-        return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        some behind. Not drained in time, nothing is committed now: the next commit tries again.
+        A commit that does not happen (skipped, raised, or cancelled by a rebalance or a stop
+        while it waited) gives its partitions' acked offsets back (`_give_back_acked`)."""
+        try:
+            if not self.in_transaction:
+                buffer = cast(ProducerBuffer, self.app.producer.buffer)
+                if not await drain(buffer, timeout=self.BUFFER_DRAIN_TIMEOUT):
+                    self.log.warning("commit skipped: the producer buffer did not drain in %.0f s (%d queued); "
+                                     "the offsets commit at a later commit", self.BUFFER_DRAIN_TIMEOUT, buffer.size)
+                    self._give_back_acked(offsets)
+                    return False
+            return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        except BaseException:
+            self._give_back_acked(offsets)
+            raise
+
+    def _give_back_acked(self, offsets: Mapping[TP, int]) -> None:
+        """faust's `_new_offset` took each partition's acked offsets below its commit offset off
+        its list before the commit; a commit that does not happen gives them back. Lost, the
+        partition's next acked offset would lie more than one past its last commit, and faust
+        would never commit it again (`stalled_commits`): the restarted workers' commits stuck at
+        3-10 while they went on consuming."""
+        for tp, offset in offsets.items():
+            if tp not in self._acked:  # revoked meanwhile: faust dropped its bookkeeping
+                continue
+            committed = self._committed_offset[tp]
+            start = committed + 1 if committed else max(offset - 1, 0)
+            index, acked = self._acked_index[tp], self._acked[tp]
+            back = [o for o in range(start, offset) if o not in index]
+            index.update(back)
+            acked.extend(back)
+            acked.sort()
 
     def stalled_commits(self) -> dict[TP, tuple[int, int, int]]:
         """Partitions whose acknowledged offsets cannot commit: faust commits a partition's acked
@@ -159,10 +201,25 @@ class Consumer(faust_aiokafka.Consumer):
         the writes made since the last (streams/transactions.py, defect 4). Partitions whose
         acknowledged offsets cannot commit are logged (`stalled_commits`)."""
         self._report_stalled_commits()
-        committed = await super()._commit_tps(tps, start_new_transaction=start_new_transaction)
-        if not committed and self.in_transaction:
-            await cast(TransactionManager, self.transactions).commit_open(start_new_transaction)
-        return committed
+        task, loop, started = asyncio.current_task(), asyncio.get_running_loop(), time.monotonic()
+        watchdog: list[asyncio.TimerHandle] = []
+
+        def report_slow() -> None:
+            if task is None or task.done():
+                return
+            self.log.warning("commit under way for %.0f s, waiting at: %s", time.monotonic() - started,
+                             " <- ".join(reversed(await_chain(task))) or "?")
+            watchdog[:] = [loop.call_later(self.SLOW_COMMIT_REPORT, report_slow)]
+
+        watchdog.append(loop.call_later(self.SLOW_COMMIT_REPORT, report_slow))
+        try:
+            committed = await super()._commit_tps(tps, start_new_transaction=start_new_transaction)
+            if not committed and self.in_transaction:
+                await cast(TransactionManager, self.transactions).commit_open(start_new_transaction)
+            return committed
+        finally:
+            for handle in watchdog:
+                handle.cancel()
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - see tests
         # faust-streaming 0.15.3 `Consumer._drain_messages`, line for line, except that the

@@ -318,3 +318,62 @@ async def test_acknowledged_offsets_that_cannot_commit_are_reported(harness: Har
         consumer._report_stalled_commits()  # once per partition per interval
     lines = [r.getMessage() for r in caplog.records if "cannot commit" in r.getMessage()]
     assert len(lines) == 1 and "committed 10, lowest acknowledged 14 (3 acknowledged waiting)" in lines[0]
+
+
+@pytest.mark.parametrize("how", ["skipped", "cancelled"])
+async def test_a_commit_that_does_not_happen_gives_its_acked_offsets_back(harness: Harness, how: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """faust takes the acked offsets below the commit offset off the partition's list before it
+    commits. A commit skipped (the producer buffer not drained in time) or cancelled while it
+    waited (a rebalance, a stop) used to lose them: the partition's next acked offset then lay
+    more than one past its last commit, and it never committed again (restarted workers were
+    found with every group offset stuck at 3-10). Now the next commit commits them."""
+    consumer = harness.consumer
+    consumer._committed_offset[TP0] = 10
+    consumer._acked[TP0].extend(range(10, 21))
+    consumer._acked_index[TP0].update(range(10, 21))
+
+    async def not_drained(buffer: Any, timeout: float) -> bool:
+        if how == "cancelled":
+            await asyncio.sleep(3600)
+        return False
+
+    monkeypatch.setattr(model_monitoring.streams.transport, "drain", not_drained)
+    if how == "skipped":
+        assert await consumer._commit_tps([TP0], start_new_transaction=False) is False
+    else:
+        task = asyncio.create_task(consumer._commit_tps([TP0], start_new_transaction=False))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    consumer._acked[TP0].extend([21, 22])  # acked meanwhile
+    consumer._acked_index[TP0].update([21, 22])
+    assert consumer.stalled_commits() == {}
+    assert consumer._filter_committable_offsets([TP0]) == {TP0: 23}
+
+
+async def test_a_commit_that_hangs_is_reported_with_where_it_waits(harness: Harness, caplog: pytest.LogCaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit that does not end says so, and where it waits, until it ends: a worker whose
+    offsets stop committing is otherwise silent."""
+    consumer = harness.consumer
+    consumer.SLOW_COMMIT_REPORT = 0.1
+    consumer._committed_offset[TP0] = 10
+    consumer._acked[TP0].extend(range(10, 21))
+
+    async def producer_that_never_drains(buffer: Any, timeout: float) -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+    monkeypatch.setattr(model_monitoring.streams.transport, "drain", producer_that_never_drains)
+    with caplog.at_level("WARNING"):
+        task = asyncio.create_task(consumer._commit_tps([TP0], start_new_transaction=False))
+        await until(lambda: sum("commit under way" in r.getMessage() for r in caplog.records) >= 2, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        reports = [r.getMessage() for r in caplog.records if "commit under way" in r.getMessage()]
+        await asyncio.sleep(0.3)  # ended: no more reports
+    assert [r.getMessage() for r in caplog.records if "commit under way" in r.getMessage()] == reports
+    assert "producer_that_never_drains" in reports[0] and "_commit_offsets" in reports[0], reports[0]
