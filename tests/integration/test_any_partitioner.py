@@ -52,10 +52,14 @@ class Service:
         """A worker; the first one also waits for the baselines (a restarted one recovers them
         from its table's changelog, reading none)."""
         worker = WorkerProcess(self.env, self.tmp_path / f"{name}.log").start()
-        worker.wait_ready()
-        if first:
-            wait_until(lambda: worker.metric(CONSUMED, topic=self.s.baselines_topic) >= 2, 60,
-                       failure=worker.log_tail)
+        try:
+            worker.wait_ready()
+            if first:
+                wait_until(lambda: worker.metric(CONSUMED, topic=self.s.baselines_topic) >= 2, 60,
+                           failure=worker.log_tail)
+        except BaseException:  # not left running for the rest of the session
+            worker.kill()
+            raise
         return worker
 
     def produce(self, messages: list[Message], kinds: tuple[str, ...], **kw: Any) -> None:
