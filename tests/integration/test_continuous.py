@@ -22,7 +22,7 @@ from model_monitoring.streams.settings import Settings, load_settings
 from tests.support.baselines import baseline_message, build_baselines
 from tests.support.waiting import until_consumed, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("continuous")]
+pytestmark = pytest.mark.integration
 
 MINUTE = 60_000
 MIDNIGHT_MS = 1_795_046_400_000  # UTC; the weekly run counts whole days

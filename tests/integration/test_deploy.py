@@ -9,7 +9,7 @@ from model_monitoring.commands.broker import Broker
 from model_monitoring.commands.harness import WorkerProcess, service_env
 from tests.support.dashboards import PROMETHEUS_SYNTHETIC, exported_names, queried_names
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("deploy")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

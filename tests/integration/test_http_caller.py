@@ -26,7 +26,7 @@ from model_monitoring.streams.tokens import mint_token
 from tests.support.baselines import baseline_message, build_baselines
 from tests.support.waiting import until_consumed, wait_until
 
-pytestmark = [pytest.mark.xdist_group("http_caller"), pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 RUN = "/api/v1/ml/model-monitoring/run"
 # the caller sends no windowEnd: the window is the 7 days before now, so the stream ends today

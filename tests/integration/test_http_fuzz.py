@@ -27,7 +27,7 @@ from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.streams.tokens import mint_token
 
-pytestmark = [pytest.mark.xdist_group("http_fuzz"), pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

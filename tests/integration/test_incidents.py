@@ -22,7 +22,7 @@ from model_monitoring.streams.settings import Settings, load_settings
 from tests.support.baselines import baseline_message, build_baselines
 from tests.support.waiting import until_consumed, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("incidents")]
+pytestmark = pytest.mark.integration
 
 END_MS = 1_795_046_400_000  # a midnight UTC
 SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("acme:churn",), weeks=(1, 2))

@@ -28,7 +28,7 @@ from tests.support.baselines import baseline_message, build_baselines
 from tests.support.waiting import wait_until
 
 # Kafka's own listener: run once, in the Kafka tier (MM_TEST_BROKER=kafka) of the test command
-pytestmark = [pytest.mark.xdist_group("kafka_sasl_ssl"), pytest.mark.integration,
+pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.environ.get("MM_TEST_BROKER", "tansu") != "kafka",
                                  reason="a SASL_SSL listener is Apache Kafka's: runs with MM_TEST_BROKER=kafka")]
 

@@ -28,7 +28,7 @@ from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import load_settings
 from tests.support.waiting import until_consumed, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("outcome_clock")]
+pytestmark = pytest.mark.integration
 
 END_MS = 1_795_046_400_000  # a midnight UTC
 WEEK_MS = 7 * DAY_MS

@@ -35,7 +35,7 @@ from tests.support.dashboards import (
 from tests.support.prometheus import PrometheusServer, prometheus_binary
 from tests.support.waiting import until_consumed, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("prometheus_dashboards")]
+pytestmark = pytest.mark.integration
 
 SCRAPE_S = 1
 END_MS = 1_795_046_400_000  # a midnight UTC: the run's window is the 7 whole days before it

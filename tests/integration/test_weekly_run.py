@@ -28,7 +28,7 @@ from model_monitoring.streams.tokens import mint_token
 from tests.support.baselines import baseline_message, build_baselines
 from tests.support.waiting import until_consumed, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("weekly_run")]
+pytestmark = pytest.mark.integration
 
 END_MS = 1_795_046_400_000  # a midnight UTC: the window is the 7 whole days before it
 SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), unseen_category=("globex:churn",),

@@ -21,9 +21,6 @@ import model_monitoring.streams.auth
 from model_monitoring.streams.auth import AuthConfig, AuthError, ServicePrincipal, TokenVerifier
 from model_monitoring.streams.tokens import mint_token
 
-# its module-scoped fixture is set up once, in one xdist worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("auth")
-
 SECRET = "s3cret-for-unit-tests-only-0123456789abcdef"
 ISSUER = "https://workflow.internal"
 AUDIENCE = "model-monitoring"

@@ -24,9 +24,6 @@ from model_monitoring.tables.records import read_inference_records
 from model_monitoring.tables.run_evaluation import evaluate_key
 from model_monitoring.tables.thresholds import Thresholds
 
-# its module-scoped fixture is set up once, in one xdist worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("offline_cli")
-
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATORS = Validators()
 

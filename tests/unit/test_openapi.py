@@ -20,9 +20,6 @@ from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.job_run import JobRun
 
-# its module-scoped fixture is set up once, in one xdist worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("openapi")
-
 ROOT = Path(__file__).resolve().parents[2]
 REPO_FILE = ROOT / "schemas" / "openapi.json"
 DOC: dict[str, Any] = orjson.loads(REPO_FILE.read_bytes())
