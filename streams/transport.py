@@ -97,15 +97,11 @@ class Consumer(faust_aiokafka.Consumer):
     #: seconds after which a commit still under way is reported, with where it waits (again
     #: every as many seconds until it ends)
     SLOW_COMMIT_REPORT: float = 90.0
-    #: seconds a partition's commits stay stuck before it is read again from its committed offset
-    STALL_REREAD_AFTER: float = 30.0
     _stall_reported: dict[TP, float]
-    _stalled_since: dict[TP, float]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stall_reported = {}
-        self._stalled_since = {}
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         # the consumer thread whose highwaters are right on the embedded broker too
@@ -186,54 +182,25 @@ class Consumer(faust_aiokafka.Consumer):
                 stalled[tp] = (committed, lowest, len(acked))
         return stalled
 
-    def _report_stalled_commits(self) -> list[TP]:
-        """Log the partitions whose offsets cannot commit; returns those stalled for
-        `STALL_REREAD_AFTER` seconds or more (again every as many seconds while they stay so)."""
+    def _report_stalled_commits(self) -> None:
         now = time.monotonic()
         try:
             stalled = self.stalled_commits()
         except Exception:  # noqa: BLE001 - a diagnostic never stands in the way of a commit
             self.log.exception("could not check for offsets that cannot commit")
-            return []
-        for tp in list(self._stalled_since):
-            if tp not in stalled:
-                del self._stalled_since[tp]
-        due = []
+            return
         for tp, (committed, lowest, n) in stalled.items():
             if now - self._stall_reported.get(tp, -1e9) >= self.STALL_REPORT_INTERVAL:
                 self._stall_reported[tp] = now
                 self.log.warning("offsets of %s cannot commit: committed %d, lowest acknowledged %d "
                                  "(%d acknowledged waiting); the offsets between were never acknowledged",
                                  tp, committed, lowest, n)
-            since = self._stalled_since.setdefault(tp, now)
-            if now - since >= self.STALL_REREAD_AFTER:
-                self._stalled_since[tp] = now
-                due.append(tp)
-        return due
-
-    async def _reread_stalled(self, tps: list[TP]) -> None:
-        """Read stalled partitions again from their committed offset, as faust does after every
-        rebalance: the records between get delivered and acknowledged this time, and the
-        partition commits again. At least once or exactly once, a record delivered twice changes
-        nothing: every fold keeps the highest source offset it applied and skips the rest."""
-        for tp in tps:
-            committed = self._committed_offset[tp]
-            if not committed or tp not in self.assignment():
-                continue
-            self.log.warning("reading %s again from its committed offset %d: its commits have been stuck "
-                             "for %.0f s or more", tp, committed, self.STALL_REREAD_AFTER)
-            await self.seek(tp, committed)
 
     async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
         """faust's commit; with transactions, one with no input offsets to commit still commits
         the writes made since the last (streams/transactions.py, defect 4). Partitions whose
         acknowledged offsets cannot commit are logged (`stalled_commits`)."""
-        due = self._report_stalled_commits()
-        if due:
-            try:
-                await self._reread_stalled(due)
-            except Exception:  # noqa: BLE001 - the commit goes on; the next one tries again
-                self.log.exception("could not read the stalled partitions again")
+        self._report_stalled_commits()
         task, loop, started = asyncio.current_task(), asyncio.get_running_loop(), time.monotonic()
         watchdog: list[asyncio.TimerHandle] = []
 

@@ -378,36 +378,3 @@ async def test_a_commit_that_hangs_is_reported_with_where_it_waits(harness: Harn
     assert [r.getMessage() for r in caplog.records if "commit under way" in r.getMessage()] == reports
     assert "producer_that_never_drains" in reports[0] and "_commit_offsets" in reports[0], reports[0]
 
-
-async def test_a_partition_stalled_long_enough_is_read_again_from_its_committed_offset(
-        harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Offsets that were never acknowledged keep a partition from committing for ever (restarted
-    workers on Apache Kafka: 'committed 8, lowest acknowledged 18' on every partition, the
-    group's lag stuck). After `STALL_REREAD_AFTER` seconds the partition is read again from its
-    committed offset, as after a rebalance: what was delivered twice is skipped by the folds."""
-    consumer = harness.consumer
-    seeks: list[tuple[TP, int]] = []
-
-    async def seek(tp: TP, offset: int) -> None:  # the Kafka client's seek (its thread is not running here)
-        seeks.append((tp, offset))
-
-    monkeypatch.setattr(consumer, "_seek", seek)
-    monkeypatch.setattr(consumer, "assignment", lambda: {TP0, TP1})
-    consumer.STALL_REREAD_AFTER = 0.2
-    consumer._committed_offset[TP0] = consumer._committed_offset[TP1] = 8
-    consumer._acked[TP0].extend(range(18, 30))  # 8..17 never acknowledged
-    consumer._acked[TP1].extend(range(8, 12))   # commits as usual
-    consumer._read_offset[TP0] = 29
-    with caplog.at_level("WARNING"):
-        await consumer._commit_tps([TP0], start_new_transaction=False)
-        assert seeks == []  # not yet: a hole can be in flight for a moment
-        await asyncio.sleep(0.25)
-        await consumer._commit_tps([TP0], start_new_transaction=False)
-    assert seeks == [(TP0, 8)]
-    assert consumer._read_offset[TP0] == 8  # so the drain loop delivers 8.. again instead of dropping them
-    assert any("reading" in r.getMessage() and "from its committed offset 8" in r.getMessage() for r in caplog.records)
-    # delivered again and acknowledged, 8..17 fill the hole: the partition commits, and is no longer stalled
-    consumer._acked[TP0].extend(range(8, 18))
-    consumer._acked_index[TP0].update(range(8, 30))
-    assert consumer._filter_committable_offsets([TP0]) == {TP0: 30}
-    assert consumer.stalled_commits() == {}
