@@ -66,6 +66,8 @@ def faust_settings(s: Settings) -> dict[str, Any]:
         # a revoked partition's actor stops without a crash or a supervisor restart (streams/agent.py)
         Agent="model_monitoring.streams.agent:Agent",
         Table=PartitionKeyedTable,
+        # recovery seeks the stream partitions before it resumes them (streams/recovery.py)
+        TableManager="model_monitoring.streams.recovery:TableManager",
         # the project's Topic publishes through the running producer without three event-loop
         # turns per message (streams/transport.py); with faust's own transport, faust's Topic
         **({"Topic": "model_monitoring.streams.transport:Topic"} if s.kafka_transport == "mmkafka" else {}),

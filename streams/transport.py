@@ -149,8 +149,7 @@ class Consumer(faust_aiokafka.Consumer):
         """faust's `_new_offset` took each partition's acked offsets below its commit offset off
         its list before the commit; a commit that does not happen gives them back. Lost, the
         partition's next acked offset would lie more than one past its last commit, and faust
-        would never commit it again (`stalled_commits`): the restarted workers' commits stuck at
-        3-10 while they went on consuming."""
+        would never commit it again (`stalled_commits`)."""
         for tp, offset in offsets.items():
             if tp not in self._acked:  # revoked meanwhile: faust dropped its bookkeeping
                 continue
@@ -166,7 +165,9 @@ class Consumer(faust_aiokafka.Consumer):
         """Partitions whose acknowledged offsets cannot commit: faust commits a partition's acked
         offsets only from the one after its last commit on (`_new_offset`: a first acked offset
         more than one past the committed one returns nothing, for ever if the offsets between
-        never get acked). {tp: (committed, lowest acked, acked count)}."""
+        never get acked; streams/recovery.py mends the hole that was seen in production:
+        records that table recovery cleared from the stream queues). {tp: (committed, lowest
+        acked, acked count)}."""
         stalled = {}
         for tp, acked in self._acked.items():
             committed = self._committed_offset[tp]

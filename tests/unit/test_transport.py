@@ -326,8 +326,9 @@ async def test_a_commit_that_does_not_happen_gives_its_acked_offsets_back(harnes
     """faust takes the acked offsets below the commit offset off the partition's list before it
     commits. A commit skipped (the producer buffer not drained in time) or cancelled while it
     waited (a rebalance, a stop) used to lose them: the partition's next acked offset then lay
-    more than one past its last commit, and it never committed again (restarted workers were
-    found with every group offset stuck at 3-10). Now the next commit commits them."""
+    more than one past its last commit, and it never committed again. Now the next commit
+    commits them. (The restarted workers found with every group offset stuck at 3-10 were a
+    different hole: streams/recovery.py.)"""
     consumer = harness.consumer
     consumer._committed_offset[TP0] = 10
     consumer._acked[TP0].extend(range(10, 21))
