@@ -84,14 +84,16 @@ class Broker(Protocol):
 ENGINES = ("tansu", "kafka")
 
 
-def make_broker(engine: str, data_dir: Path, *, port: int = 0, log_path: Path | None = None) -> Broker:
-    """A broker of that engine on a free loopback port (not started)."""
+def make_broker(engine: str, data_dir: Path, *, port: int = 0, log_path: Path | None = None,
+                lean: bool = False) -> Broker:
+    """A broker of that engine on a free loopback port (not started); `lean`: Kafka's JVM tuned
+    for a test session rather than a long run (commands/kafka_broker.py, LEAN_JVM_FLAGS)."""
     if engine == "tansu":
         return EmbeddedBroker(port=port or free_port(), log_path=log_path)
     if engine == "kafka":
         from model_monitoring.commands.kafka_broker import KafkaBroker
 
-        return KafkaBroker(data_dir=data_dir, port=port, log_path=log_path)
+        return KafkaBroker(data_dir=data_dir, port=port, log_path=log_path, lean=lean)
     raise ValueError(f"unknown broker engine {engine!r} (one of {', '.join(ENGINES)})")
 
 

@@ -242,12 +242,15 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0,
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group_id: str, topics: list[str],
-                    client_kwargs: Mapping[str, Any] | None = None) -> int:
+Client = str | Mapping[str, Any]
+"""How to reach the broker: its bootstrap address, or a secured broker's connection settings
+(`Settings.kafka_client_kwargs()`)."""
+
+
+async def group_lag(client: Client, group_id: str, topics: list[str]) -> int:
     """Messages not yet committed by the consumer group on these topics (read with a manually
-    assigned consumer of that group, which never joins it). `client_kwargs`: the connection
-    settings of a secured broker (`Settings.kafka_client_kwargs()`)."""
-    kwargs = dict(client_kwargs or {"bootstrap_servers": bootstrap})
+    assigned consumer of that group, which never joins it)."""
+    kwargs = {"bootstrap_servers": client} if isinstance(client, str) else dict(client)
     consumer = AIOKafkaConsumer(**kwargs, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -265,6 +268,14 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str],
         await consumer.stop()
 
 
+async def consumed(client: Client, group_id: str, topics: list[str]) -> bool:
+    """The group has committed every message of `topics` (lag 0 against the true end offsets),
+    on two reads in a row: one read takes the end offsets before the commits, so an output that
+    a commit made during the read (a record forwarded to a repartition topic, which is one of
+    the topics) would not be seen by it."""
+    return await group_lag(client, group_id, topics) == 0 and await group_lag(client, group_id, topics) == 0
+
+
 def ingest_topics(s: Settings) -> list[str]:
     """The topics a run's statistics are folded from: the inputs, and at least once the
     repartition topics too (a record that arrived on another partition than its predictionId's
@@ -278,18 +289,13 @@ def ingest_topics(s: Settings) -> list[str]:
 
 
 async def until_ingested(s: Settings, timeout: float, every: float = 1.0) -> None:
-    """Until the worker group has committed everything published so far to `ingest_topics`, on
-    two reads in a row (the first takes the end offsets before commits that forward records to a
-    repartition topic); TimeoutError, with the lag left, after `timeout` seconds."""
+    """Until the worker group has `consumed` everything published so far to `ingest_topics`;
+    TimeoutError, with the lag left, after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    kwargs, topics = s.kafka_client_kwargs(), ingest_topics(s)
-    while True:
-        lag = await group_lag("", s.app_id, topics, kwargs)
-        if lag == 0:
-            lag = await group_lag("", s.app_id, topics, kwargs)
-            if lag == 0:
-                return
+    client, topics = s.kafka_client_kwargs(), ingest_topics(s)
+    while not await consumed(client, s.app_id, topics):
         if time.monotonic() > deadline:
+            lag = await group_lag(client, s.app_id, topics)
             raise TimeoutError(f"the worker group {s.app_id} still has {lag:,} messages of {', '.join(topics)} "
                                f"to take in after {timeout:.0f}s: is a worker of that group (MODEL_MONITORING_APP_ID) running?")
         await asyncio.sleep(every)

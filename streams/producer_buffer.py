@@ -51,10 +51,7 @@ async def drain(buffer: ProducerBuffer, timeout: float) -> bool:
     in order; False if the buffer's task did not get there within `timeout` seconds."""
     if buffer.state != "running":
         # no task to hand them over (not started, or stopping): publish what waits, in order
-        pending = buffer.pending
-        while not pending.empty():
-            fut = pending.get_nowait()
-            await fut.message.channel.publish_message(fut, wait=False)
+        await publish_pending(buffer)
         return True
     reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     buffer.pending.put_nowait(_Barrier(reached))
@@ -63,3 +60,13 @@ async def drain(buffer: ProducerBuffer, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def publish_pending(buffer: ProducerBuffer) -> None:
+    """Publish every message waiting in `buffer` now, in order, here instead of in the buffer's
+    task. A message the task already took is no longer in the queue: the task hands it over."""
+    pending = buffer.pending
+    while not pending.empty():
+        fut = pending.get_nowait()
+        await fut.message.channel.publish_message(fut, wait=False)
+        buffer.message_sent.set()

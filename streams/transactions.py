@@ -63,6 +63,8 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP, RecordMetadata
 from faust.types.tuples import HeadersArg
 
+from model_monitoring.streams.producer_buffer import publish_pending
+
 
 class TransactionManager(FaustTransactionManager):
     """faust's transaction manager with the fixes of the module doc."""
@@ -83,12 +85,7 @@ class TransactionManager(FaustTransactionManager):
         """Publish every message waiting in faust's producer buffer now, in order. A message the
         buffer's task already took is no longer in the queue: it reaches its transaction's lock
         without suspending, so it is in the transaction before the commit takes that lock."""
-        buffer = cast(ProducerBuffer, self.app.producer.buffer)
-        pending = buffer.pending
-        while not pending.empty():
-            fut = pending.get_nowait()
-            await fut.message.channel.publish_message(fut, wait=False)
-            buffer.message_sent.set()
+        await publish_pending(cast(ProducerBuffer, self.app.producer.buffer))
 
     async def commit_open(self, start_new_transaction: bool) -> None:
         """Commit every open transaction: for a commit with no input offsets to commit."""

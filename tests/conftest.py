@@ -34,7 +34,7 @@ def start_test_broker(directory: Path) -> Broker:
     """A broker of the session's engine, started in `directory` (its log and data)."""
     if ENGINE not in ENGINES:
         raise pytest.UsageError(f"MM_TEST_BROKER={ENGINE!r}: one of {', '.join(ENGINES)}")
-    broker = make_broker(ENGINE, directory / "data", log_path=directory / f"{ENGINE}.log")
+    broker = make_broker(ENGINE, directory / "data", log_path=directory / f"{ENGINE}.log", lean=True)
     try:
         return broker.start()
     except BrokerUnavailable as exc:

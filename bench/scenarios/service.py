@@ -143,11 +143,8 @@ class Service:
         return run_async(produce(self.broker.bootstrap,
                                  [(self.topic_of(m.kind), m.key, m.value) for m in messages]))
 
-    def consumed_topics(self) -> list[str]:
-        return ingest_topics(self.s)
-
     def input_lag(self) -> int:
-        return run_async(group_lag(self.broker.bootstrap, self.app_id, self.consumed_topics()))
+        return run_async(group_lag(self.broker.bootstrap, self.app_id, ingest_topics(self.s)))
 
     def wait_consumed(self, timeout: float) -> bool:
         """Every input message committed by the group (no partition left behind)."""

@@ -75,7 +75,7 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
         pytest.skip(f"Apache Kafka cannot run here: {exc}")
     root = tmp_path_factory.mktemp("sasl-ssl")
     tls = write_server_tls(root / "tls")
-    broker = KafkaBroker(data_dir=root / "kafka", sasl_ssl=SaslSslConfig(
+    broker = KafkaBroker(data_dir=root / "kafka", lean=True, sasl_ssl=SaslSslConfig(
         ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file, users={USER: PASSWORD}))
     broker.start()
     try:

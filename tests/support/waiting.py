@@ -8,7 +8,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-from model_monitoring.commands.harness import group_lag
+from model_monitoring.commands.harness import consumed
 
 Condition = Callable[[], bool | Awaitable[bool]]
 
@@ -37,13 +37,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.5
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout}s: {failure() if callable(failure) else failure}")
         time.sleep(every)
-
-
-async def consumed(bootstrap: str, group: str, topics: list[str]) -> bool:
-    """The group has committed every message of `topics` (lag 0 against the true end offsets),
-    on two reads in a row: one read takes the end offsets before the commits, so an output that
-    a commit made during the read (on another of the topics) would not be seen by it."""
-    return await group_lag(bootstrap, group, topics) == 0 and await group_lag(bootstrap, group, topics) == 0
 
 
 async def until_consumed(bootstrap: str, group: str, topics: list[str], timeout: float,
