@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri
 
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.change_detector import DetectorState
@@ -289,7 +289,7 @@ def _decide(value: float, threshold: float, variance: float, alpha: float, n: in
     observation, the time-uniform confidence sequence (it keeps looking until it is decisive,
     or `20 × confirm` records). A change large enough is confirmed at the confirmation count;
     a smaller one later, by the sequence."""
-    if first and value - norm.isf(alpha / 2) * math.sqrt(variance / n) > threshold:
+    if first and value - -ndtri(alpha / 2) * math.sqrt(variance / n) > threshold:
         return "confirm"
     radius = cs_radius(n, variance, alpha / 2, confirm)
     if value - radius > threshold:
@@ -303,7 +303,7 @@ def _decide(value: float, threshold: float, variance: float, alpha: float, n: in
 def _p(value: float, threshold: float, variance: float, n: int) -> float:
     """The fixed-n one-sided p-value of the same comparison (reported, not used to decide)."""
     se = math.sqrt(variance / n)
-    return float(norm.sf((value - threshold) / se)) if se > 0 else (0.0 if value > threshold else 1.0)
+    return float(ndtr(-(value - threshold) / se)) if se > 0 else (0.0 if value > threshold else 1.0)
 
 
 def _variance(sums: ErrorSums) -> float:

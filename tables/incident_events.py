@@ -15,7 +15,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from model_monitoring.tables.alerts import PREDICTION, PREDICTION_SUBJECT
 from model_monitoring.tables.evaluation_state import event_id
@@ -79,7 +79,7 @@ def metric_lower_bound(verdict: Mapping[str, Any], confidence: float) -> float |
 
 @functools.lru_cache(maxsize=16)
 def _z(confidence: float) -> float:
-    return float(norm.ppf(confidence))
+    return float(ndtri(confidence))
 
 
 def alert_key(kind: str, event: Mapping[str, Any]) -> IncidentKey:

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri
 
 from model_monitoring.tables.error_sums import ErrorSums
 from model_monitoring.tables.thresholds import Thresholds
@@ -31,7 +31,7 @@ class MetricVerdict:
 
 @functools.lru_cache(maxsize=64)
 def _z_critical(confidence: float) -> float:
-    return float(norm.ppf(confidence))
+    return float(ndtri(confidence))
 
 
 def evaluate_metric(
@@ -58,5 +58,5 @@ def evaluate_metric(
     z = None if not std_error else (value - threshold) / std_error
     significant = value > threshold if z is None else z > _z_critical(float(thresholds.confidence))
     status: MetricStatus = "degraded" if value > threshold and significant else "ok"
-    p_value = (0.0 if value > threshold else 1.0) if z is None else float(norm.sf(z))
+    p_value = (0.0 if value > threshold else 1.0) if z is None else float(ndtr(-z))
     return MetricVerdict(name, value, baseline_value, threshold, status, n, z, p_value)
