@@ -289,7 +289,7 @@ def _decide(value: float, threshold: float, variance: float, alpha: float, n: in
     observation, the time-uniform confidence sequence (it keeps looking until it is decisive,
     or `20 × confirm` records). A change large enough is confirmed at the confirmation count;
     a smaller one later, by the sequence."""
-    if first and value - -ndtri(alpha / 2) * math.sqrt(variance / n) > threshold:
+    if first and value + ndtri(alpha / 2) * math.sqrt(variance / n) > threshold:
         return "confirm"
     radius = cs_radius(n, variance, alpha / 2, confirm)
     if value - radius > threshold:

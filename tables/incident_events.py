@@ -11,16 +11,13 @@ often not clear on its plug-in value alone and would wait for resolve-after-runs
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
-
-from scipy.special import ndtri
 
 from model_monitoring.tables.alerts import PREDICTION, PREDICTION_SUBJECT
 from model_monitoring.tables.evaluation_state import event_id
 from model_monitoring.tables.incidents import Check, IncidentKey, IncidentPolicy, RunRef, Transition
-from model_monitoring.tables.thresholds import Thresholds
+from model_monitoring.tables.thresholds import Thresholds, z_quantile
 
 EVALUATED_FEATURE = ("ok", "drift", "insufficient_data")  # `no_baseline` is no check at all
 
@@ -74,12 +71,9 @@ def metric_lower_bound(verdict: Mapping[str, Any], confidence: float) -> float |
         return float(value)
     if z == 0:
         return None
-    return float(value - _z(confidence) * (value - threshold) / z)
+    return float(value - z_quantile(confidence) * (value - threshold) / z)
 
 
-@functools.lru_cache(maxsize=16)
-def _z(confidence: float) -> float:
-    return float(ndtri(confidence))
 
 
 def alert_key(kind: str, event: Mapping[str, Any]) -> IncidentKey:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
 
 from model_monitoring.tables.error_sums import ErrorSums
-from model_monitoring.tables.thresholds import Thresholds
+from model_monitoring.tables.thresholds import Thresholds, z_quantile
 
 Metric = Literal["brier", "mae"]
 MetricStatus = Literal["ok", "degraded", "insufficient_data"]
@@ -27,11 +26,6 @@ class MetricVerdict:
     sample_size: int
     z: float | None  # (value − threshold) / standard error; None when not computed
     p_value: float | None = None  # of H0: true mean error <= threshold; None below min_outcomes
-
-
-@functools.lru_cache(maxsize=64)
-def _z_critical(confidence: float) -> float:
-    return float(ndtri(confidence))
 
 
 def evaluate_metric(
@@ -56,7 +50,7 @@ def evaluate_metric(
         return MetricVerdict(name, value, baseline_value, threshold, "insufficient_data", n, None)
     std_error = sums.std_error()
     z = None if not std_error else (value - threshold) / std_error
-    significant = value > threshold if z is None else z > _z_critical(float(thresholds.confidence))
+    significant = value > threshold if z is None else z > z_quantile(float(thresholds.confidence))
     status: MetricStatus = "degraded" if value > threshold and significant else "ok"
     p_value = (0.0 if value > threshold else 1.0) if z is None else float(ndtr(-z))
     return MetricVerdict(name, value, baseline_value, threshold, status, n, z, p_value)

@@ -65,7 +65,9 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
+
+from model_monitoring.tables.thresholds import z_quantile
 
 DENSE_COUNT = 10  # a bin with this many events is described by its second-order expansion
 # a value the baseline never saw had a share of at most ≈ 3/N there (95%); the bound takes 1/N,
@@ -90,13 +92,13 @@ class PsiBound:
 
     def lower(self, confidence: float) -> np.ndarray:
         """The one-sided lower confidence bound of the true PSI at ``confidence`` (>= 0)."""
-        return np.asarray(np.maximum(self.estimate - _z(confidence) * self.std_error, 0.0))
+        return np.asarray(np.maximum(self.estimate - z_quantile(confidence) * self.std_error, 0.0))
 
     def gate(self, threshold: float, confidence: float) -> np.ndarray:
         """The plug-in PSI at which the lower bound reaches ``threshold``, bias and spread as they
         are: threshold + (value − estimate) + z·se. The value is at or over it exactly when the
         bound is at or over the threshold."""
-        return np.asarray(threshold + self.value - self.estimate + _z(confidence) * self.std_error)
+        return np.asarray(threshold + self.value - self.estimate + z_quantile(confidence) * self.std_error)
 
     def p_value(self, threshold: float) -> np.ndarray:
         """P-value of H0: true PSI <= ``threshold`` (the one-sided test that the bound inverts)."""
@@ -104,12 +106,6 @@ class PsiBound:
             z = (self.estimate - threshold) / self.std_error
         exact = np.where(self.estimate >= threshold, 0.0, 1.0)  # se = 0: the PSI is known exactly
         return np.asarray(np.where(self.std_error > 0, ndtr(-z), exact), dtype=np.float64)
-
-
-@functools.lru_cache(maxsize=64)
-def _z(confidence: float) -> float:
-    # the standard normal quantile (`scipy.stats.norm.ppf` is `ndtri`)
-    return float(ndtri(confidence))
 
 
 @dataclass(frozen=True)

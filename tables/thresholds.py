@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from scipy.special import ndtri
+
 _OVERRIDE_KEYS = frozenset({"psi_warning", "psi_critical"})
+
+
+@functools.lru_cache(maxsize=64)
+def z_quantile(confidence: float) -> float:
+    """The standard normal quantile at `confidence` (`scipy.stats.norm.ppf` is `ndtri`): the
+    one-sided critical value of the tests and bounds at that confidence."""
+    return float(ndtri(confidence))
 
 
 @dataclass(frozen=True)
