@@ -11,12 +11,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from model_monitoring.commands.broker import ENGINES, Broker, make_broker
 from model_monitoring.commands.kafka_broker import BrokerUnavailable
+from tests.support.scheduling import SuiteScheduling, shared_fixture_problems
 
 ENGINE = os.environ.get("MM_TEST_BROKER", "tansu")
 
@@ -28,6 +29,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 if "broker" in getattr(item, "fixturenames", ()) and item.get_closest_marker("integration") is None]
     if unmarked:
         raise pytest.UsageError("uses the broker fixture but is not marked integration: " + ", ".join(unmarked))
+    shared = shared_fixture_problems(items)
+    if shared:
+        raise pytest.UsageError("a fixture wider than a test in a module that tests/support/scheduling.py "
+                                "spreads over processes (add it to SHARED_FIXTURE_MODULES): " + ", ".join(shared))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> SuiteScheduling | None:
+    """`pytest -n N` (xdist's default `--dist load`) runs with the suite's scheduler: a test at a
+    time, a module whose tests share a fixture in one piece (tests/support/scheduling.py). An
+    explicit other `--dist` keeps xdist's own."""
+    return SuiteScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 def start_test_broker(directory: Path) -> Broker:
