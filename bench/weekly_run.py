@@ -64,7 +64,7 @@ from bench.processes import proc_cpu_s, proc_rss_mb, py_spy_dump
 from bench.weekly_data import END_MS, MODELS, WINDOW_DAYS, baseline_messages, envelopes
 from bench.weekly_trigger import log_phases, trigger_and_wait
 from model_monitoring.commands.broker import ENGINES, Broker, make_broker
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, service_env
+from model_monitoring.commands.harness import WorkerProcess, consumed, produce, service_env
 from model_monitoring.commands.kafka_broker import BrokerUnavailable
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
@@ -153,8 +153,8 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
         wait_until("records consumed", lambda: worker.metric(
             "model_monitoring_records_consumed_total", topic=s.features_topic) >= produced.records,
             ingest_timeout, 0.5)
-        wait_until("features lag 0", lambda: asyncio.run(group_lag(
-            broker.bootstrap, s.app_id, [s.features_topic])) == 0, args.phase_timeout, 1.0)
+        wait_until("features lag 0", lambda: asyncio.run(consumed(
+            broker.bootstrap, s.app_id, [s.features_topic])), args.phase_timeout, 1.0)
         result.ingest_s = time.monotonic() - t0
         progress(f"{name}: ingested in {result.ingest_s:.1f}s ({produced.records / result.ingest_s:,.0f} records/s);"
                  f" {produced.cells} partials in the window; triggering")

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
-from model_monitoring.commands.harness import WorkerProcess, group_lag, produce, read_topic, service_env, until_ingested
+from model_monitoring.commands.harness import WorkerProcess, consumed, produce, read_topic, service_env, until_ingested
 from model_monitoring.commands.simulate import (
     DAY_MS,
     Message,
@@ -104,7 +104,7 @@ async def early_alerts(bootstrap: str, s: Settings, timeout: float = 60.0) -> li
     if not s.continuous_enabled:
         return []
     deadline = time.monotonic() + timeout
-    while await group_lag(bootstrap, s.app_id, [s.detector_buckets_topic]) > 0 and time.monotonic() < deadline:
+    while not await consumed(bootstrap, s.app_id, [s.detector_buckets_topic]) and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
     out = []
     for topic in (s.drift_topic, s.degraded_topic):

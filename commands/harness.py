@@ -247,14 +247,25 @@ Client = str | Mapping[str, Any]
 (`Settings.kafka_client_kwargs()`)."""
 
 
+class LagUnknown(RuntimeError):
+    """A topic asked about had no partitions in the broker's metadata: its lag is not known."""
+
+
 async def group_lag(client: Client, group_id: str, topics: list[str]) -> int:
     """Messages not yet committed by the consumer group on these topics (read with a manually
-    assigned consumer of that group, which never joins it)."""
+    assigned consumer of that group, which never joins it). `LagUnknown` when a topic has no
+    partitions in the metadata after `topic_partitions`' wait: a broker that is not serving them
+    yet answers so (Apache Kafka fenced for a moment after a stall: "No broker metadata found in
+    MetadataResponse"), and counting such a topic as lag 0 ended the reliability bench's wait
+    while the worker still had the end of the log to fold."""
     kwargs = {"bootstrap_servers": client} if isinstance(client, str) else dict(client)
     consumer = AIOKafkaConsumer(**kwargs, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = await topic_partitions(consumer, topics)
+        missing = sorted(set(topics) - {tp.topic for tp in tps})
+        if missing:
+            raise LagUnknown(f"no partitions in the broker's metadata for {', '.join(missing)}")
         if not tps:
             return 0
         consumer.assign(tps)
@@ -272,8 +283,11 @@ async def consumed(client: Client, group_id: str, topics: list[str]) -> bool:
     """The group has committed every message of `topics` (lag 0 against the true end offsets),
     on two reads in a row: one read takes the end offsets before the commits, so an output that
     a commit made during the read (a record forwarded to a repartition topic, which is one of
-    the topics) would not be seen by it."""
-    return await group_lag(client, group_id, topics) == 0 and await group_lag(client, group_id, topics) == 0
+    the topics) would not be seen by it. A lag not known (`LagUnknown`) is not consumed."""
+    try:
+        return await group_lag(client, group_id, topics) == 0 and await group_lag(client, group_id, topics) == 0
+    except LagUnknown:
+        return False
 
 
 def ingest_topics(s: Settings) -> list[str]:

@@ -14,7 +14,7 @@ from bench.scenarios.checks import check_dead_letters, compare_state, counted, w
 from bench.scenarios.common import ScenarioFailed, progress, run_async, wait_until
 from bench.scenarios.context import Context
 from bench.scenarios.load import baselines, ingest_start, stream
-from model_monitoring.commands.harness import group_lag, ingest_topics
+from model_monitoring.commands.harness import consumed, ingest_topics
 from model_monitoring.commands.simulate import Message, Scenario
 from tests.support.oracle import offline_fold
 
@@ -51,7 +51,7 @@ def bad_input(ctx: Context) -> None:
     pid = worker.process.pid  # type: ignore[union-attr]
     svc.produce(messages)
     inputs = [*ingest_topics(svc.s), svc.s.trigger_topic]
-    if not wait_until(lambda: run_async(group_lag(svc.broker.bootstrap, svc.app_id, inputs)) == 0,
+    if not wait_until(lambda: run_async(consumed(svc.broker.bootstrap, svc.app_id, inputs)),
                       300, 1.0):
         raise ScenarioFailed(f"input not consumed:\n{worker.log_tail()}")
     worker_unaffected(r, worker, pid)

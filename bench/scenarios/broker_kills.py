@@ -10,6 +10,8 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -19,6 +21,8 @@ from bench.scenarios.context import Context
 from bench.scenarios.faults import alive, consumed, start_ingest, verify
 from bench.scenarios.runs import MANY_TENANTS, STAGES, finish_run, freeze_at, prepared
 from bench.scenarios.service import Service
+
+T = TypeVar("T")
 
 
 async def leaders_elected(bootstrap: str) -> bool:
@@ -67,11 +71,12 @@ def revive_exited(ctx: Context, svc: Service) -> int:
     return revived
 
 
-def input_lag(svc: Service, tries: int = 20) -> int:
-    """The group's input lag, asked again while a restarted broker still loads its groups."""
+def asked(ask: Callable[[], T], tries: int = 20) -> T:
+    """`ask()` (the group's lag, or whether it consumed everything), asked again while a
+    restarted broker still loads its groups."""
     for attempt in range(tries):
         try:
-            return svc.input_lag()
+            return ask()
         except Exception as exc:  # noqa: BLE001 - retried, then raised
             if attempt + 1 == tries:
                 raise
@@ -100,7 +105,7 @@ def consumed_until_lag_zero(ctx: Context, svc: Service, timeout: float, max_rest
         if restarts > max_restarts:
             raise ScenarioFailed(f"the worker crash-loops after the broker restart ({restarts} exits):\n"
                                  + svc.worker.log_tail(15))
-        if input_lag(svc) == 0:
+        if asked(svc.consumed):
             return
         time.sleep(1.0)
     raise ScenarioFailed(f"input lag {svc.input_lag()} after {timeout:.0f}s:\n" + svc.worker.log_tail(15))
@@ -129,7 +134,7 @@ def broker_killed_mid_ingest(ctx: Context) -> None:
         # both read before the kill: read after the restart, the lag races the worker, which may
         # take in the rest of a small log while the broker still elects leaders (and can come out
         # too high while offset requests meet NotLeaderForPartition)
-        lag = input_lag(svc)
+        lag = asked(svc.input_lag)
         at = before + consumed(worker)
         down = rng.uniform(0.5, 5.0)
         seconds = restart_broker(ctx, down)
@@ -141,7 +146,7 @@ def broker_killed_mid_ingest(ctx: Context) -> None:
         if k + 1 < kills:  # the next kill needs the worker consuming again
             if revive_exited(ctx, svc):
                 before = at
-            wait_until(lambda w=svc.worker, a=at, b=before: b + consumed(w) > a or input_lag(svc) == 0, 180, 0.2)
+            wait_until(lambda w=svc.worker, a=at, b=before: b + consumed(w) > a or asked(svc.consumed), 180, 0.2)
     consumed_until_lag_zero(ctx, svc, 900 if not ctx.quick else 240)
     exits = len(r.notes.get("worker_exits", []))
     r.faults = f"{done} broker SIGKILL mid-ingest + restart on its log; {exits} worker exits"

@@ -132,10 +132,10 @@ def rebalance(ctx: Context) -> None:
     r.check(reached and at < share, f"worker 2 was killed after its share ({at:,.0f})")
     progress(f"  SIGKILL worker 2 after {at:,.0f} of its ~{share:,.0f} records")
     # the group notices (session timeout), the survivor takes every partition
-    took_over = wait_until(lambda: svc.input_lag() == 0, 180, 1.0)
+    took_over = wait_until(svc.consumed, 180, 1.0)
     r.check(took_over, "the survivor did not take over the dead worker's partitions")
     svc.produce(second)
-    wait_until(lambda: svc.input_lag() == 0, 120, 1.0)
+    wait_until(svc.consumed, 120, 1.0)
     svc.start_worker(1)
     progress("  worker 2 is back")
     svc.produce(third)
