@@ -49,10 +49,9 @@ def verdict(status: int) -> str:
     return f"FAILED (pytest exit {status})"
 
 
-def relay(tier: Tier, proc: subprocess.Popen[bytes], lock: threading.Lock, started: float,
+def relay(tier: Tier, width: int, proc: subprocess.Popen[bytes], lock: threading.Lock, started: float,
           ended: dict[str, tuple[int, float]]) -> None:
     """Every line of a tier's output, behind its name, as it comes; then its exit and time."""
-    width = max(len(t.name) for t in TIERS)
     assert proc.stdout is not None
     for raw in iter(proc.stdout.readline, b""):
         line = raw.decode(errors="replace").rstrip("\n")
@@ -67,24 +66,26 @@ def run(tiers: Sequence[Tier], extra: Sequence[str]) -> int:
     ended: dict[str, tuple[int, float]] = {}
     procs: list[subprocess.Popen[bytes]] = []
     threads = []
-    for tier in tiers:
-        env = "".join(f"{k}={v} " for k, v in tier.env.items())
-        print(f"{tier.name}: {env}python -m pytest {' '.join([*tier.args, *extra])}", flush=True)
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", *tier.args, *extra],
-                                env={**os.environ, **tier.env}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        procs.append(proc)
-        threads.append(threading.Thread(target=relay, args=(tier, proc, lock, started, ended)))
-        threads[-1].start()
+    width = max(len(t.name) for t in tiers)
 
     def stop(signum: int, _frame: object) -> None:
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)  # pytest's own interrupt: fixtures tear down
 
+    # installed before the first tier starts, so no interrupt leaves a tier running unattended
     main = threading.current_thread() is threading.main_thread()  # only there can it take signals
     before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
+        for tier in tiers:
+            env = "".join(f"{k}={v} " for k, v in tier.env.items())
+            print(f"{tier.name}: {env}python -m pytest {' '.join([*tier.args, *extra])}", flush=True)
+            proc = subprocess.Popen([sys.executable, "-m", "pytest", *tier.args, *extra],
+                                    env={**os.environ, **tier.env}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            procs.append(proc)
+            threads.append(threading.Thread(target=relay, args=(tier, width, proc, lock, started, ended)))
+            threads[-1].start()
         for thread in threads:
             thread.join()
     finally:

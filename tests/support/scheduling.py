@@ -10,7 +10,7 @@ comes back to that module after another one, where it meets its own topics on th
 
 So here a test is a unit of work of its own, and the scheduler hands them out a few at a time as
 processes free up, except that a module whose tests share a fixture wider than a test is one unit
-(`SHARED_FIXTURE_MODULES`, checked at collection by `check_shared_fixture_modules`). Units go out
+(`SHARED_FIXTURE_MODULES`, checked at collection through `shared_fixture_problems`). Units go out
 in collection order: the in-process agent tests, the broker tests, then the unit tests, short
 ones that fill the gaps at the end."""
 
