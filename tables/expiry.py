@@ -70,7 +70,7 @@ def partials_to_trim(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[i
 
 
 # what an expired join entry was, the `state` label of its count
-JOIN_STATES = ("matched", "unmatched_prediction", "unmatched_outcome")
+JOIN_STATES = ("matched", "unmatched_prediction", "unmatched_outcome", "past_ttl")
 
 
 # A join entry stays this long past the TTL: the ingest fold stops matching at the TTL, and an
@@ -89,8 +89,8 @@ def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int,
             continue
         entry = JoinEntry.from_bytes(raw_value)
         if entry.last_seen_ms < hw - ttl_ms - LATE_OUTCOME_GRACE_MS:
-            matched, unmatched_prediction, unmatched_outcome = JOIN_STATES
-            state = (matched if entry.matched_by else
+            matched, unmatched_prediction, unmatched_outcome, past_ttl = JOIN_STATES
+            state = (past_ttl if entry.late else matched if entry.matched_by else
                      unmatched_prediction if entry.prediction else unmatched_outcome)
             yield raw_key, state
 

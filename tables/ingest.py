@@ -113,6 +113,7 @@ class IngestFold:
         self.baseline_for = baseline_for
         # error sums live as long as outcomes can be joined (tables/expiry.py)
         self.error_retention_ms = error_retention_ms(retention_ms, join_ttl_ms or 0)
+        self.join_ttl_ms = join_ttl_ms  # None: pairs match however far apart (no TTL)
         self.partition_high_water_ms = -1  # the partition's mark over both inputs (set per fold)
         self.buckets = buckets  # the continuous detectors' minute buckets, when detection is on
 
@@ -159,7 +160,14 @@ class IngestFold:
                 pending_partial.max_offset[slot] = max(offset, pending_partial.max_offset.get(slot, -1))
                 out.counts["records"] += 1
             outcome = entry.outcome
-            if outcome is not None and entry.matched_by in (None, source):
+            if outcome is None or entry.matched_by not in (None, source):
+                pass  # nothing to pair, or the other side's event already judged the pair
+            elif self._past_ttl(pred, outcome.timestamp_ms):
+                # its outcome was folded first (the outcomes topic ahead of the features) and
+                # came later than the TTL after it: unmatched, as if it had come second
+                entry = entry.matched(source, late=True)
+                self._unmatched_late(pending, get_partial, slot, offset, pred, outcome.timestamp_ms, out)
+            else:
                 entry = entry.matched(source)
                 self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
             out.joins[jkey] = entry
@@ -194,24 +202,23 @@ class IngestFold:
                 continue
             outcome = Outcome(rec.tenant_id, rec.model_id, float(rec.outcome), rec.timestamp_ms, source)
             entry = entry.with_outcome(outcome)
-            if pred is not None and entry.matched_by is None and rec.timestamp_ms - pred.timestamp_ms > join_ttl_ms:
+            if pred is not None and entry.matched_by not in (None, source):
+                pass  # the prediction's event already judged the pair: a redelivered outcome
+            elif pred is not None and rec.timestamp_ms - pred.timestamp_ms > join_ttl_ms:
                 # the outcome came later than the join TTL after its prediction (whether or not
                 # the timer has deleted the entry yet): it matches nothing, and label health
                 # counts it on its day. Judged on the two records' own times, as `check` and the
                 # oracle judge it, not on the partition's event-time mark: that mark depends on
                 # how far the features topic ran ahead of the outcomes, so a replay, or another
                 # broker's interleaving, could decide otherwise (the sales test on Kafka counted
-                # 697 of 698 outcomes)
-                out.counts["unmatched_late_outcomes"] += 1
-                arrival = self._pending(pending, ArrivalKey(
-                    self.partition, pred.tenant_id, pred.model_id, pred.model_version, pred.segment,
-                    rec.timestamp_ms // self.bucket_ms), get_partial)
-                if not arrival.before.applied(slot, offset):
-                    arrival.unmatched += 1
-                    arrival.max_offset[slot] = max(offset, arrival.max_offset.get(slot, -1))
+                # 697 of 698 outcomes). fold_predictions judges the other order the same way,
+                # and `late` marks which event judged it, so a redelivery of the other side
+                # neither counts it again nor pairs it.
+                entry = entry.matched(source, late=True)
+                self._unmatched_late(pending, get_partial, slot, offset, pred, rec.timestamp_ms, out)
             elif pred is None:
                 out.counts["early_outcomes"] += 1
-            elif entry.matched_by in (None, source):
+            else:
                 entry = entry.matched(source)
                 self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
                 if self.buckets is not None:
@@ -228,6 +235,22 @@ class IngestFold:
         return out
 
     # ---------------------------------------------------------------- helpers
+    def _past_ttl(self, pred: Prediction, outcome_ms: int) -> bool:
+        return self.join_ttl_ms is not None and outcome_ms - pred.timestamp_ms > self.join_ttl_ms
+
+    def _unmatched_late(self, pending: dict[SlotKey, _PendingPartial], get_partial: PartialGetter,
+                        topic_slot: str, offset: int, pred: Prediction, outcome_ms: int,
+                        out: FoldResult) -> None:
+        """An outcome later than the TTL after its prediction: counted once on the outcome's
+        day (label health), guarded by the watermark of the event that found the pair."""
+        out.counts["unmatched_late_outcomes"] += 1
+        arrival = self._pending(pending, ArrivalKey(
+            self.partition, pred.tenant_id, pred.model_id, pred.model_version, pred.segment,
+            outcome_ms // self.bucket_ms), get_partial)
+        if not arrival.before.applied(topic_slot, offset):
+            arrival.unmatched += 1
+            arrival.max_offset[topic_slot] = max(offset, arrival.max_offset.get(topic_slot, -1))
+
     def _entry(self, out: FoldResult, get_join: JoinGetter, prediction_id: str) -> tuple[bytes, JoinEntry]:
         """The join entry of a prediction id: as this fold left it, else as stored, else new."""
         jkey = join_key(self.partition, prediction_id)

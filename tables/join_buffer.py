@@ -39,6 +39,9 @@ class JoinEntry:
     prediction: Prediction | None = None
     outcome: Outcome | None = None
     matched_by: Source | None = None  # the event whose arrival completed the pair
+    # the pair was completed further apart than the join TTL: it matches nothing, and
+    # `matched_by` is the event that found it so (label health counts it once, on its watermark)
+    late: bool = False
 
     @property
     def last_seen_ms(self) -> int:
@@ -52,8 +55,8 @@ class JoinEntry:
     def with_outcome(self, o: Outcome) -> JoinEntry:
         return replace(self, outcome=o)
 
-    def matched(self, by: Source) -> JoinEntry:
-        return replace(self, matched_by=by)
+    def matched(self, by: Source, *, late: bool = False) -> JoinEntry:
+        return replace(self, matched_by=by, late=late)
 
     def to_bytes(self) -> bytes:
         doc: dict[str, object] = {}
@@ -66,6 +69,8 @@ class JoinEntry:
             doc["o"] = [o.tenant_id, o.model_id, o.outcome, o.timestamp_ms, list(o.source)]
         if self.matched_by is not None:
             doc["m"] = list(self.matched_by)
+        if self.late:
+            doc["l"] = 1
         return orjson.dumps(doc)
 
     @classmethod
@@ -78,6 +83,7 @@ class JoinEntry:
             Prediction(p[0], p[1], p[2], p[3], p[4], p[5], _source(p[6])) if p else None,
             Outcome(o[0], o[1], o[2], o[3], _source(o[4])) if o else None,
             _source(m) if m else None,
+            bool(doc.get("l")),
         )
 
 

@@ -21,6 +21,7 @@ from tests.support.fold_store import FoldStore
 
 DAY = 86_400_000
 T0 = 1_795_000_000_000
+TTL = 10 * DAY  # short, so that a log of a few days holds outcomes on both sides of it
 
 
 def baseline():
@@ -48,14 +49,14 @@ class Store(FoldStore):
     """Table stand-ins: dicts of bytes, like the changelog-backed tables."""
 
     def __init__(self) -> None:
-        super().__init__(BASELINE)
+        super().__init__(BASELINE, join_ttl_ms=TTL)
 
     def apply(self, kind: str, batch: list, lose: float = 0.0, rng: random.Random | None = None) -> None:
         f = self.fold()
         if kind == "f":
             res = f.fold_predictions(batch, self.get_partial, self.get_join, self.meta.get(kind, -1))
         else:
-            res = f.fold_outcomes(batch, self.get_partial, self.get_join, self.meta.get(kind, -1), 90 * DAY)
+            res = f.fold_outcomes(batch, self.get_partial, self.get_join, self.meta.get(kind, -1), TTL)
         # the agent writes the join entries, waits for their acks, then writes the partials:
         # a crash loses any subset of the join writes, and then every partial write; or, once
         # the joins are in, any subset of the partial writes
@@ -72,7 +73,8 @@ class Store(FoldStore):
 
     def totals(self) -> dict[bytes, tuple[Any, Any]]:
         return {k: (PartialState.from_bytes(v).histogram.to_json(),
-                    PartialState.from_bytes(v).performance.to_json()) for k, v in self.partials.items()}
+                    PartialState.from_bytes(v).performance.to_json(),
+                    PartialState.from_bytes(v).expired_outcomes) for k, v in self.partials.items()}
 
 
 def test_prediction_then_outcome_joins_once_and_duplicates_are_dropped() -> None:
@@ -138,10 +140,11 @@ def log_of(n: int, seed: int) -> list[tuple[str, int, Any]]:
     features, outcomes = [], []
     for i in range(n):
         seg = rng.choice([None, "emea", "apac"])
-        features.append(pred(f"p{i}", T0 + rng.randrange(3 * DAY), x=rng.gauss(0, 1),
-                             c=rng.choice(["a", "b", "z", None]), seg=seg))
-        if rng.random() < 0.8:
-            outcomes.append(outc(f"p{i}", float(rng.random() < 0.5)))
+        ts = T0 + rng.randrange(3 * DAY)
+        features.append(pred(f"p{i}", ts, x=rng.gauss(0, 1), c=rng.choice(["a", "b", "z", None]), seg=seg))
+        if rng.random() < 0.8:  # most 4–9 days after the prediction, some just past the TTL
+            lag = rng.randrange(4 * DAY, 9 * DAY) if rng.random() < 0.85 else TTL + rng.randrange(1, DAY)
+            outcomes.append(outc(f"p{i}", float(rng.random() < 0.5), ts + lag))
         if rng.random() < 0.1:
             features.append(features[-1])  # producer retry
     rng.shuffle(outcomes)  # outcomes arrive in any order, some before their prediction
@@ -180,8 +183,16 @@ def test_replay_with_lost_writes_and_rewinds_equals_one_pass(seed: int, batch: i
     clean = run(log, seed=None, batch=batch)
     crashed = run(log, seed=seed, batch=batch)
     assert crashed.totals() == clean.totals()
-    n = sum(PartialState.from_bytes(v).histogram.n for v in clean.partials.values())
-    assert n == 150
+    in_order = Store()  # every prediction before any outcome: the offline fold's order
+    for kind in ("f", "o"):
+        in_order.apply(kind, [(off, 0, rec) for k, off, rec in log if k == kind])
+    assert clean.totals() == in_order.totals()
+    states = [PartialState.from_bytes(v) for v in clean.partials.values()]
+    assert sum(s.histogram.n for s in states) == 150
+    predicted = {rec.prediction_id: rec.timestamp_ms for k, _, rec in log if k == "f"}
+    late = sum(1 for k, _, rec in log if k == "o" and rec.timestamp_ms - predicted[rec.prediction_id] > TTL)
+    assert late > 0 or len(log) < 150
+    assert late == sum(s.expired_outcomes for s in states)
 
 
 def test_partial_key_round_trip_with_separators_in_ids() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,33 @@ def test_an_outcome_later_than_the_join_ttl_is_unmatched_and_counted_once() -> N
     arrived = arrival_day(s, day0 + 96)
     assert arrived is not None and arrived.expired_outcomes == 1 and arrived.performance.n == 0
     assert s.counts["matched"] == 0
+
+
+def test_an_outcome_later_than_the_join_ttl_is_unmatched_whichever_topic_the_worker_reads_first() -> None:
+    """The two inputs are two topics, so a worker may fold an outcome before its prediction (the
+    features topic behind). A pair further apart than the TTL matches in neither order: the
+    prediction that finds its late outcome waiting counts it unmatched on the outcome's day,
+    once, as the outcome that finds its prediction does. (The sales test on Tansu counted 699 and
+    702 outcome-view pairs for 698 when the prediction side matched without the TTL.)"""
+    day0 = T0 // DAY
+    ended = {}
+    for order in (("f", "o"), ("o", "f")):
+        s = Store()
+        batches = {"f": s.batch("f", [pred("p1", T0 + HOUR_MS), pred("p2", T0 + 10 * DAY, p=0.4)]),
+                   "o": s.batch("o", [outc("p1", 1.0, T0 + 96 * DAY), outc("p2", 0.0, T0 + 96 * DAY)])}
+        for kind in order:
+            s.apply(kind, batches[kind])
+            s.apply(kind, batches[kind])  # at-least-once: the same offsets again
+        arrived = arrival_day(s, day0 + 96)
+        assert arrived is not None and arrived.expired_outcomes == 1, order
+        assert arrived.performance.n == 1 and arrived.performance.squared.total == 0.4**2, order
+        first = prediction_day(s, day0)
+        assert first is not None and first.performance.n == 0, order
+        assert s.counts["matched"] == 1, order
+        # the same state either way, but for which input's offsets the watermarks hold
+        ended[order] = [replace(state, watermarks={}) for state in (arrived, first, prediction_day(s, day0 + 10))
+                        if state is not None]
+    assert len(ended[("f", "o")]) == 3 and ended[("f", "o")] == ended[("o", "f")]
 
 
 def test_before_the_fix_the_day_60_outcome_would_land_on_an_expired_day() -> None:
