@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -45,3 +47,35 @@ def py_spy_dump(pid: int) -> str:
                               timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return f"(py-spy failed: {exc})"
+
+
+class PySpyRecord:
+    """`py-spy record` of one process while a `with` block runs: a flame graph (SVG) or, for a
+    `.txt` path, the folded stacks (one line per stack and its sample count, for reading in
+    the terminal). Nothing happens without py-spy, but a line on stderr."""
+
+    def __init__(self, pid: int, output: Path, rate: int = 200) -> None:
+        self.pid, self.output, self.rate = pid, output, rate
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PySpyRecord:
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(exe).exists():
+            print("(py-spy not installed: .venv/bin/pip install py-spy; no profile)", file=sys.stderr)
+            return self
+        fmt = "raw" if self.output.suffix == ".txt" else "flamegraph"
+        self.process = subprocess.Popen([exe, "record", "--pid", str(self.pid), "--rate", str(self.rate),
+                                         "--format", fmt, "--output", str(self.output), "--nonblocking"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached before the measured work starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -3,6 +3,7 @@
     .venv/bin/python bench/weekly_run.py [--sizes 100,1000,5000] [--features 25] [--partitions 8]
                                          [--events-per-key 10] [--heavy-keys 1000] [--heavy-factor 10]
                                          [--engine tansu|kafka|both] [--worker-env NAME=VALUE]
+                                         [--profile DIR [--profile-format svg|txt]]
 
 The broker on a free 127.0.0.1 port: the embedded Tansu (memory only; `--engine tansu`, the
 default), Apache Kafka (`kafka`, log on disk, commands/kafka_broker.py), or each in turn
@@ -18,7 +19,9 @@ the broker's profile (`Broker.worker_env()`):
    waited for (`model_monitoring_records_consumed_total{topic=<baselines>}`);
 2. K (tenant, model) keys = K/10 tenants x 10 models, `--events-per-key` inference records each,
    timestamps spread over the 7 days before END (a midnight), produced in envelopes of 100;
-   waited for until the group's lag on the features topic is 0;
+   waited for until the group's lag is 0 on the features topic, the repartition topic the worker
+   forwards records to, and the detectors' minute buckets (at least once: exactly once, the
+   features topic alone);
 3. a trigger `{"job": "model-monitoring", "jobRunId": ..., "metadata": {"windowEnd": END}}`;
    the wall clock runs from producing it to reading the completion (a consumer on the completed
    and failed topics is positioned before the trigger is sent), and the completion's
@@ -60,7 +63,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.processes import proc_cpu_s, proc_rss_mb, py_spy_dump
+from bench.processes import PySpyRecord, proc_cpu_s, proc_rss_mb, py_spy_dump
 from bench.weekly_data import END_MS, MODELS, WINDOW_DAYS, baseline_messages, envelopes
 from bench.weekly_trigger import log_phases, trigger_and_wait
 from model_monitoring.commands.broker import ENGINES, Broker, make_broker
@@ -153,15 +156,26 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
         wait_until("records consumed", lambda: worker.metric(
             "model_monitoring_records_consumed_total", topic=s.features_topic) >= produced.records,
             ingest_timeout, 0.5)
-        wait_until("features lag 0", lambda: asyncio.run(consumed(
-            broker.bootstrap, s.app_id, [s.features_topic])), args.phase_timeout, 1.0)
+        # the whole ingest, not only the input: the records the worker forwards to their
+        # predictionId's partition and the detectors' minute buckets too; else the run's figures
+        # hold the tail of the ingest (a third of the worker's CPU at 1,000 keys)
+        drained = [s.features_topic]
+        if s.processing_guarantee == "at_least_once":  # exactly once, those end with commit markers
+            drained += [s.repartition_topic(s.features_topic), s.detector_buckets_topic]
+        wait_until("ingest lag 0", lambda: asyncio.run(consumed(broker.bootstrap, s.app_id, drained)),
+                   args.phase_timeout, 1.0)
         result.ingest_s = time.monotonic() - t0
         progress(f"{name}: ingested in {result.ingest_s:.1f}s ({produced.records / result.ingest_s:,.0f} records/s);"
                  f" {produced.cells} partials in the window; triggering")
 
         job_run_id = f"bench-{keys}" + (f"-x{events_per_key}" if events_per_key != args.events_per_key else "")
         cpu0 = proc_cpu_s(pid)
-        seconds, doc, kind = asyncio.run(trigger_and_wait(s, job_run_id, args.run_timeout))
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            with PySpyRecord(pid, args.profile / f"{job_run_id}.{args.profile_format}"):
+                seconds, doc, kind = asyncio.run(trigger_and_wait(s, job_run_id, args.run_timeout))
+        else:
+            seconds, doc, kind = asyncio.run(trigger_and_wait(s, job_run_id, args.run_timeout))
         result.cpu_s = proc_cpu_s(pid) - cpu0
         result.worker_rss_mb = proc_rss_mb(pid)
         result.status = kind
@@ -226,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="a service setting of the worker, e.g. MODEL_MONITORING_PROCESSING_GUARANTEE=exactly_once")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep data dirs (logs are always kept in the workdir)")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="py-spy record the worker from trigger to completion, one file per measurement in DIR")
+    ap.add_argument("--profile-format", choices=("svg", "txt"), default="svg",
+                    help="a flame graph, or folded stacks (txt) to read in a terminal")
     args = ap.parse_args(argv)
 
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
