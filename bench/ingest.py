@@ -1,6 +1,7 @@
 """Ingest benchmark: the practical limit of this work without faust, against the real worker.
 
     .venv/bin/python -m bench.ingest [--records 200000] [--partitions 4] [--engine tansu|kafka|both]
+                                     [--workers 2]
 
 Starts a broker on a free loopback port — the bundled Tansu (`--engine tansu`, the default),
 Apache Kafka (`kafka`, commands/kafka_broker.py), or one after the other (`both`) — pre-produces
@@ -10,7 +11,10 @@ aiokafka consumer doing the same work (getmany, orjson, schema validation, the p
 binning, one changelog message per (partition, tenant, model, version, segment, day) per batch,
 commit) and (b) the worker process ingesting the records into its tables. Prints a table per
 broker (with `both`, then the two side by side), then one JSON line: today's keys for one
-engine, {"engines": {"tansu": {...}, "kafka": {...}}} for both. Stops all it starts."""
+engine, {"engines": {"tansu": {...}, "kafka": {...}}} for both. With `--workers K` (K > 1) the
+envelopes are measured once more with K worker processes in one group, right after the single
+worker on the same broker, and the JSON adds `scale_out` (K workers' records/s ÷ one worker's,
+envelopes) with their records/s and CPU µs/record. Stops all it starts."""
 
 from __future__ import annotations
 
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                     help="a service setting of the worker, e.g. MODEL_MONITORING_BATCH_SIZE=20")
     ap.add_argument("--timeout", type=float, default=0.0, help="seconds per phase (default: from N)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="also measure the envelopes with this many workers in one group (scale-out)")
     args = ap.parse_args(argv)
     n = args.records
     timeout = args.timeout or max(120.0, n / 500)
@@ -113,13 +119,22 @@ def measure_engine(engine: str, args: argparse.Namespace, variant: Variant, work
             worker = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant)
             print(f"{engine} {label}: worker {worker.rps:,.0f} records/s", flush=True)
             results[label] = (plain, worker)
+            if label == "envelope" and args.workers > 1:
+                many = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant,
+                                      workers=args.workers)
+                print(f"{engine} {label}: {args.workers} workers {many.rps:,.0f} records/s", flush=True)
+                results[scale_label(args.workers)] = (plain, many)
         return results
     finally:
         broker.stop()
 
 
+def scale_label(workers: int) -> str:
+    return f"envelope x{workers} workers"
+
+
 def summary(n: int, results: Results) -> dict[str, float | None]:
-    """The JSON of one engine: today's keys, then CPU µs per record."""
+    """The JSON of one engine: today's keys, then CPU µs per record, then the scale-out."""
     out: dict[str, float | None] = {}
     for label, prefix in SHAPES:
         p, w = results.get(label, (None, None))
@@ -131,6 +146,13 @@ def summary(n: int, results: Results) -> dict[str, float | None]:
         p, w = results.get(label, (None, None))
         out[f"{prefix}plain_cpu_us"] = round(p.cpu_s / n * 1e6, 1) if p else None
         out[f"{prefix}worker_cpu_us"] = round(w.cpu_s / n * 1e6, 1) if w else None
+    for label, (_, many) in results.items():
+        if label.startswith("envelope x") and "envelope" in results:
+            one = results["envelope"][1]
+            out["scale_out"] = round(many.rps / one.rps, 3)
+            out["scale_out_workers"] = int(label.split("x", 1)[1].split()[0])
+            out["scale_out_worker_rps"] = round(many.rps)
+            out["scale_out_worker_cpu_us"] = round(many.cpu_s / n * 1e6, 1)
     return out
 
 
@@ -166,7 +188,7 @@ def print_side_by_side(n: int, by_engine: dict[str, Results]) -> None:
                ("plain CPU µs/rec", lambda p, w: f"{p.cpu_s / n * 1e6:.0f}"),
                ("worker CPU µs/rec", lambda p, w: f"{w.cpu_s / n * 1e6:.0f}"),
                ("worker peak RSS MB", lambda p, w: f"{w.peak_rss_mb:.0f}"))
-    for label, _ in SHAPES:
+    for label in [shape for shape, _ in SHAPES] + [k for k in by_engine[engines[0]] if k.startswith("envelope x")]:
         for name, cell in figures:
             cells = [cell(*by_engine[e][label]) if label in by_engine[e] else "-" for e in engines]
             rows.append((label, name, *cells))

@@ -76,64 +76,81 @@ class Variant:
 
 
 def measure_worker(broker: Broker | str, topic: str, baselines_topic: str, n: int, partitions: int,
-                   workdir: Path, timeout: float, variant: Variant | None = None) -> WorkerRun:
+                   workdir: Path, timeout: float, variant: Variant | None = None,
+                   workers: int = 1) -> WorkerRun:
     """A fresh app id and data dir; a warm-up run loads the baseline first, so that every
     record of the measured run is binned (a fresh app would race the baseline otherwise). Given
-    the broker itself (not its address), the worker runs with that broker's profile."""
+    the broker itself (not its address), the worker runs with that broker's profile.
+
+    With `workers` > 1, that many worker processes in one consumer group (each its own data dir
+    and web port, the first recovering the warm-up's tables from disk, the others from the
+    changelogs), all started and ready before the clock runs: records/s counts all of them, CPU
+    sums their processes, peak RSS is the largest one's. The group's rebalance as they join is
+    part of what is measured: a deployment scaled out pays it too."""
     run = f"w{uuid.uuid4().hex[:8]}"
     bootstrap = broker if isinstance(broker, str) else broker.bootstrap
-    env = service_env(broker, workdir / run, app_id=f"bench-{run}", topic_prefix=f"{run}.",
-                      web_port=free_port(), extra={
-                          "MODEL_MONITORING_PARTITIONS": str(partitions),
-                          "MODEL_MONITORING_BASELINES_TOPIC": baselines_topic,
-                          "MODEL_MONITORING_LOG_LEVEL": "warning",
-                          "MODEL_MONITORING_CRON_ENABLED": "false"})
+
+    def env_of(i: int) -> dict[str, str]:
+        return service_env(broker, workdir / (run if i == 0 else f"{run}-{i}"), app_id=f"bench-{run}",
+                           topic_prefix=f"{run}.", web_port=free_port(), extra={
+                               "MODEL_MONITORING_PARTITIONS": str(partitions),
+                               "MODEL_MONITORING_BASELINES_TOPIC": baselines_topic,
+                               "MODEL_MONITORING_LOG_LEVEL": "warning",
+                               "MODEL_MONITORING_CRON_ENABLED": "false"})
+
     make = (variant or Variant()).worker
-    warmup = make(env, workdir / f"{run}-warmup.log").start()
+    warmup = make(env_of(0), workdir / f"{run}-warmup.log").start()
     try:
         warmup.wait_ready(timeout=timeout)
         poll(warmup, lambda: warmup.metric("model_monitoring_records_consumed_total",
                                            topic=baselines_topic) >= 1, timeout)
     finally:
         warmup.stop()
-    worker = make({**env, "MODEL_MONITORING_FEATURES_TOPIC": topic}, workdir / f"{run}.log").start()
-    assert worker.process is not None
-    pid = worker.process.pid
+    started = []
     try:
-        ready_s = worker.wait_ready(timeout=timeout)
-        t_ready, (_, cpu_ready) = time.monotonic(), proc_status(pid)
+        for i in range(workers):
+            started.append(make({**env_of(i), "MODEL_MONITORING_FEATURES_TOPIC": topic},
+                                workdir / f"{run}-{i}.log").start())
+        ready_s = max(w.wait_ready(timeout=timeout) for w in started)
+        pids = [w.process.pid for w in started if w.process is not None]
+        t_ready, cpu_ready = time.monotonic(), sum(proc_status(pid)[1] for pid in pids)
         samples: list[tuple[float, float]] = []  # (time, records consumed) from the first > 0
 
         def all_consumed() -> bool:
-            seen = worker.metric("model_monitoring_records_consumed_total", topic=topic)
+            seen = sum(w.metric("model_monitoring_records_consumed_total", topic=topic) for w in started)
             if seen > 0:
                 samples.append((time.monotonic(), seen))
             return seen >= n
 
-        poll(worker, all_consumed, timeout)
-        peak, cpu = proc_status(pid)
-        cpu -= cpu_ready
+        poll(started, all_consumed, timeout)
+        status = [proc_status(pid) for pid in pids]
+        peak, cpu = max(st[0] for st in status), sum(st[1] for st in status) - cpu_ready
         (t0, c0), (t1, _) = samples[0], samples[-1]
         first_to_last = (n - c0) / (t1 - t0) if t1 > t0 else float("nan")
         binned = settled_binned(bootstrap, f"bench-{run}-partials-changelog", n)
         return WorkerRun(n / (t1 - t_ready), first_to_last, ready_s, cpu, peak, binned)
     finally:
-        worker.stop()
+        for w in started:
+            w.stop()
 
 
-def poll(worker: WorkerProcess, done: Callable[[], bool], timeout: float, every: float = 0.1) -> None:
+def poll(worker: WorkerProcess | list[WorkerProcess], done: Callable[[], bool], timeout: float,
+         every: float = 0.1) -> None:
     """Call `done` every 0.1 s until it is true; TimeoutError (with the log tail) after `timeout`."""
     deadline = time.monotonic() + timeout
+    workers = worker if isinstance(worker, list) else [worker]
     while True:
-        if worker.process is None or worker.process.poll() is not None:
-            raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+        for w in workers:
+            if w.process is None or w.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{w.log_tail()}")
         try:
             if done():
                 return
         except OSError:  # one /metrics poll missed its 2 s deadline: the worker is busy
             pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"worker: not done after {timeout:.0f}s\n{worker.log_tail()}")
+            tails = "\n".join(w.log_tail() for w in workers)
+            raise TimeoutError(f"worker: not done after {timeout:.0f}s\n{tails}")
         time.sleep(every)
 
 
