@@ -1,7 +1,7 @@
 """Ingest benchmark: the practical limit of this work without faust, against the real worker.
 
     .venv/bin/python -m bench.ingest [--records 200000] [--partitions 4] [--engine tansu|kafka|both]
-                                     [--workers 2]
+                                     [--workers 2] [--rounds 3]
 
 Starts a broker on a free loopback port — the bundled Tansu (`--engine tansu`, the default),
 Apache Kafka (`kafka`, commands/kafka_broker.py), or one after the other (`both`) — pre-produces
@@ -14,7 +14,10 @@ broker (with `both`, then the two side by side), then one JSON line: today's key
 engine, {"engines": {"tansu": {...}, "kafka": {...}}} for both. With `--workers K` (K > 1) the
 envelopes are measured once more with K worker processes in one group, right after the single
 worker on the same broker, and the JSON adds `scale_out` (K workers' records/s ÷ one worker's,
-envelopes) with their records/s and CPU µs/record. Stops all it starts."""
+envelopes) with their records/s and CPU µs/record. With `--rounds R` each shape is measured R
+times, the plain consumer and the worker(s) alternately: the table shows the round with the
+median ratio (the median scale-out for K workers), and the JSON adds each figure's rounds as
+`ratio_rounds`, `envelope_ratio_rounds` and `scale_out_rounds`. Stops all it starts."""
 
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from model_monitoring.commands.harness import produce
 from model_monitoring.commands.kafka_broker import BrokerUnavailable
 
 Results = dict[str, tuple[Plain, WorkerRun]]
+Rounds = dict[str, list[float]]  # label -> each round's ratio (scale-out for the K-worker label)
 SHAPES = (("single", ""), ("envelope", "envelope_"))
 
 
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                     help="a service setting of the worker, e.g. MODEL_MONITORING_BATCH_SIZE=20")
     ap.add_argument("--timeout", type=float, default=0.0, help="seconds per phase (default: from N)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each shape this many times, plain and worker alternately; report the median")
     ap.add_argument("--workers", type=int, default=1,
                     help="also measure the envelopes with this many workers in one group (scale-out)")
     args = ap.parse_args(argv)
@@ -66,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     engines = ENGINES if args.engine == "both" else (args.engine,)
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     by_engine: dict[str, Results] = {}
+    rounds_by_engine: dict[str, Rounds] = {}
     try:
         for engine in engines:
             try:
-                by_engine[engine] = measure_engine(engine, args, variant, workdir, timeout)
+                by_engine[engine], rounds_by_engine[engine] = measure_engine(engine, args, variant, workdir, timeout)
             except BrokerUnavailable as exc:
                 print(f"{engine}: no broker: {exc}", file=sys.stderr, flush=True)
                 return 2
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(by_engine) > 1:
             print(f"\n{engine}:")
         print_table(n, results)
-    summaries = {engine: summary(n, results) for engine, results in by_engine.items()}
+    summaries = {engine: summary(n, results, rounds_by_engine[engine]) for engine, results in by_engine.items()}
     if len(summaries) > 1:
         print()
         print_side_by_side(n, by_engine)
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure_engine(engine: str, args: argparse.Namespace, variant: Variant, workdir: Path,
-                   timeout: float) -> Results:
+                   timeout: float) -> tuple[Results, Rounds]:
     """Both shapes on one broker of that engine, started here and stopped before returning."""
     n, parts = args.records, args.partitions
     broker = make_broker(engine, workdir / f"{engine}-broker", log_path=workdir / f"{engine}.log")
@@ -111,20 +118,36 @@ def measure_engine(engine: str, args: argparse.Namespace, variant: Variant, work
               f"single messages and as envelopes of {ENVELOPE}, {parts} partitions, in "
               f"{time.perf_counter() - t0:.1f}s; worker: {variant.describe()}", flush=True)
         results: Results = {}
+        rounds: Rounds = {}
         for label, topic in (("single", single), ("envelope", envelopes)):
             if args.only and label != args.only:
                 continue
-            plain = Plain(*asyncio.run(plain_consume(broker.bootstrap, topic, changelog, n, baseline, timeout)))
-            print(f"{engine} {label}: plain consumer {plain.rps:,.0f} records/s", flush=True)
-            worker = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant)
-            print(f"{engine} {label}: worker {worker.rps:,.0f} records/s", flush=True)
+            measured: list[tuple[Plain, WorkerRun, WorkerRun | None]] = []
+            for r in range(args.rounds):
+                tag = f"{engine} {label}" + (f" round {r + 1}/{args.rounds}" if args.rounds > 1 else "")
+                plain = Plain(*asyncio.run(plain_consume(broker.bootstrap, topic, changelog, n, baseline, timeout)))
+                print(f"{tag}: plain consumer {plain.rps:,.0f} records/s", flush=True)
+                worker = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant)
+                print(f"{tag}: worker {worker.rps:,.0f} records/s", flush=True)
+                many = None
+                if label == "envelope" and args.workers > 1:
+                    many = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant,
+                                          workers=args.workers)
+                    print(f"{tag}: {args.workers} workers {many.rps:,.0f} records/s", flush=True)
+                measured.append((plain, worker, many))
+            rounds[label] = [w.rps / p.rps for p, w, _ in measured]
+            plain, worker, _ = measured[median_index(rounds[label])]
             results[label] = (plain, worker)
             if label == "envelope" and args.workers > 1:
-                many = measure_worker(broker, topic, baselines, n, parts, workdir, timeout, variant,
-                                      workers=args.workers)
-                print(f"{engine} {label}: {args.workers} workers {many.rps:,.0f} records/s", flush=True)
-                results[scale_label(args.workers)] = (plain, many)
-        return results
+                scale = scale_label(args.workers)
+                rounds[scale] = [m.rps / w.rps for _, w, m in measured if m is not None]
+                plain, worker, many = measured[median_index(rounds[scale])]
+                assert many is not None
+                # the median scale-out's round: its one-worker run is the reference of the row
+                results[scale] = (plain, many)
+                if args.rounds > 1:
+                    results[f"envelope (x{args.workers} round's 1 worker)"] = (plain, worker)
+        return results, rounds
     finally:
         broker.stop()
 
@@ -133,9 +156,16 @@ def scale_label(workers: int) -> str:
     return f"envelope x{workers} workers"
 
 
-def summary(n: int, results: Results) -> dict[str, float | None]:
-    """The JSON of one engine: today's keys, then CPU µs per record, then the scale-out."""
-    out: dict[str, float | None] = {}
+def median_index(values: Sequence[float]) -> int:
+    """The index of the median value (the lower one of the middle two for an even count)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return order[(len(values) - 1) // 2]
+
+
+def summary(n: int, results: Results, rounds: Rounds | None = None) -> dict[str, object]:
+    """The JSON of one engine: today's keys, then CPU µs per record, then the scale-out, then
+    each round's figure when there were several."""
+    out: dict[str, object] = {}
     for label, prefix in SHAPES:
         p, w = results.get(label, (None, None))
         out[f"{prefix}plain_rps"] = round(p.rps) if p else None
@@ -147,12 +177,19 @@ def summary(n: int, results: Results) -> dict[str, float | None]:
         out[f"{prefix}plain_cpu_us"] = round(p.cpu_s / n * 1e6, 1) if p else None
         out[f"{prefix}worker_cpu_us"] = round(w.cpu_s / n * 1e6, 1) if w else None
     for label, (_, many) in results.items():
-        if label.startswith("envelope x") and "envelope" in results:
-            one = results["envelope"][1]
-            out["scale_out"] = round(many.rps / one.rps, 3)
-            out["scale_out_workers"] = int(label.split("x", 1)[1].split()[0])
+        if label.startswith("envelope x"):
+            workers = int(label.split("x", 1)[1].split()[0])
+            one = results.get(f"envelope (x{workers} round's 1 worker)", results.get("envelope"))
+            assert one is not None
+            out["scale_out"] = round(many.rps / one[1].rps, 3)
+            out["scale_out_workers"] = workers
             out["scale_out_worker_rps"] = round(many.rps)
             out["scale_out_worker_cpu_us"] = round(many.cpu_s / n * 1e6, 1)
+    if rounds and max(map(len, rounds.values()), default=0) > 1:
+        for label, values in rounds.items():
+            name = ("scale_out" if label.startswith("envelope x")
+                    else "ratio" if label == "single" else "envelope_ratio")
+            out[f"{name}_rounds"] = [round(v, 3) for v in values]
     return out
 
 
