@@ -20,7 +20,7 @@ from model_monitoring.schemas.timestamps import format_timestamp, parse_timestam
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
 from tests.support.baselines import baseline_message, build_baselines
-from tests.support.waiting import until_consumed, wait_until
+from tests.support.waiting import until_consumed, wait_for_baselines, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,7 @@ def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()
-        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= 1,
-                   60, every=0.3, failure=worker.log_tail)
+        wait_for_baselines(worker, s, 1)
         messages = []
         batch: list[dict[str, Any]] = []
         for rec in records():  # envelopes of 50 consecutive records, one per key in turn

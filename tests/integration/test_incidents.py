@@ -20,7 +20,7 @@ from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
 from tests.support.baselines import baseline_message, build_baselines
-from tests.support.waiting import until_consumed, wait_until
+from tests.support.waiting import feed, wait_for_baselines
 
 pytestmark = pytest.mark.integration
 
@@ -70,12 +70,8 @@ def runs(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()
-        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= 2,
-                   60, every=0.3, failure=worker.log_tail)
-        topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
-        asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
-        asyncio.run(until_consumed(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic], 240,
-                                   failure=worker.log_tail))
+        wait_for_baselines(worker, s, 2)
+        feed(broker.bootstrap, s, worker, messages, 240)
         yield Runs(broker, s, worker)
     finally:
         worker.stop()

@@ -33,7 +33,7 @@ from tests.support.dashboards import (
     substitute,
 )
 from tests.support.prometheus import PrometheusServer, prometheus_binary
-from tests.support.waiting import until_consumed, wait_until
+from tests.support.waiting import feed, wait_for_baselines, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -99,12 +99,8 @@ def scraped(prometheus_bin: str, broker: Broker, tmp_path_factory: pytest.TempPa
         wait_until(lambda: prometheus.worker_target_health() == "up", 30, every=0.5,
                    failure=lambda: f"worker target: {prometheus.worker_target_health()}\n{prometheus.log_tail()}")
         started = time.time()
-        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= 2,
-                   60, every=0.3, failure=worker.log_tail)
-        topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
-        asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
-        asyncio.run(until_consumed(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic], 120,
-                                   failure=worker.log_tail))
+        wait_for_baselines(worker, s, 2)
+        feed(broker.bootstrap, s, worker, messages, 120)
         trigger = {"job": "model-monitoring", "jobRunId": "prom-1",
                    "metadata": {"windowEnd": format_timestamp(END_MS)}}
         asyncio.run(produce(broker.bootstrap, [(s.trigger_topic, b"prom-1", orjson.dumps(trigger))]))

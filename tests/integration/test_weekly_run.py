@@ -26,7 +26,7 @@ from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.streams.tokens import mint_token
 from tests.support.baselines import baseline_message, build_baselines
-from tests.support.waiting import until_consumed, wait_until
+from tests.support.waiting import feed, until_consumed, wait_for_baselines
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +92,8 @@ def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()
-        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= 2,
-                   60, every=0.3, failure=worker.log_tail)
-        topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
-        asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
-        asyncio.run(until_consumed(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic], 240,
-                                   failure=worker.log_tail))
+        wait_for_baselines(worker, s, 2)
+        feed(broker.bootstrap, s, worker, messages, 240)
         yield Service(broker, env, s, worker, messages, baselines)
     finally:
         worker.stop()

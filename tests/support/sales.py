@@ -17,7 +17,7 @@ from model_monitoring.commands.simulate import DAY_MS, Message, SalesConfig, gen
 from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import load_settings
-from tests.support.waiting import until_consumed, wait_until
+from tests.support.waiting import feed, wait_for_baselines, wait_until
 
 END_MS = 1_795_046_400_000  # a midnight UTC
 WEEK_MS = 7 * DAY_MS
@@ -42,15 +42,10 @@ def run_sales(broker: Broker, tmp: Path, *, app_id: str, weeks_back: tuple[int, 
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()
-        wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= 1,
-                   60, every=0.3, failure=worker.log_tail)
-        topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
+        wait_for_baselines(worker, s, 1)
         rounds = [("outcomes",), ("features",)] if outcomes_first else [("features", "outcomes")]
         for kinds in rounds:
-            asyncio.run(produce(broker.bootstrap, [(topic_of[m.kind], m.key, m.value)
-                                                   for m in messages if m.kind in kinds]))
-            asyncio.run(until_consumed(broker.bootstrap, s.app_id, [s.features_topic, s.outcomes_topic], 300,
-                                       failure=worker.log_tail))
+            feed(broker.bootstrap, s, worker, [m for m in messages if m.kind in kinds], 300)
         runs = {}
         for back in weeks_back:
             job_run_id = f"sales-{back}"

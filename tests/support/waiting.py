@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
-from model_monitoring.commands.harness import consumed
+from model_monitoring.commands.harness import WorkerProcess, consumed, produce
+from model_monitoring.commands.simulate import Message
+from model_monitoring.streams.settings import Settings
 
 Condition = Callable[[], bool | Awaitable[bool]]
 
@@ -45,3 +47,18 @@ async def until_consumed(bootstrap: str, group: str, topics: list[str], timeout:
     then every output of those messages is in its topic."""
     await until(lambda: consumed(bootstrap, group, topics), timeout, every=0.5,
                 failure=failure or f"group {group} still lags on {topics}")
+
+
+def wait_for_baselines(worker: WorkerProcess, s: Settings, n: int, timeout: float = 60) -> None:
+    """The worker has consumed `n` messages of the baselines topic."""
+    wait_until(lambda: worker.metric("model_monitoring_records_consumed_total", topic=s.baselines_topic) >= n,
+               timeout, every=0.3, failure=worker.log_tail)
+
+
+def feed(bootstrap: str, s: Settings, worker: WorkerProcess, messages: Iterable[Message], timeout: float) -> None:
+    """Produce simulated messages, each to its kind's input topic, then wait until the worker's
+    group has consumed both inputs."""
+    topic_of = {"features": s.features_topic, "outcomes": s.outcomes_topic}
+    asyncio.run(produce(bootstrap, [(topic_of[m.kind], m.key, m.value) for m in messages]))
+    asyncio.run(until_consumed(bootstrap, s.app_id, [s.features_topic, s.outcomes_topic], timeout,
+                               failure=worker.log_tail))
