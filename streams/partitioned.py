@@ -8,14 +8,18 @@ crashes and rebalances, whatever task writes it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.globaltable import GlobalTable
 from faust.tables.table import Table
+from faust.types import CodecArg, EventT
+from faust.types.tuples import FutureMessage
 
 from model_monitoring.tables.keys import partition_of, partition_prefix
+from model_monitoring.tables.own_writes import OwnWrites
 
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
@@ -55,4 +59,33 @@ class PartitionKeyedRocksDBStore(RocksDBStore):
 
 
 class PartitionKeyedGlobalTable(PartitionKeyedTable, GlobalTable):
-    """The same rule for a GlobalTable (every worker holds every partition)."""
+    """The same rule for a GlobalTable (every worker holds every partition), whose changelog
+    the worker keeps reading after recovery, its own writes included: a read-back record is
+    applied only if it is newer in the log than the worker's latest write of its key
+    (`tables/own_writes.py`), so a value never goes back in time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.own_writes: OwnWrites[EventT] = OwnWrites()
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: CodecArg | None = None,
+                       value_serializer: CodecArg | None = None) -> FutureMessage:
+        seq = self.own_writes.wrote(key)
+        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        fut.add_done_callback(partial(self._own_write_done, key, seq))
+        return fut
+
+    def _own_write_done(self, key: Any, seq: int, fut: FutureMessage) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            held = self.own_writes.failed(key, seq)
+        else:
+            held = self.own_writes.acknowledged(key, seq, fut.result().offset)
+        if held is not None:
+            super().apply_changelog_batch([held])
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        fresh = [event for event in batch
+                 if self.own_writes.read_back(event.message.key, event.message.offset, event)]
+        if fresh:
+            super().apply_changelog_batch(fresh)

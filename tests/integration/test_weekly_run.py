@@ -272,8 +272,14 @@ def test_http_route_with_good_and_bad_tokens(service: Service) -> None:
     job_run_id = orjson.loads(body)["jobRunId"]
     done = service.completion(job_run_id)
     assert done["tenants"] == ["acme"] and orjson.loads(body) == done
-    status, body = w.get(f"/api/v1/ml/model-monitoring/runs/{job_run_id}", headers={"Authorization": f"Bearer {good}"})
-    assert status == 200 and orjson.loads(body)["status"] == "completed"
+    # once completed, always completed: the worker reads its own status writes back from the
+    # changelog, and an earlier one (`running`, completion in the outbox) must not land on top
+    # (regression: CI once read `running` here, tests/unit/test_own_writes.py)
+    for _ in range(10):
+        status, body = w.get(f"/api/v1/ml/model-monitoring/runs/{job_run_id}",
+                             headers={"Authorization": f"Bearer {good}"})
+        assert status == 200 and orjson.loads(body)["status"] == "completed"
+        time.sleep(0.1)
 
     assert w.post(RUN, b"{}")[0] == 401
     assert w.post(RUN, b"{}", {"Authorization": f"Bearer {service.token(scope='other:thing')}"})[0] == 403
