@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 
 from model_monitoring.streams.app import Monitor
-from model_monitoring.tables.evaluation_state import Evaluation
+from model_monitoring.tables.evaluation_state import expired_evaluations
 from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks, partials_to_trim
 from model_monitoring.tables.job_run import JobRun
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key, is_meta_key, partition_of
@@ -74,10 +74,9 @@ def expire_runs(monitor: Monitor, now_ms: int) -> int:
         if key.job_run_id in old_runs:
             t.job_runs.pop(raw_key, None)
             doomed += 1
-    for key, raw in list(t.evaluations.items()):
-        if Evaluation.from_bytes(raw).window_end_ms < now_ms - RUN_HISTORY_MS:
-            t.evaluations.pop(key, None)
-            doomed += 1
+    for raw_key in expired_evaluations(list(t.evaluations.items()), now_ms - RUN_HISTORY_MS):
+        t.evaluations.pop(raw_key, None)
+        doomed += 1
     return doomed
 
 

@@ -22,7 +22,7 @@ from model_monitoring.streams.partitioned import partition_items
 from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.incidents import IncidentBook
-from model_monitoring.tables.keys import EvaluationKey, IncidentBookKey
+from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, IncidentBookKey, partition_of
 from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, window_parts
 from model_monitoring.tables.run_messages import (
     EvaluateRequest,
@@ -43,7 +43,7 @@ async def on_snapshot_request(monitor: Monitor, event: EventT) -> None:
     parts = window_parts(partition_items(monitor.tables.partials, partition), partition,
                          req.window_start_ms, req.window_end_ms, s.bucket_ms, req.tenant_ids)
     for model_key, states in sorted(parts.items()):
-        await t.snapshot_parts.send(key=model_key.encode(), value=SnapshotPart(
+        await t.snapshot_parts.send(key=model_key.encode(), value=SnapshotPart.of(
             req.job_run_id, model_key, partition, req.window_start_ms, req.window_end_ms,
             states).to_bytes())
     await t.runs.send(key=req.job_run_id.encode(),
@@ -65,13 +65,17 @@ class Evaluator:
             if isinstance(message, EvaluateRequest):  # a repeated request: repeat the report, not the events
                 await self.report(ev)
             return
+        partition = event.message.partition
         if isinstance(message, SnapshotPart):
-            ev = ev.add_part(message.partition, message.states)
+            if not ev.has_part(message.partition):  # a redelivered part is kept once
+                part_key = EvaluationPartKey(partition, ev.job_run_id, ev.model_key, message.partition)
+                table[part_key.encode()] = message.stored
+                ev = ev.receive(message.partition)
         else:
             ev = ev.expect(message.partitions)
         if ev.ready():
             published: set[tuple[str, ...]] = set()
-            book_key = IncidentBookKey(event.message.partition, ev.model_key).encode()
+            book_key = IncidentBookKey(partition, ev.model_key).encode()
             if ev.publishing_since_ms is None:
                 now = int(time.time() * 1000)
                 report = self.evaluate(ev, book_key, now)
@@ -87,11 +91,25 @@ class Evaluator:
                 log.warning("evaluation of %s for run %s resumed: %d events already published",
                             ev.model_key, ev.job_run_id, len(published))
             await self.publish_report(ev, report, published)
+            kept = ev.received
             ev = ev.finished(report.counts)
             table[key] = ev.to_bytes()
+            for source in kept:  # after the done mark: a crash in between leaves parts to expire
+                table.pop(EvaluationPartKey(partition, ev.job_run_id, ev.model_key, source).encode(), None)
             await self.report(ev)
         else:
             table[key] = ev.to_bytes()
+
+    def kept_parts(self, ev: Evaluation, partition: int) -> dict[int, bytes]:
+        """The parts kept beside `ev` (on this evaluator's `partition`), by source partition."""
+        table, kept = self.m.tables.evaluations, {}
+        for source in ev.received:
+            raw = table.get(EvaluationPartKey(partition, ev.job_run_id, ev.model_key, source).encode())
+            if raw is None:
+                raise RuntimeError(f"evaluation {ev.job_run_id} {ev.model_key}: the part of "
+                                   f"partition {source} is recorded but not kept")
+            kept[source] = raw
+        return kept
 
     async def report(self, ev: Evaluation) -> None:
         await self.m.topics.runs.send(key=ev.job_run_id.encode(),
@@ -104,8 +122,9 @@ class Evaluator:
         openedAt and resolvedAt are the same in every attempt."""
         started = time.perf_counter()
         raw = self.m.tables.incidents.get(book_key)
+        kept = self.kept_parts(ev, partition_of(book_key))
         report = evaluate_key(
-            ev.model_key, ev.merged(), baseline_for=self.m.baselines.lookup,
+            ev.model_key, ev.merged(kept), baseline_for=self.m.baselines.lookup,
             thresholds=self.m.settings.thresholds(), job_run_id=ev.job_run_id,
             window_start_ms=ev.window_start_ms, window_end_ms=ev.window_end_ms,
             detected_at=format_timestamp(evaluated_ms),

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, decode_evaluations_key
 from model_monitoring.tables.partial import PartialState, VersionSegment
 
 EVENT_NAMESPACE = uuid.UUID("6b2f3c1e-58a4-4c1b-9a53-0d7c2f0e9b11")
@@ -42,38 +43,58 @@ def event_id(job_run_id: str, tenant: str, model: str, version: str, segment: st
     return str(uuid.uuid5(EVENT_NAMESPACE, name))
 
 
+def store_part(states: Mapping[VersionSegment, PartialState]) -> bytes:
+    """A partition's part in its stored form: [[version, segment, state json], ...], sorted;
+    the form the part travels in (`SnapshotPart`) and is kept in (`EvaluationPartKey`)."""
+    return orjson.dumps([[v, s, st.to_json()] for (v, s), st in sorted(states.items())])
+
+
+def load_part(stored: bytes | Sequence[Sequence[Any]]) -> dict[VersionSegment, PartialState]:
+    """A part from its stored form (bytes, or the list an evaluation of an older release kept)."""
+    rows = orjson.loads(stored) if isinstance(stored, bytes | bytearray | memoryview) else stored
+    return {(str(v), str(s)): PartialState.from_json(doc) for v, s, doc in rows}
+
+
 @dataclass(frozen=True)
 class Evaluation:
+    """The evaluator's bookkeeping of one (jobRunId, tenant:model); the parts themselves are
+    kept beside it, one table entry per partition (`EvaluationPartKey`), so receiving a part
+    costs the part's size, not the size of every part so far."""
+
     job_run_id: str
     model_key: str
     window_start_ms: int
     window_end_ms: int
-    # partition -> [[version, segment, state json], ...]: kept as stored, decoded when merged
+    # parts kept inline by an older release: partition -> stored form (read, never written)
     parts: Mapping[int, Sequence[Sequence[Any]]] = field(default_factory=dict)
     expected: tuple[int, ...] | None = None
     done: bool = False
     counts: Mapping[str, int] = field(default_factory=dict)
     publishing_since_ms: int | None = None  # set (and flushed) before the first event goes out
+    received: tuple[int, ...] = ()  # the partitions whose part is kept beside this value
 
-    def add_part(self, partition: int, states: Mapping[VersionSegment, PartialState]) -> Evaluation:
-        if self.done or partition in self.parts:
-            return self  # a redelivered part is counted once
-        stored = [[v, s, st.to_json()] for (v, s), st in sorted(states.items())]
-        return replace(self, parts={**self.parts, partition: stored})
+    def has_part(self, partition: int) -> bool:
+        return partition in self.received or partition in self.parts
+
+    def receive(self, partition: int) -> Evaluation:
+        """The part of `partition` is now kept (a redelivered part is counted once)."""
+        if self.done or self.has_part(partition):
+            return self
+        return replace(self, received=tuple(sorted((*self.received, partition))))
 
     def expect(self, partitions: tuple[int, ...]) -> Evaluation:
         return self if self.expected is not None else replace(self, expected=tuple(sorted(partitions)))
 
     def ready(self) -> bool:
         return (not self.done and self.expected is not None
-                and set(self.expected) <= set(self.parts))
+                and all(self.has_part(p) for p in self.expected))
 
-    def merged(self) -> dict[tuple[str, str | None], PartialState]:
-        """(version, segment) -> the sum over partitions; segment None = all of the version's
-        events, and each named segment on its own."""
+    def merged(self, kept: Mapping[int, bytes]) -> dict[tuple[str, str | None], PartialState]:
+        """(version, segment) -> the sum over the expected partitions' parts (`kept`: the parts
+        kept beside this value, by partition); segment None = all of the version's events, and
+        each named segment on its own."""
         return merge_segments(
-            {(str(v), str(s)): PartialState.from_json(doc) for v, s, doc in self.parts[partition]}
-            for partition in sorted(self.expected or ()))
+            load_part(self.parts[p] if p in self.parts else kept[p]) for p in sorted(self.expected or ()))
 
     def publishing(self, now_ms: int) -> Evaluation:
         """Marked before publishing: a redelivery that finds the mark knows some events may
@@ -81,8 +102,9 @@ class Evaluation:
         return replace(self, publishing_since_ms=now_ms)
 
     def finished(self, counts: Mapping[str, int]) -> Evaluation:
-        """Done: drop the parts (state stays bounded), keep the counts for a repeated report."""
-        return replace(self, parts={}, done=True, counts=dict(counts))
+        """Done: keep the counts for a repeated report; the parts go (the caller deletes the
+        kept ones), so state stays bounded."""
+        return replace(self, parts={}, received=(), done=True, counts=dict(counts))
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({**self.__dict__, "parts": {str(k): v for k, v in self.parts.items()}})
@@ -92,5 +114,23 @@ class Evaluation:
         doc = orjson.loads(raw)
         doc["parts"] = {int(k): v for k, v in doc["parts"].items()}
         doc["expected"] = tuple(doc["expected"]) if doc["expected"] is not None else None
+        doc["received"] = tuple(doc.get("received") or ())
         return cls(**doc)
 
+
+
+def expired_evaluations(items: Iterable[tuple[bytes, bytes]], before_ms: int) -> list[bytes]:
+    """The `evaluations` keys to delete: evaluations whose window ended before `before_ms`, and
+    kept parts no evaluation is waiting for (its evaluation is gone, done, or does not list the
+    part: left by a crash between the done mark and the parts' deletion), or is itself deleted."""
+    entries = [(decode_evaluations_key(raw_key), raw_key, raw) for raw_key, raw in items]
+    evaluations = {key: Evaluation.from_bytes(raw) for key, _, raw in entries if isinstance(key, EvaluationKey)}
+    doomed = [raw_key for key, raw_key, _ in entries
+              if key in evaluations and evaluations[key].window_end_ms < before_ms]
+    for key, raw_key, _ in entries:
+        if isinstance(key, EvaluationPartKey):
+            owner = evaluations.get(EvaluationKey(key.partition, key.job_run_id, key.model_key))
+            if (owner is None or owner.done or key.source not in owner.received
+                    or owner.window_end_ms < before_ms):
+                doomed.append(raw_key)
+    return doomed

@@ -16,6 +16,7 @@ counting separators in free text. Tables and their keys:
 | job_runs     | b"p|jobRunId|r|reportingPartition"    | `ReportKey`     |
 | job_runs     | b"p|jobRunId|d|tenant:model"          | `EvaluatedKey`  |
 | evaluations  | b"p|jobRunId|tenant:model"            | `EvaluationKey` |
+| evaluations  | b"p|jobRunId|tenant:model|part|source" | `EvaluationPartKey` |
 | incidents    | b"p|tenant:model"                     | `IncidentBookKey` |
 | detect_buckets | b"p|tenant:model" (p: source partition) | `IncidentBookKey` (same shape) |
 | detectors    | b"p|tenant:model"                     | `IncidentBookKey` (same shape) |
@@ -268,6 +269,34 @@ class EvaluationKey:
         if len(fields) != 2:
             raise KeyError(f"not an evaluation key: {raw[:80]!r}")
         return cls(partition, fields[0], fields[1])
+
+
+@dataclass(frozen=True, order=True)
+class EvaluationPartKey:
+    """One source partition's part of an evaluation, kept beside it until it is evaluated."""
+
+    partition: int
+    job_run_id: str
+    model_key: str
+    source: int
+    TAG: ClassVar[str] = "part"
+
+    def encode(self) -> bytes:
+        return _encode(self.partition, self.job_run_id, self.model_key, self.TAG, str(self.source))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> EvaluationPartKey:
+        partition, fields = _fields(raw)
+        if len(fields) != 4 or fields[2] != cls.TAG:
+            raise KeyError(f"not an evaluation part key: {raw[:80]!r}")
+        return cls(partition, fields[0], fields[1], int(fields[3]))
+
+
+def decode_evaluations_key(raw: bytes) -> EvaluationKey | EvaluationPartKey:
+    partition, fields = _fields(raw)
+    if len(fields) == 2:
+        return EvaluationKey(partition, fields[0], fields[1])
+    return EvaluationPartKey.decode(raw)
 
 
 @dataclass(frozen=True, order=True)

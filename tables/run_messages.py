@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from model_monitoring.tables.evaluation_state import load_part, store_part
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.partial import PartialState, VersionSegment
 
@@ -142,27 +143,37 @@ class SnapshotRequest:
 
 @dataclass(frozen=True)
 class SnapshotPart:
-    """One partition's sum of its partials of one (tenant:model) over the window."""
+    """One partition's sum of its partials of one (tenant:model) over the window. The states
+    travel in their stored form (`store_part`), as a JSON string inside the message, so the
+    evaluator keeps them as they came and decodes them once, when it evaluates."""
 
     job_run_id: str
     key: str
     partition: int
     window_start_ms: int
     window_end_ms: int
-    states: Mapping[VersionSegment, PartialState]
+    stored: bytes  # store_part(states)
+
+    @classmethod
+    def of(cls, job_run_id: str, key: str, partition: int, window_start_ms: int, window_end_ms: int,
+           states: Mapping[VersionSegment, PartialState]) -> SnapshotPart:
+        return cls(job_run_id, key, partition, window_start_ms, window_end_ms, store_part(states))
+
+    def states(self) -> dict[VersionSegment, PartialState]:
+        return load_part(self.stored)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "type": "part", "jobRunId": self.job_run_id, "key": self.key,
             "partition": self.partition, "windowStartMs": self.window_start_ms,
-            "windowEndMs": self.window_end_ms,
-            "states": [[v, s, st.to_json()] for (v, s), st in sorted(self.states.items())]})
+            "windowEndMs": self.window_end_ms, "states": self.stored.decode()})
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> SnapshotPart:
-        states = {(str(v), str(s)): PartialState.from_json(st) for v, s, st in doc["states"]}
+        states = doc["states"]  # a list: a message of an older release
+        stored = states.encode() if isinstance(states, str) else orjson.dumps(states)
         return cls(str(doc["jobRunId"]), str(doc["key"]), int(doc["partition"]),
-                   int(doc["windowStartMs"]), int(doc["windowEndMs"]), states)
+                   int(doc["windowStartMs"]), int(doc["windowEndMs"]), stored)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
-from model_monitoring.tables.evaluation_state import Evaluation
+from model_monitoring.tables.evaluation_state import Evaluation, store_part
 from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.incidents import IncidentBook
-from model_monitoring.tables.keys import EvaluationKey, IncidentBookKey
+from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, IncidentBookKey
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.run_messages import EvaluateRequest
 
@@ -73,6 +73,18 @@ def part(monitor: Any) -> dict[tuple[str, str], PartialState]:
     return {("3", "emea"): state}
 
 
+PART_KEY = EvaluationPartKey(0, "run-1", "acme:churn", 0).encode()
+
+
+def received(monitor: Any) -> Evaluation:
+    """The evaluation of acme:churn with partition 0's part kept beside it, as the evaluator
+    leaves it once the part has come (and as a crash before its end leaves it)."""
+    if not hasattr(monitor, "stored_part"):
+        monitor.stored_part = store_part(part(monitor))
+    monitor.tables.evaluations[PART_KEY] = monitor.stored_part
+    return Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).receive(0)
+
+
 def evaluate_message() -> Any:
     request = EvaluateRequest("run-1", "acme:churn", (0,), END - 7 * DAY_MS, END)
     return SimpleNamespace(message=SimpleNamespace(value=request.to_bytes(), partition=0))
@@ -80,14 +92,14 @@ def evaluate_message() -> Any:
 
 async def test_first_attempt_marks_before_it_publishes(monitor: Any) -> None:
     key = EvaluationKey(0, "run-1", "acme:churn").encode()
-    ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
+    ev = received(monitor)
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())
     calls = monitor.recorder.calls
     assert calls[0] == ("flush", None)  # the mark and the incidents were out before the first event
     assert monitor.recorder.sent("drift"), "the test data must hold an alert"
     done = Evaluation.from_bytes(monitor.tables.evaluations[key])
-    assert done.done
+    assert done.done and PART_KEY not in monitor.tables.evaluations  # the kept part goes when done
     book = IncidentBook.from_bytes(monitor.tables.incidents[IncidentBookKey(0, "acme:churn").encode()])
     assert book.last_run == "run-1" and book.before == {}
     assert {i.incident_id for i in book.open.values()} == {d["incidentId"] for d in monitor.recorder.sent("drift")}
@@ -99,7 +111,7 @@ async def test_a_resumed_evaluation_publishes_only_what_is_missing(
         monitor: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # what a complete first attempt publishes
     key = EvaluationKey(0, "run-1", "acme:churn").encode()
-    ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
+    ev = received(monitor)
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())
     everything = {k: monitor.recorder.sent(k) for k in ("snapshot", "drift", "degraded")}
@@ -115,6 +127,7 @@ async def test_a_resumed_evaluation_publishes_only_what_is_missing(
         return out
 
     monitor.recorder.calls.clear()
+    received(monitor)  # the part was still kept when the worker died
     monitor.tables.evaluations[key] = ev.publishing(mark).to_bytes()  # recovered, not done
     monkeypatch.setattr(snapshot, "already_published", read_back)
     await snapshot.Evaluator(monitor).handle(evaluate_message())
@@ -135,7 +148,7 @@ async def test_an_evaluation_resumed_without_its_incidents_yields_the_same_event
     """The other side of the crash: the incidents' write was lost with the worker (the mark
     was flushed, nothing was published). The run applies to the old book and says the same."""
     key = EvaluationKey(0, "run-1", "acme:churn").encode()
-    ev = Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).add_part(0, part(monitor))
+    ev = received(monitor)
     monitor.tables.evaluations[key] = ev.to_bytes()
     await snapshot.Evaluator(monitor).handle(evaluate_message())
     everything = monitor.recorder.sent("drift")
@@ -147,6 +160,7 @@ async def test_an_evaluation_resumed_without_its_incidents_yields_the_same_event
 
     monitor.recorder.calls.clear()
     monitor.tables.incidents.clear()
+    received(monitor)  # the part was still kept when the worker died
     monitor.tables.evaluations[key] = ev.publishing(mark).to_bytes()  # type: ignore[arg-type]
     monkeypatch.setattr(snapshot, "already_published", nothing_out)
     await snapshot.Evaluator(monitor).handle(evaluate_message())

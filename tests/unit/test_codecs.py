@@ -9,6 +9,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,13 @@ from model_monitoring.tables import keys as keys_module
 from model_monitoring.tables import run_messages
 from model_monitoring.tables.calibration import ReliabilityBins
 from model_monitoring.tables.error_sums import ErrorSums
-from model_monitoring.tables.evaluation_state import Evaluation
+from model_monitoring.tables.evaluation_state import (
+    Evaluation,
+    expired_evaluations,
+    load_part,
+    merge_segments,
+    store_part,
+)
 from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.incidents import Incident, IncidentBook, IncidentKey
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
@@ -107,6 +114,7 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     keys_module.ReportKey: st.builds(keys_module.ReportKey, PARTITION, TEXT, PARTITION),
     keys_module.EvaluatedKey: st.builds(keys_module.EvaluatedKey, PARTITION, TEXT, MODEL_KEY),
     keys_module.EvaluationKey: st.builds(keys_module.EvaluationKey, PARTITION, TEXT, MODEL_KEY),
+    keys_module.EvaluationPartKey: st.builds(keys_module.EvaluationPartKey, PARTITION, TEXT, MODEL_KEY, PARTITION),
     keys_module.IncidentBookKey: st.builds(keys_module.IncidentBookKey, PARTITION, MODEL_KEY),
     keys_module.RunStatusKey: st.builds(keys_module.RunStatusKey, TEXT),
 }
@@ -116,6 +124,8 @@ KEY_DECODERS: dict[type, Callable[[bytes], Any]] = {
     keys_module.ArrivalKey: decode_partials_key,
     keys_module.RunKey: decode_job_runs_key, keys_module.ReportKey: decode_job_runs_key,
     keys_module.EvaluatedKey: decode_job_runs_key,
+    keys_module.EvaluationKey: keys_module.decode_evaluations_key,
+    keys_module.EvaluationPartKey: keys_module.decode_evaluations_key,
 }
 
 MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
@@ -124,7 +134,7 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
                                             st.lists(MODEL_KEY, max_size=4, unique=True).map(lambda k: tuple(sorted(k)))),
     run_messages.KeyEvaluated: st.builds(run_messages.KeyEvaluated, TEXT, MODEL_KEY, COUNTS),
     run_messages.SnapshotRequest: st.builds(run_messages.SnapshotRequest, TEXT, MS, MS, TENANTS),
-    run_messages.SnapshotPart: st.builds(run_messages.SnapshotPart, TEXT, MODEL_KEY, PARTITION, MS, MS, STATES),
+    run_messages.SnapshotPart: st.builds(run_messages.SnapshotPart.of, TEXT, MODEL_KEY, PARTITION, MS, MS, STATES),
     run_messages.EvaluateRequest: st.builds(run_messages.EvaluateRequest, TEXT, MODEL_KEY,
                                             st.lists(PARTITION, max_size=4).map(tuple), MS, MS),
 }
@@ -190,11 +200,17 @@ def test_internal_messages_round_trip(cls: type, data: st.DataObject) -> None:
 @given(st.data())
 def test_evaluations_round_trip_through_every_state(data: st.DataObject) -> None:
     ev = Evaluation(data.draw(TEXT), data.draw(MODEL_KEY), data.draw(MS), data.draw(MS))
+    kept: dict[int, bytes] = {}
+    sent: dict[int, Any] = {}
     for partition in data.draw(st.lists(PARTITION, max_size=3, unique=True)):
-        ev = ev.add_part(partition, data.draw(STATES))
+        sent[partition] = data.draw(STATES)
+        kept[partition] = store_part(sent[partition])
+        ev = ev.receive(partition)
         assert Evaluation.from_bytes(ev.to_bytes()) == ev
-    ev = ev.expect(tuple(sorted(ev.parts)))
+        assert load_part(kept[partition]) == sent[partition]
+    ev = ev.expect(tuple(sorted(ev.received)))
     assert Evaluation.from_bytes(ev.to_bytes()) == ev
+    assert ev.ready() and ev.merged(kept) == merge_segments(sent[p] for p in sorted(sent))
     ev = ev.publishing(data.draw(MS))
     assert Evaluation.from_bytes(ev.to_bytes()) == ev
     ev = ev.finished(data.draw(COUNTS))
@@ -208,3 +224,39 @@ def test_unknown_internal_messages_are_refused() -> None:
         run_messages.decode_part_message(b'{"type": "start"}')
     with pytest.raises(run_messages.MessageError):
         run_messages.decode_part_message(b"[1, 2]")
+
+
+def test_parts_and_evaluations_of_the_previous_release_still_decode() -> None:
+    """A run in flight during an upgrade: a part message with its states as a list, and an
+    evaluation that kept its parts inline, read by this release give the same state."""
+    states = {("3", "emea"): PartialState(), ("3", ""): PartialState()}
+    rows = [[v, s, st.to_json()] for (v, s), st in sorted(states.items())]
+    old_part = orjson.dumps({"type": "part", "jobRunId": "r", "key": "acme:churn", "partition": 2,
+                             "windowStartMs": 0, "windowEndMs": 1, "states": rows})
+    decoded = run_messages.decode_part_message(old_part)
+    assert decoded == run_messages.SnapshotPart.of("r", "acme:churn", 2, 0, 1, states)
+    old_evaluation = orjson.dumps({"job_run_id": "r", "model_key": "acme:churn", "window_start_ms": 0,
+                                   "window_end_ms": 1, "parts": {"2": rows}, "expected": None,
+                                   "done": False, "counts": {}, "publishing_since_ms": None})
+    ev = Evaluation.from_bytes(old_evaluation).receive(5)
+    assert ev.has_part(2) and ev.received == (5,)
+    ev = ev.expect((2, 5))
+    assert ev.ready() and ev.merged({5: store_part(states)}) == merge_segments([states, states])
+
+
+def test_expired_evaluations_take_their_kept_parts_and_orphans_with_them() -> None:
+    def part_key(run: str, source: int) -> bytes:
+        return keys_module.EvaluationPartKey(0, run, "acme:churn", source).encode()
+
+    def header(run: str, ev: Evaluation) -> tuple[bytes, bytes]:
+        return keys_module.EvaluationKey(0, run, "acme:churn").encode(), ev.to_bytes()
+
+    waiting = Evaluation("new", "acme:churn", 0, 10_000).receive(1)
+    done = Evaluation("done", "acme:churn", 0, 10_000).receive(1).finished({})
+    old = Evaluation("old", "acme:churn", 0, 10).receive(1)
+    items = [header("new", waiting), (part_key("new", 1), b"[]"), (part_key("new", 2), b"[]"),
+             header("done", done), (part_key("done", 1), b"[]"), header("old", old),
+             (part_key("old", 1), b"[]"), (part_key("gone", 1), b"[]")]
+    assert set(expired_evaluations(items, before_ms=100)) == {
+        part_key("new", 2), part_key("done", 1), header("old", old)[0], part_key("old", 1),
+        part_key("gone", 1)}
