@@ -33,20 +33,25 @@ def identity(kind: str, doc: Mapping[str, Any]) -> tuple[str, ...]:
     return (kind, str(doc.get("eventId")))
 
 
-async def already_published(s: Settings, job_run_id: str, model_key: str, since_ms: int,
-                            timeout: float = 60.0) -> set[tuple[str, ...]]:
-    """Identities of the events of (job_run_id, tenant:model) on the output topics, published
-    since `since_ms`. Best effort: what cannot be read in time counts as not published (a
-    repeat, never a loss)."""
+async def already_published(s: Settings, job_run_id: str, model_keys: list[str], since_ms: int,
+                            timeout: float = 60.0) -> dict[str, set[tuple[str, ...]]]:
+    """tenant:model -> identities of its events of `job_run_id` on the output topics, published
+    since `since_ms` (one read-back for all the keys). Best effort: what cannot be read in time
+    counts as not published (a repeat, never a loss)."""
     kinds = {s.snapshot_topic: "snapshot", s.drift_topic: "drift", s.degraded_topic: "degraded",
              s.drift_resolved_topic: "resolved", s.performance_recovered_topic: "recovered"}
+    wanted = set(model_keys)
 
     def ours(doc: Mapping[str, Any]) -> bool:
         return (doc.get("jobRunId") == job_run_id
-                and f"{doc.get('tenantId')}:{doc.get('modelId')}" == model_key)
+                and f"{doc.get('tenantId')}:{doc.get('modelId')}" in wanted)
 
-    found = await read_back(s, list(kinds), since_ms, ours, f"{model_key} of run {job_run_id}", timeout)
-    return {identity(kinds[topic], doc) for topic, doc in found}
+    what = f"{len(wanted)} keys of run {job_run_id}" if len(wanted) > 1 else f"{model_keys[0]} of run {job_run_id}"
+    found = await read_back(s, list(kinds), since_ms, ours, what, timeout)
+    out: dict[str, set[tuple[str, ...]]] = {key: set() for key in wanted}
+    for topic, doc in found:
+        out[f"{doc.get('tenantId')}:{doc.get('modelId')}"].add(identity(kinds[topic], doc))
+    return out
 
 
 async def terminal_published(s: Settings, topic: str, job_run_id: str, since_ms: int,

@@ -20,14 +20,16 @@ from model_monitoring.schemas.validation import decode_json
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.per_event import per_event_agent
+from model_monitoring.streams.topics import evaluator_partition
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
 from model_monitoring.tables.job_tracker import outbox_action, run_summary, track, with_outbox
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key
-from model_monitoring.tables.run_messages import EvaluateRequest, SnapshotRequest, StartRun, decode_run_message
+from model_monitoring.tables.run_messages import EvaluateKeys, SnapshotRequest, StartRun, decode_run_message
 from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
 
 log = logging.getLogger("model_monitoring.run")
+EVALUATE_BATCH = 500  # keys per evaluation request: one flush before their events, a bounded message
 runbook_log = logging.getLogger("model_monitoring.job")
 
 
@@ -149,10 +151,15 @@ class Tracker:
                 for p in range(s.partitions):
                     await t.snapshot_requests.send(key=run.job_run_id.encode(), value=request, partition=p)
             elif isinstance(action, Evaluate):
+                by_evaluator: dict[int, list[tuple[str, tuple[int, ...]]]] = {}
                 for model_key, partitions in sorted(action.keys.items()):
-                    await t.snapshot_parts.send(key=model_key.encode(), value=EvaluateRequest(
-                        run.job_run_id, model_key, tuple(partitions), run.window_start_ms,
-                        run.window_end_ms).to_bytes())
+                    by_evaluator.setdefault(evaluator_partition(model_key, s.partitions), []).append(
+                        (model_key, tuple(partitions)))
+                for partition, keys in sorted(by_evaluator.items()):
+                    for i in range(0, len(keys), EVALUATE_BATCH):
+                        await t.snapshot_parts.send(key=run.job_run_id.encode(), partition=partition,
+                                                    value=EvaluateKeys(run.job_run_id, tuple(keys[i:i + EVALUATE_BATCH]),
+                                                                       run.window_start_ms, run.window_end_ms).to_bytes())
             elif isinstance(action, Complete):
                 await self.complete(run, dict(action.payload))
             elif isinstance(action, Fail):

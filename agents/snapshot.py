@@ -20,13 +20,15 @@ from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.partitioned import partition_items
 from model_monitoring.streams.per_event import per_event_agent
+from model_monitoring.streams.topics import evaluator_partition
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, IncidentBookKey, partition_of
 from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, window_parts
 from model_monitoring.tables.run_messages import (
+    EvaluateKeys,
     EvaluateRequest,
-    KeyEvaluated,
+    KeysEvaluated,
     PartitionReport,
     SnapshotPart,
     SnapshotRequest,
@@ -43,7 +45,8 @@ async def on_snapshot_request(monitor: Monitor, event: EventT) -> None:
     parts = window_parts(partition_items(monitor.tables.partials, partition), partition,
                          req.window_start_ms, req.window_end_ms, s.bucket_ms, req.tenant_ids)
     for model_key, states in sorted(parts.items()):
-        await t.snapshot_parts.send(key=model_key.encode(), value=SnapshotPart.of(
+        await t.snapshot_parts.send(key=model_key.encode(), partition=evaluator_partition(model_key, s.partitions),
+                                    value=SnapshotPart.of(
             req.job_run_id, model_key, partition, req.window_start_ms, req.window_end_ms,
             states).to_bytes())
     await t.runs.send(key=req.job_run_id.encode(),
@@ -56,49 +59,88 @@ class Evaluator:
 
     async def handle(self, event: EventT) -> None:
         message = decode_part_message(event.message.value or b"")
-        table = self.m.tables.evaluations
-        key = EvaluationKey(event.message.partition, message.job_run_id, message.key).encode()
-        raw = table.get(key)
-        ev = Evaluation.from_bytes(raw) if raw is not None else Evaluation(
-            message.job_run_id, message.key, message.window_start_ms, message.window_end_ms)
-        if ev.done:
-            if isinstance(message, EvaluateRequest):  # a repeated request: repeat the report, not the events
-                await self.report(ev)
-            return
         partition = event.message.partition
         if isinstance(message, SnapshotPart):
-            if not ev.has_part(message.partition):  # a redelivered part is kept once
-                part_key = EvaluationPartKey(partition, ev.job_run_id, ev.model_key, message.partition)
-                table[part_key.encode()] = message.stored
-                ev = ev.receive(message.partition)
-        else:
-            ev = ev.expect(message.partitions)
-        if ev.ready():
-            published: set[tuple[str, ...]] = set()
-            book_key = IncidentBookKey(partition, ev.model_key).encode()
-            if ev.publishing_since_ms is None:
-                now = int(time.time() * 1000)
+            ev = self.load(partition, message.job_run_id, message.key, message.window_start_ms,
+                           message.window_end_ms)
+            if ev.done or ev.has_part(message.partition):
+                return  # a redelivered part is kept once
+            part_key = EvaluationPartKey(partition, ev.job_run_id, ev.model_key, message.partition)
+            self.m.tables.evaluations[part_key.encode()] = message.stored
+            ev = ev.receive(message.partition)
+            if ev.ready():
+                await self.evaluate_keys(partition, [ev], [])
+            else:
+                self.save(partition, ev)
+            return
+        request = EvaluateKeys.one(message) if isinstance(message, EvaluateRequest) else message
+        ready, repeated = [], []
+        for model_key, partitions in request.keys:
+            ev = self.load(partition, request.job_run_id, model_key, request.window_start_ms,
+                           request.window_end_ms)
+            if ev.done:  # a repeated request: repeat the report, not the events
+                repeated.append(ev)
+                continue
+            ev = ev.expect(partitions)
+            if ev.ready():
+                ready.append(ev)
+            else:  # a part not in yet: evaluated when it comes
+                self.save(partition, ev)
+        await self.evaluate_keys(partition, ready, repeated)
+
+    def load(self, partition: int, job_run_id: str, model_key: str, window_start_ms: int,
+             window_end_ms: int) -> Evaluation:
+        raw = self.m.tables.evaluations.get(EvaluationKey(partition, job_run_id, model_key).encode())
+        if raw is not None:
+            return Evaluation.from_bytes(raw)
+        return Evaluation(job_run_id, model_key, window_start_ms, window_end_ms)
+
+    def save(self, partition: int, ev: Evaluation) -> None:
+        key = EvaluationKey(partition, ev.job_run_id, ev.model_key).encode()
+        self.m.tables.evaluations[key] = ev.to_bytes()
+
+    async def evaluate_keys(self, partition: int, ready: list[Evaluation], repeated: list[Evaluation]) -> None:
+        """Evaluate the ready keys of one run on this evaluator partition, publish, and report
+        them (with the repeated ones) in one message. Each key's publishing mark and incidents
+        are flushed before any of its events (one flush for all the fresh keys); a key found
+        marked was interrupted: evaluated again from its mark, publishing only what is missing."""
+        t = self.m.tables
+        fresh = [ev for ev in ready if ev.publishing_since_ms is None]
+        resumed = [ev for ev in ready if ev.publishing_since_ms is not None]
+        reports: list[tuple[Evaluation, KeyReport, frozenset[tuple[str, ...]]]] = []
+        if fresh:
+            now = int(time.time() * 1000)
+            for ev in fresh:
+                book_key = IncidentBookKey(partition, ev.model_key).encode()
                 report = self.evaluate(ev, book_key, now)
                 ev = ev.publishing(now)
-                table[key] = ev.to_bytes()
-                self.m.tables.incidents[book_key] = report.incidents.to_bytes()
-                await self.m.app.producer.flush()  # the mark and the incidents are out before any event
-            else:  # an earlier attempt was interrupted: the same run again, publishing only what it did not
-                report = self.evaluate(ev, book_key, ev.publishing_since_ms)
-                self.m.tables.incidents[book_key] = report.incidents.to_bytes()
-                published = await already_published(self.m.settings, ev.job_run_id, ev.model_key,
-                                                    ev.publishing_since_ms)
+                self.save(partition, ev)
+                t.incidents[book_key] = report.incidents.to_bytes()
+                reports.append((ev, report, frozenset()))
+            await self.m.app.producer.flush()  # the marks and the incidents are out before any event
+        if resumed:
+            since = min(ev.publishing_since_ms or 0 for ev in resumed)
+            published = await already_published(self.m.settings, resumed[0].job_run_id,
+                                                [ev.model_key for ev in resumed], since)
+            for ev in resumed:
+                book_key = IncidentBookKey(partition, ev.model_key).encode()
+                report = self.evaluate(ev, book_key, ev.publishing_since_ms or 0)
+                t.incidents[book_key] = report.incidents.to_bytes()
+                out = frozenset(published.get(ev.model_key, ()))
                 log.warning("evaluation of %s for run %s resumed: %d events already published",
-                            ev.model_key, ev.job_run_id, len(published))
-            await self.publish_report(ev, report, published)
+                            ev.model_key, ev.job_run_id, len(out))
+                reports.append((ev, report, out))
+        done = list(repeated)
+        for ev, report, out in reports:
+            await self.publish_report(ev, report, out)
             kept = ev.received
             ev = ev.finished(report.counts)
-            table[key] = ev.to_bytes()
+            self.save(partition, ev)
             for source in kept:  # after the done mark: a crash in between leaves parts to expire
-                table.pop(EvaluationPartKey(partition, ev.job_run_id, ev.model_key, source).encode(), None)
-            await self.report(ev)
-        else:
-            table[key] = ev.to_bytes()
+                t.evaluations.pop(EvaluationPartKey(partition, ev.job_run_id, ev.model_key, source).encode(), None)
+            done.append(ev)
+        if done:
+            await self.report(done)
 
     def kept_parts(self, ev: Evaluation, partition: int) -> dict[int, bytes]:
         """The parts kept beside `ev` (on this evaluator's `partition`), by source partition."""
@@ -111,9 +153,11 @@ class Evaluator:
             kept[source] = raw
         return kept
 
-    async def report(self, ev: Evaluation) -> None:
-        await self.m.topics.runs.send(key=ev.job_run_id.encode(),
-                                      value=KeyEvaluated(ev.job_run_id, ev.model_key, ev.counts).to_bytes())
+    async def report(self, done: list[Evaluation]) -> None:
+        """The evaluated keys (all of one run), to the job tracker in one message."""
+        job_run_id = done[0].job_run_id
+        await self.m.topics.runs.send(key=job_run_id.encode(), value=KeysEvaluated(
+            job_run_id, tuple((ev.model_key, ev.counts) for ev in done)).to_bytes())
 
     def evaluate(self, ev: Evaluation, book_key: bytes, evaluated_ms: int) -> KeyReport:
         """The run's evaluation of one key, from the incidents as they were before the run (the

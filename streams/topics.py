@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import TopicT
 
 from model_monitoring.streams.settings import Settings
@@ -63,6 +64,13 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
 PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations", "incidents",
                       "detect_buckets", "detectors")
 GLOBAL_TABLES = ("baselines", "run_status")
+
+
+def evaluator_partition(model_key: str, partitions: int) -> int:
+    """The snapshot-parts partition of a (tenant:model): where its parts, its evaluation
+    requests and its incidents live. The Java client's default partitioner (murmur2), which is
+    where the parts went when they were sent by key, so the incidents stay where they are."""
+    return (murmur2(model_key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def changelog_topic(s: Settings, table: str) -> str:

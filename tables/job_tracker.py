@@ -9,7 +9,8 @@ repeats idempotent actions, never loses an entry.
 Exactly once, after a crash at any point:
 - the run remembers the runs-topic offset it folded last (`applied_offset`): a redelivered
   message at or below it changes nothing;
-- an evaluated entry remembers the offset of the message that wrote it: the same message,
+- an evaluated entry remembers the offset of the message that wrote it (a batch message writes
+  one entry per key, each with its offset): the same message,
   redelivered because the run was not saved after it, still counts (once); another message for
   the same key (a repeated report) does not;
 - the completion (or failure) is not an idempotent action: the run is saved with it in its
@@ -26,7 +27,7 @@ import orjson
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import JobRun
 from model_monitoring.tables.keys import EvaluatedKey, ReportKey, RunKey
-from model_monitoring.tables.run_messages import KeyEvaluated, PartitionReport, RunMessage, StartRun
+from model_monitoring.tables.run_messages import KeysEvaluated, PartitionReport, RunMessage, StartRun
 
 Getter = Callable[[bytes], bytes | None]
 
@@ -129,11 +130,14 @@ def _track(message: RunMessage, key: RunKey, run: JobRun | None, offset: int, ge
         run, actions = tracker.report(run, message.partition, stored_reports(read, partition, run),
                                       is_evaluated, now_ms)
         return TrackerStep(key, run, writes, actions)
-    assert isinstance(message, KeyEvaluated)
-    done_key = EvaluatedKey(partition, run.job_run_id, message.key).encode()
-    first_time = _written_by(get(done_key), offset)
-    if first_time:
-        writes[done_key] = orjson.dumps({"counts": dict(message.counts), "offset": offset})
-    run, actions = tracker.evaluated(run, message.counts, first_time, now_ms,
-                                     lambda: stored_reports(read, partition, current))
-    return TrackerStep(key, run, writes, actions)
+    results = message.each() if isinstance(message, KeysEvaluated) else (message,)
+    evaluated_actions: list[tracker.Action] = []
+    for result in {r.key: r for r in results}.values():  # a key once per message
+        done_key = EvaluatedKey(partition, run.job_run_id, result.key).encode()
+        first_time = _written_by(get(done_key), offset)
+        if first_time:
+            writes[done_key] = orjson.dumps({"counts": dict(result.counts), "offset": offset})
+        run, more = tracker.evaluated(run, result.counts, first_time, now_ms,
+                                      lambda: stored_reports(read, partition, current))
+        evaluated_actions.extend(more)
+    return TrackerStep(key, run, writes, evaluated_actions)

@@ -4,8 +4,11 @@
     tracker ──SnapshotRequest──> snapshot-requests topic, one per partition
     snapshot ──SnapshotPart──> snapshot-parts topic (evaluator of tenant:model)
     snapshot ──PartitionReport──> runs topic
-    tracker ──EvaluateRequest──> snapshot-parts topic
-    evaluator ──KeyEvaluated──> runs topic
+    tracker ──EvaluateKeys──> snapshot-parts topic, one per evaluator partition (in chunks)
+    evaluator ──KeysEvaluated──> runs topic, one per EvaluateKeys
+
+(`EvaluateRequest` and `KeyEvaluated`, one key each, are what an older release sent; they are
+still read, as batches of one.)
 
 A topic that carries two kinds tags each message with `"type"`; the tag is read here only."""
 
@@ -93,9 +96,29 @@ class KeyEvaluated:
                    {f: int(counts.get(f, 0)) for f in COUNT_FIELDS})
 
 
-RunMessage = StartRun | PartitionReport | KeyEvaluated
+@dataclass(frozen=True)
+class KeysEvaluated:
+    """The keys one evaluator evaluated together (an `EvaluateKeys` batch), with their counts."""
+
+    job_run_id: str
+    results: tuple[tuple[str, Mapping[str, int]], ...]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"type": "evaluated-keys", "jobRunId": self.job_run_id, "results": [
+            [key, {f: int(counts.get(f, 0)) for f in COUNT_FIELDS}] for key, counts in self.results]})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> KeysEvaluated:
+        return cls(str(doc["jobRunId"]), tuple(
+            (str(key), {f: int((counts or {}).get(f, 0)) for f in COUNT_FIELDS}) for key, counts in doc["results"]))
+
+    def each(self) -> tuple[KeyEvaluated, ...]:
+        return tuple(KeyEvaluated(self.job_run_id, key, counts) for key, counts in self.results)
+
+
+RunMessage = StartRun | PartitionReport | KeyEvaluated | KeysEvaluated
 _RUN_TYPES: dict[str, Any] = {"start": StartRun, "report": PartitionReport,
-                              "evaluated": KeyEvaluated}
+                              "evaluated": KeyEvaluated, "evaluated-keys": KeysEvaluated}
 
 
 def _decode_tagged(raw: bytes, types: Mapping[str, Any], topic: str) -> Any:
@@ -197,8 +220,36 @@ class EvaluateRequest:
                    int(doc["windowStartMs"]), int(doc["windowEndMs"]))
 
 
-PartMessage = SnapshotPart | EvaluateRequest
-_PART_TYPES: dict[str, Any] = {"part": SnapshotPart, "evaluate": EvaluateRequest}
+@dataclass(frozen=True)
+class EvaluateKeys:
+    """From the tracker, to one evaluator partition: evaluate each of these keys once the parts
+    of its partitions are in. One message (and one flush before publishing) for many keys."""
+
+    job_run_id: str
+    keys: tuple[tuple[str, tuple[int, ...]], ...]
+    window_start_ms: int
+    window_end_ms: int
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"type": "evaluate-keys", "jobRunId": self.job_run_id,
+                             "keys": [[key, list(partitions)] for key, partitions in self.keys],
+                             "windowStartMs": self.window_start_ms, "windowEndMs": self.window_end_ms})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> EvaluateKeys:
+        return cls(str(doc["jobRunId"]), tuple((str(k), tuple(int(p) for p in ps)) for k, ps in doc["keys"]),
+                   int(doc["windowStartMs"]), int(doc["windowEndMs"]))
+
+    @classmethod
+    def one(cls, request: EvaluateRequest) -> EvaluateKeys:
+        """A single-key request (sent by an older release) as a batch of one."""
+        return cls(request.job_run_id, ((request.key, request.partitions),), request.window_start_ms,
+                   request.window_end_ms)
+
+
+PartMessage = SnapshotPart | EvaluateRequest | EvaluateKeys
+_PART_TYPES: dict[str, Any] = {"part": SnapshotPart, "evaluate": EvaluateRequest,
+                               "evaluate-keys": EvaluateKeys}
 
 
 def decode_part_message(raw: bytes) -> PartMessage:

@@ -26,7 +26,7 @@ from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, IncidentBookKey
 from model_monitoring.tables.partial import PartialState
-from model_monitoring.tables.run_messages import EvaluateRequest
+from model_monitoring.tables.run_messages import EvaluateKeys, EvaluateRequest, SnapshotPart
 
 END = 1_795_046_400_000
 
@@ -85,8 +85,11 @@ def received(monitor: Any) -> Evaluation:
     return Evaluation("run-1", "acme:churn", END - 7 * DAY_MS, END).receive(0)
 
 
-def evaluate_message() -> Any:
-    request = EvaluateRequest("run-1", "acme:churn", (0,), END - 7 * DAY_MS, END)
+def evaluate_message(single: bool = False) -> Any:
+    """The tracker's request to evaluate acme:churn (in a batch; `single`: as an older release
+    sent it, one key a message)."""
+    request = (EvaluateRequest("run-1", "acme:churn", (0,), END - 7 * DAY_MS, END) if single else
+               EvaluateKeys("run-1", (("acme:churn", (0,)),), END - 7 * DAY_MS, END))
     return SimpleNamespace(message=SimpleNamespace(value=request.to_bytes(), partition=0))
 
 
@@ -100,6 +103,8 @@ async def test_first_attempt_marks_before_it_publishes(monitor: Any) -> None:
     assert monitor.recorder.sent("drift"), "the test data must hold an alert"
     done = Evaluation.from_bytes(monitor.tables.evaluations[key])
     assert done.done and PART_KEY not in monitor.tables.evaluations  # the kept part goes when done
+    (report,) = monitor.recorder.sent("runs")
+    assert report["type"] == "evaluated-keys" and [k for k, _ in report["results"]] == ["acme:churn"]
     book = IncidentBook.from_bytes(monitor.tables.incidents[IncidentBookKey(0, "acme:churn").encode()])
     assert book.last_run == "run-1" and book.before == {}
     assert {i.incident_id for i in book.open.values()} == {d["incidentId"] for d in monitor.recorder.sent("drift")}
@@ -122,9 +127,9 @@ async def test_a_resumed_evaluation_publishes_only_what_is_missing(
     # kept the mark and the incidents (flushed before any event), not the end of the evaluation
     out = {identity("snapshot", everything["snapshot"][0]), identity("drift", everything["drift"][0])}
 
-    async def read_back(settings: Any, job_run_id: str, model_key: str, since_ms: int) -> set:
-        assert (job_run_id, model_key, since_ms) == ("run-1", "acme:churn", mark)
-        return out
+    async def read_back(settings: Any, job_run_id: str, model_keys: list[str], since_ms: int) -> dict:
+        assert (job_run_id, model_keys, since_ms) == ("run-1", ["acme:churn"], mark)
+        return {"acme:churn": out}
 
     monitor.recorder.calls.clear()
     received(monitor)  # the part was still kept when the worker died
@@ -155,14 +160,34 @@ async def test_an_evaluation_resumed_without_its_incidents_yields_the_same_event
     book = dict(monitor.tables.incidents)
     mark = Evaluation.from_bytes(monitor.tables.evaluations[key]).publishing_since_ms
 
-    async def nothing_out(settings: Any, job_run_id: str, model_key: str, since_ms: int) -> set:
-        return set()
+    async def nothing_out(settings: Any, job_run_id: str, model_keys: list[str], since_ms: int) -> dict:
+        return {key: set() for key in model_keys}
 
     monitor.recorder.calls.clear()
     monitor.tables.incidents.clear()
     received(monitor)  # the part was still kept when the worker died
     monitor.tables.evaluations[key] = ev.publishing(mark).to_bytes()  # type: ignore[arg-type]
     monkeypatch.setattr(snapshot, "already_published", nothing_out)
-    await snapshot.Evaluator(monitor).handle(evaluate_message())
+    await snapshot.Evaluator(monitor).handle(evaluate_message(single=True))
     assert monitor.recorder.sent("drift") == everything
     assert monitor.tables.incidents == book
+
+
+async def test_one_request_evaluates_the_ready_keys_behind_one_flush_and_the_others_when_their_part_comes(
+        monitor: Any) -> None:
+    ev = received(monitor)  # acme:churn: partition 0's part is in; globex:churn: not yet
+    monitor.tables.evaluations[EvaluationKey(0, "run-1", "acme:churn").encode()] = ev.to_bytes()
+    request = EvaluateKeys("run-1", (("acme:churn", (0,)), ("globex:churn", (0,))), END - 7 * DAY_MS, END)
+    evaluator = snapshot.Evaluator(monitor)
+    await evaluator.handle(SimpleNamespace(message=SimpleNamespace(value=request.to_bytes(), partition=0)))
+    calls = monitor.recorder.calls
+    assert calls[0] == ("flush", None) and [c for c in calls if c[0] == "flush"] == [("flush", None)]
+    assert {d["tenantId"] for d in monitor.recorder.sent("snapshot")} == {"acme"}
+    waiting = Evaluation.from_bytes(monitor.tables.evaluations[EvaluationKey(0, "run-1", "globex:churn").encode()])
+    assert waiting.expected == (0,) and not waiting.ready()
+    part_message = SnapshotPart.of("run-1", "globex:churn", 0, END - 7 * DAY_MS, END, part(monitor))
+    await evaluator.handle(SimpleNamespace(message=SimpleNamespace(value=part_message.to_bytes(), partition=0)))
+    assert {d["tenantId"] for d in monitor.recorder.sent("snapshot")} == {"acme", "globex"}
+    assert [[k for k, _ in r["results"]] for r in monitor.recorder.sent("runs")] == [["acme:churn"], ["globex:churn"]]
+    assert len([c for c in calls if c[0] == "flush"]) == 2
+    assert not [k for k in monitor.tables.evaluations if b"|part|" in k]  # the kept parts went

@@ -137,6 +137,11 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     run_messages.SnapshotPart: st.builds(run_messages.SnapshotPart.of, TEXT, MODEL_KEY, PARTITION, MS, MS, STATES),
     run_messages.EvaluateRequest: st.builds(run_messages.EvaluateRequest, TEXT, MODEL_KEY,
                                             st.lists(PARTITION, max_size=4).map(tuple), MS, MS),
+    run_messages.EvaluateKeys: st.builds(
+        run_messages.EvaluateKeys, TEXT,
+        st.lists(st.tuples(MODEL_KEY, st.lists(PARTITION, max_size=4).map(tuple)), max_size=4).map(tuple), MS, MS),
+    run_messages.KeysEvaluated: st.builds(run_messages.KeysEvaluated, TEXT,
+                                          st.lists(st.tuples(MODEL_KEY, COUNTS), max_size=4).map(tuple)),
 }
 MESSAGE_DECODERS: dict[type, Callable[[bytes], Any]] = {
     run_messages.StartRun: run_messages.decode_run_message,
@@ -145,6 +150,8 @@ MESSAGE_DECODERS: dict[type, Callable[[bytes], Any]] = {
     run_messages.SnapshotRequest: run_messages.SnapshotRequest.from_bytes,
     run_messages.SnapshotPart: run_messages.decode_part_message,
     run_messages.EvaluateRequest: run_messages.decode_part_message,
+    run_messages.EvaluateKeys: run_messages.decode_part_message,
+    run_messages.KeysEvaluated: run_messages.decode_run_message,
 }
 
 

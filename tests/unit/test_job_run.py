@@ -10,7 +10,7 @@ from model_monitoring.tables import job_run as tr
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
 from model_monitoring.tables.job_tracker import outbox_action, track, with_outbox
 from model_monitoring.tables.keys import RunKey
-from model_monitoring.tables.run_messages import KeyEvaluated, PartitionReport, RunMessage, StartRun
+from model_monitoring.tables.run_messages import KeyEvaluated, KeysEvaluated, PartitionReport, RunMessage, StartRun
 
 COUNTS = {"driftChecked": 6, "performanceChecked": 2, "driftDetected": 1, "performanceDegraded": 0}
 
@@ -183,3 +183,24 @@ def test_the_completion_goes_through_the_outbox() -> None:
     assert run.outbox is not None and run.outbox["kind"] == "completed" and run.outbox["sinceMs"] == 3_000
     stored = JobRun.from_bytes(run.to_bytes())
     assert outbox_action(stored) == terminal
+
+
+def test_a_batch_of_evaluated_keys_counts_each_once_and_completes_once() -> None:
+    """One evaluator's report of many keys: each counts once, a batch the crash kept from the
+    run still counts when redelivered, a key repeated in a later batch does not, and the run
+    completes once, with the sum of the batches."""
+    shell = Shell(tr.start(None, new_run(partitions=1))[0])
+    shell.report(0, ["a:m", "b:m", "c:m"], 2_000)
+    first = KeysEvaluated("r1", (("a:m", COUNTS), ("b:m", COUNTS), ("a:m", COUNTS)))
+    run_before = shell.table[RunKey(0, "r1").encode()]
+    step = track(first, 0, 10, shell.table.get, 3_000)
+    shell.table.update(step.writes)  # ...and the worker died before saving the run
+    assert shell.table[RunKey(0, "r1").encode()] == run_before
+    again = track(first, 0, 10, shell.table.get, 3_500)
+    assert again.run is not None and again.run.evaluated == 2 and again.actions == []
+    shell.table.update(again.writes)
+    shell.table[again.key.encode()] = again.run.to_bytes()
+    last = track(KeysEvaluated("r1", (("b:m", COUNTS), ("c:m", COUNTS))), 0, 11, shell.table.get, 4_000)
+    assert last.run is not None and last.run.evaluated == 3
+    (done,) = last.actions
+    assert isinstance(done, Complete) and done.payload["driftChecked"] == 3 * COUNTS["driftChecked"]
