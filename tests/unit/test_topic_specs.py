@@ -23,3 +23,17 @@ def test_the_specs_hold_every_changelog_with_faust_s_name_partitions_and_compact
     assert len(app.tables) == 9  # 7 + the continuous detectors: detect_buckets, detectors
     assert specs[leader_topic(s)] == {"partitions": 1, "config": {}}
     assert app._leader_assignor._leader_topic_name == leader_topic(s)
+
+
+def test_evaluator_partition_is_where_the_client_s_default_partitioner_sends_a_key() -> None:
+    """Parts and evaluation requests go to `evaluator_partition` explicitly; it must be the
+    partition a keyed send picked before (aiokafka's default, the Java client's murmur2), or the
+    incidents kept on the evaluator partitions would be out of reach after an upgrade."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from model_monitoring.streams.topics import evaluator_partition
+
+    for n in (1, 3, 8, 12):
+        for i in range(500):
+            key = f"tenant-{i}:model-{i % 7}"
+            assert evaluator_partition(key, n) == DefaultPartitioner()(key.encode(), list(range(n)), [])
