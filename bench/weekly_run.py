@@ -3,7 +3,7 @@
     .venv/bin/python bench/weekly_run.py [--sizes 100,1000,5000] [--features 25] [--partitions 8]
                                          [--events-per-key 10] [--heavy-keys 1000] [--heavy-factor 10]
                                          [--engine tansu|kafka|both] [--worker-env NAME=VALUE]
-                                         [--profile DIR [--profile-format svg|txt]]
+                                         [--rounds R] [--profile DIR [--profile-format svg|txt]]
 
 The broker on a free 127.0.0.1 port: the embedded Tansu (memory only; `--engine tansu`, the
 default), Apache Kafka (`kafka`, log on disk, commands/kafka_broker.py), or each in turn
@@ -26,6 +26,11 @@ the broker's profile (`Broker.worker_env()`):
    the wall clock runs from producing it to reading the completion (a consumer on the completed
    and failed topics is positioned before the trigger is sent), and the completion's
    `durationMs` is what the service reports.
+
+With `--rounds R` the run is triggered R times on the same data, one after the other (jobRunIds
+bench-K, bench-K-r2, ...: the same window, so the same work; the incidents the first round
+opened go on); the table shows the median round and the JSON adds `seconds_rounds`, every
+round's seconds per measurement (these machines are noisy).
 
 Besides the sizes, one size (`--heavy-keys`, 1,000) is measured again with `--heavy-factor` (10)
 times the events per key: the run should grow with keys, not with the events behind them.
@@ -109,10 +114,16 @@ class Measurement:
     broker_rss_mb: float = 0.0
     phases: dict[str, Any] = field(default_factory=dict)
     completion: dict[str, Any] | None = None
+    rounds: list[tuple[float, float, Any, dict[str, Any]]] = field(default_factory=list)  # s, cpu s, doc, phases
 
     @property
     def keys_per_s(self) -> float | None:
         return self.keys / self.seconds if self.seconds else None
+
+
+def log_phases_after(worker: WorkerProcess, job_run_id: str) -> dict[str, Any]:
+    time.sleep(0.5)  # the completion's log line
+    return log_phases(worker, job_run_id)
 
 
 def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.Namespace) -> None:
@@ -168,28 +179,39 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
         progress(f"{name}: ingested in {result.ingest_s:.1f}s ({produced.records / result.ingest_s:,.0f} records/s);"
                  f" {produced.cells} partials in the window; triggering")
 
-        job_run_id = f"bench-{keys}" + (f"-x{events_per_key}" if events_per_key != args.events_per_key else "")
-        cpu0 = proc_cpu_s(pid)
-        if args.profile is not None:
-            args.profile.mkdir(parents=True, exist_ok=True)
-            with PySpyRecord(pid, args.profile / f"{job_run_id}.{args.profile_format}"):
+        base_id = f"bench-{keys}" + (f"-x{events_per_key}" if events_per_key != args.events_per_key else "")
+        for round_no in range(1, args.rounds + 1):
+            # the same window again: the same work (the incidents the first round opened go on)
+            job_run_id = base_id if round_no == 1 else f"{base_id}-r{round_no}"
+            cpu0 = proc_cpu_s(pid)
+            if args.profile is not None and round_no == 1:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                with PySpyRecord(pid, args.profile / f"{job_run_id}.{args.profile_format}"):
+                    seconds, doc, kind = asyncio.run(trigger_and_wait(s, job_run_id, args.run_timeout))
+            else:
                 seconds, doc, kind = asyncio.run(trigger_and_wait(s, job_run_id, args.run_timeout))
+            cpu_s = proc_cpu_s(pid) - cpu0
+            result.worker_rss_mb = proc_rss_mb(pid)
+            if kind == "timeout":
+                result.status = kind
+                progress(f"{name}: no completion after {seconds:.0f}s; where the worker is:")
+                print(py_spy_dump(pid), file=sys.stderr, flush=True)
+                break
+            result.rounds.append((seconds, cpu_s, doc, log_phases_after(worker, job_run_id)))
+            progress(f"{name}: round {round_no}: {kind} in {seconds:.2f}s; completion "
+                     f"{json.dumps(doc)[:300] if doc else None}")
+            if kind != "completed":
+                result.status = kind
+                break
         else:
-            seconds, doc, kind = asyncio.run(trigger_and_wait(s, job_run_id, args.run_timeout))
-        result.cpu_s = proc_cpu_s(pid) - cpu0
-        result.worker_rss_mb = proc_rss_mb(pid)
-        result.status = kind
-        if kind == "timeout":
-            progress(f"{name}: no completion after {seconds:.0f}s; where the worker is:")
-            print(py_spy_dump(pid), file=sys.stderr, flush=True)
-        else:
-            result.seconds = seconds
-            result.completion = doc
+            result.status = "completed"
+        if result.rounds:  # the median round's figures (by seconds)
+            seconds, result.cpu_s, doc, result.phases = sorted(result.rounds, key=lambda r: r[0])[
+                (len(result.rounds) - 1) // 2]
+            result.seconds, result.completion = seconds, doc
             result.duration_ms = int(doc["durationMs"]) if doc and "durationMs" in doc else None
-        time.sleep(0.5)  # the completion's log line
-        result.phases = log_phases(worker, job_run_id)
-        progress(f"{name}: {kind} in {seconds:.2f}s (durationMs {result.duration_ms}); "
-                 f"{result.phases}; completion {json.dumps(doc)[:300] if doc else None}")
+            progress(f"{name}: {result.status}; seconds per round "
+                     f"{[round(r[0], 2) for r in result.rounds]}, median {seconds:.2f}s; {result.phases}")
     finally:
         worker.stop()
         process = getattr(broker, "process", None)  # both engines are BrokerProcess; the Protocol has no pid
@@ -229,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events-per-key", type=int, default=10)
     ap.add_argument("--heavy-keys", type=int, default=1000, help="the size measured again with more events (0: none)")
     ap.add_argument("--heavy-factor", type=int, default=10, help="events per key multiplier of that measurement")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs per measurement on the same data (new jobRunIds); the median round is shown")
     ap.add_argument("--phase-timeout", type=float, default=180.0, help="seconds per set-up phase")
     ap.add_argument("--run-timeout", type=float, default=600.0, help="seconds from trigger to completion")
     ap.add_argument("--engine", choices=(*ENGINES, "both"), default="tansu",
@@ -320,6 +344,7 @@ def summary(results: list[Measurement]) -> dict[str, list[Any]]:
         "events_per_key": [r.events_per_key for r in results],
         "partials": [r.partials for r in results],
         "status": [r.status for r in results],
+        "seconds_rounds": [[round(x[0], 3) for x in r.rounds] for r in results],
     }
 
 
