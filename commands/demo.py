@@ -283,10 +283,11 @@ def run_demo(args: argparse.Namespace) -> int:
                 print(f"\n{title} (JSON as published):\n  " + orjson.dumps(sample[0]).decode())
         print(f"\n{result['topic']} (week 3):")
         print("  " + orjson.dumps({k: v for k, v in result.items() if k != "topic"}).decode())
-        logline = next((d for d in reversed(worker.json_lines())
-                        if d.get("message", "").startswith("model-monitoring ")), None)
+        logline = next((d for d in reversed(worker.json_lines())  # week 3's, not a later run's
+                        if d.get("message", "").startswith("model-monitoring ")
+                        and d.get("jobRunId") == result.get("jobRunId")), None)
         if logline:
-            print("worker log line:\n  " + orjson.dumps(logline).decode())
+            print("worker log line (week 3):\n  " + orjson.dumps(logline).decode())
         print(f"\nWhere to look next:\n  metrics   http://127.0.0.1:{worker.web_port}/metrics (run the demo with --keep-running to keep it up)\n"
               f"  topics    {s.drift_topic}, {s.degraded_topic}, {s.drift_resolved_topic}, "
               f"{s.performance_recovered_topic}, {s.snapshot_topic}, {s.completed_topic}\n"
