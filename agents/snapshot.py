@@ -23,7 +23,7 @@ from model_monitoring.streams.per_event import per_event_agent
 from model_monitoring.streams.topics import evaluator_partition
 from model_monitoring.tables.evaluation_state import Evaluation
 from model_monitoring.tables.incidents import IncidentBook
-from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, IncidentBookKey, partition_of
+from model_monitoring.tables.keys import EvaluationKey, IncidentBookKey, partition_of
 from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, window_parts
 from model_monitoring.tables.run_messages import (
     EvaluateKeys,
@@ -65,8 +65,7 @@ class Evaluator:
                            message.window_end_ms)
             if ev.done or ev.has_part(message.partition):
                 return  # a redelivered part is kept once
-            part_key = EvaluationPartKey(partition, ev.job_run_id, ev.model_key, message.partition)
-            self.m.tables.evaluations[part_key.encode()] = message.stored
+            self.m.tables.evaluations[ev.part_key(partition, message.partition)] = message.stored
             ev = ev.receive(message.partition)
             if ev.ready():
                 await self.evaluate_keys(partition, [ev], [])
@@ -137,7 +136,7 @@ class Evaluator:
             ev = ev.finished(report.counts)
             self.save(partition, ev)
             for source in kept:  # after the done mark: a crash in between leaves parts to expire
-                t.evaluations.pop(EvaluationPartKey(partition, ev.job_run_id, ev.model_key, source).encode(), None)
+                t.evaluations.pop(ev.part_key(partition, source), None)
             done.append(ev)
         if done:
             await self.report(done)
@@ -146,7 +145,7 @@ class Evaluator:
         """The parts kept beside `ev` (on this evaluator's `partition`), by source partition."""
         table, kept = self.m.tables.evaluations, {}
         for source in ev.received:
-            raw = table.get(EvaluationPartKey(partition, ev.job_run_id, ev.model_key, source).encode())
+            raw = table.get(ev.part_key(partition, source))
             if raw is None:
                 raise RuntimeError(f"evaluation {ev.job_run_id} {ev.model_key}: the part of "
                                    f"partition {source} is recorded but not kept")

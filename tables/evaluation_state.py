@@ -73,6 +73,10 @@ class Evaluation:
     publishing_since_ms: int | None = None  # set (and flushed) before the first event goes out
     received: tuple[int, ...] = ()  # the partitions whose part is kept beside this value
 
+    def part_key(self, partition: int, source: int) -> bytes:
+        """Where the part of partition `source` is kept, on this evaluator's `partition`."""
+        return EvaluationPartKey(partition, self.job_run_id, self.model_key, source).encode()
+
     def has_part(self, partition: int) -> bool:
         return partition in self.received or partition in self.parts
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from model_monitoring.tables.evaluation_state import load_part, store_part
+from model_monitoring.tables.evaluation_state import store_part
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.partial import PartialState, VersionSegment
 
@@ -181,9 +181,6 @@ class SnapshotPart:
     def of(cls, job_run_id: str, key: str, partition: int, window_start_ms: int, window_end_ms: int,
            states: Mapping[VersionSegment, PartialState]) -> SnapshotPart:
         return cls(job_run_id, key, partition, window_start_ms, window_end_ms, store_part(states))
-
-    def states(self) -> dict[VersionSegment, PartialState]:
-        return load_part(self.stored)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
