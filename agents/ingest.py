@@ -26,6 +26,7 @@ from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.batches import take_batches
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.repartition import Outgoing, send_forwards
+from model_monitoring.streams.write_gate import write_gate
 from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
@@ -298,24 +299,29 @@ def _record_bytes(value: bytes | None, index: int) -> tuple[bytes | None, int | 
 def register(monitor: Monitor) -> None:
     app, s, topics = monitor.app, monitor.settings, monitor.topics
     shell = IngestShell(monitor)
+    gate = write_gate(app)  # a batch is not folded while a rebalance recovers the tables
 
     @app.agent(topics.features, name="ingest-features", isolated_partitions=True)
     async def ingest_features(stream: StreamT) -> None:
         # a batch is acknowledged once handled, not when the actor fails in it (streams/batches.py)
         async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
-            await shell.handle(events, "features", topics.dlq_for(topics.features))
+            async with gate.writing():
+                await shell.handle(events, "features", topics.dlq_for(topics.features))
 
     @app.agent(topics.outcomes, name="ingest-outcomes", isolated_partitions=True)
     async def ingest_outcomes(stream: StreamT) -> None:
         async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
-            await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes))
+            async with gate.writing():
+                await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes))
 
     @app.agent(topics.features_repartition, name="ingest-forwarded-features", isolated_partitions=True)
     async def ingest_forwarded_features(stream: StreamT) -> None:
         async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
-            await shell.handle(events, "features", topics.dlq_for(topics.features), forwarded=True)
+            async with gate.writing():
+                await shell.handle(events, "features", topics.dlq_for(topics.features), forwarded=True)
 
     @app.agent(topics.outcomes_repartition, name="ingest-forwarded-outcomes", isolated_partitions=True)
     async def ingest_forwarded_outcomes(stream: StreamT) -> None:
         async for events in take_batches(stream, s.batch_size, s.batch_within_seconds):
-            await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes), forwarded=True)
+            async with gate.writing():
+                await shell.handle(events, "outcomes", topics.dlq_for(topics.outcomes), forwarded=True)

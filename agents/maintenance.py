@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 
 from model_monitoring.streams.app import Monitor
+from model_monitoring.streams.write_gate import write_gate
 from model_monitoring.tables.evaluation_state import expired_evaluations
 from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks, partials_to_trim
 from model_monitoring.tables.job_run import JobRun
@@ -83,8 +84,9 @@ def expire_runs(monitor: Monitor, now_ms: int) -> int:
 def register(monitor: Monitor) -> None:
     @monitor.app.timer(monitor.settings.maintenance_interval_seconds, name="expire-state")
     async def expire() -> None:
-        await expire_state(monitor)
-        expire_runs(monitor, int(time.time() * 1000))
+        async with write_gate(monitor.app).writing():  # not while a rebalance recovers the tables
+            await expire_state(monitor)
+            expire_runs(monitor, int(time.time() * 1000))
 
     register_lag(monitor)
 

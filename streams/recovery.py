@@ -29,6 +29,8 @@ from typing import Any, cast
 from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 
+from model_monitoring.streams.write_gate import write_gate
+
 
 class Recovery(FaustRecovery):
     """faust's table recovery; stream partitions are resumed only once seeked (module note)."""
@@ -41,6 +43,8 @@ class Recovery(FaustRecovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        write_gate(self.app).open()  # the tables are recovered: writers go on (streams/write_gate.py)
+        if assignment:
             consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
         else:
             self.log.info("Resuming streams with empty assignment")

@@ -35,6 +35,7 @@ from mode import Service, ServiceT
 
 from model_monitoring.streams.producer_buffer import drain
 from model_monitoring.streams.transactions import TransactionManager
+from model_monitoring.streams.write_gate import write_gate
 
 Delivery = Callable[[Message], Coroutine[Any, Any, Any]]
 
@@ -92,6 +93,8 @@ class Consumer(faust_aiokafka.Consumer):
     suspended_deliveries: int = 0
     #: seconds a commit waits for the producer buffer's earlier messages to reach the client
     BUFFER_DRAIN_TIMEOUT: float = 60.0
+    #: seconds a revocation waits at most for the table writes under way (streams/write_gate.py)
+    WRITE_DRAIN_TIMEOUT: float = 30.0
     #: seconds between two reports of the same partition's stalled commits
     STALL_REPORT_INTERVAL: float = 60.0
     #: seconds after which a commit still under way is reported, with where it waits (again
@@ -125,6 +128,47 @@ class Consumer(faust_aiokafka.Consumer):
         # blocked (full stream buffer, flow control, producer buffer): finish it in a task
         # exactly as faust would, so stop_flow() cancels it instead of waiting for it
         await self.wait_first(SuspendedDelivery(coro, yielded), self.suspend_flow.wait())
+
+    # ------------------------------------------------------------------ paused means paused
+    # faust (0.15.3) lets a stream partition whose buffer filled up (`on_buffer_full`: taken off
+    # the active set, put in `_buffered_partitions`) slip past a pause: `on_buffer_drop` puts it
+    # back in the active set whether paused or not, `getmany` yields the records of a buffered
+    # partition even when it is not active, and nothing takes it out of `_buffered_partitions`
+    # at a rebalance. A worker that fell behind (full buffers) when a rebalance came (a broker
+    # stall ending its session) then fetched those partitions during table recovery, from the
+    # position the client reset them to, before their seek: the recovery's
+    # `flow_control.resume()` cleared some of those records from the stream queues while later
+    # ones were folded, and the watermarks (the highest offset folded per key) then skipped the
+    # cleared ones when they came again (issue 10's broker stall, seen with a trace of every
+    # delivery, acknowledgement, seek and clearing). A paused partition now stays paused until
+    # it is resumed.
+
+    def pause_partitions(self, tps: Iterable[TP]) -> None:
+        tpset = set(tps)
+        super().pause_partitions(tpset)
+        self._buffered_partitions.difference_update(tpset)
+
+    def on_buffer_full(self, tp: TP) -> None:
+        if tp not in self._paused_partitions:  # a paused partition fetches nothing already
+            super().on_buffer_full(tp)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        if tp in self._paused_partitions:
+            self._buffered_partitions.discard(tp)  # resumed, it becomes active as any other
+            return
+        super().on_buffer_drop(tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Close the table writers' gate and let the writes under way finish first
+        (streams/write_gate.py), then faust's revocation."""
+        self._buffered_partitions.difference_update(revoked)
+        gate = write_gate(self.app)
+        gate.close()
+        timeout = min(self.WRITE_DRAIN_TIMEOUT, float(self.app.conf.broker_rebalance_timeout) / 2)
+        if not await gate.wait_idle(timeout):
+            self.log.warning("rebalance: %d table writer(s) still busy after %.0f s; revoking anyway",
+                             gate.busy, timeout)
+        await super().on_partitions_revoked(revoked)
 
     async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         """faust's commit of `offsets`; at least once, only after every table write queued before

@@ -22,6 +22,7 @@ from faust.types import TP
 from model_monitoring.agents.service import build_app
 from model_monitoring.streams.recovery import Recovery, TableManager
 from model_monitoring.streams.settings import load_settings
+from model_monitoring.streams.write_gate import write_gate
 
 STREAMS = {TP("ml.outcomes", 0), TP("ml.outcomes", 1)}
 
@@ -105,3 +106,24 @@ async def test_faust_recovery_drops_the_records_delivered_during_the_seek(app: f
     await fetching.stop()
     assert fetching.resumed_at_seeks[-1] == STREAMS
     assert fetching.queue.qsize() < fetching.delivered
+
+
+@pytest.mark.parametrize("end", ["on_recovery_completed", "_resume_streams"])
+async def test_recovery_opens_the_table_writers_gate_before_the_streams_resume(app: faust.App, end: str) -> None:
+    """A rebalance closes the gate (the consumer's revocation, streams/write_gate.py); the end of
+    recovery opens it, by the time the stream partitions are resumed."""
+    fetching = Fetching(app)
+    gate = write_gate(app)
+    gate.close()
+    opened_at_resume: list[bool] = []
+    resume = fetching.resumed.update
+
+    def resuming(tps: Any) -> None:
+        opened_at_resume.append(gate.is_open)
+        resume(tps)
+
+    app.consumer.resume_partitions = resuming  # type: ignore[method-assign]
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    await getattr(recovery, end)(generation_id=app.consumer_generation_id)
+    await fetching.stop()
+    assert gate.is_open and opened_at_resume and all(opened_at_resume[-1:])

@@ -23,6 +23,7 @@ import model_monitoring.streams.transport
 from model_monitoring.agents.service import build_app
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.streams.transport import Consumer, SuspendedDelivery, Transport
+from model_monitoring.streams.write_gate import write_gate
 from tests.support.waiting import until
 
 TOPIC = "features"
@@ -379,3 +380,68 @@ async def test_a_commit_that_hangs_is_reported_with_where_it_waits(harness: Harn
     assert [r.getMessage() for r in caplog.records if "commit under way" in r.getMessage()] == reports
     assert "producer_that_never_drains" in reports[0] and "_commit_offsets" in reports[0], reports[0]
 
+
+
+@pytest.mark.parametrize("queue_drained", [False, True])
+async def test_a_paused_partition_whose_buffer_was_full_stays_paused(harness: Harness, queue_drained: bool) -> None:
+    """faust lets a partition whose stream buffer filled up slip past a pause: `getmany` yields a
+    buffered partition's records even when it is not active, and `on_buffer_drop` makes it active
+    again. A worker behind (full buffers) at a rebalance then delivered records during table
+    recovery, before the seek, and the recovery's clearing of the queues dropped some of them
+    behind later ones that were folded: records lost (issue 10's broker stall). Paused stays
+    paused, whichever way the buffer went, until resumed."""
+    consumer = harness.consumer
+    tp2 = TP(TOPIC, 2)                         # not paused: the fetcher keeps fetching
+    consumer._active_partitions = {TP0, TP1, tp2}
+    consumer.on_buffer_full(TP0)               # the worker fell behind on TP0
+    consumer.pause_partitions({TP0, TP1})      # a rebalance
+    if queue_drained:
+        consumer.on_buffer_drop(TP0)           # the queue was cleared / drained meanwhile
+    consumer.on_buffer_full(TP1)               # a full buffer while paused changes nothing
+    assert consumer._get_active_partitions() == {tp2}
+
+    def fetch(first: int) -> dict[TP, list[ConsumerRecord]]:
+        return {tp: [record(tp, i) for i in range(first, first + 5)] for tp in (TP0, TP1, tp2)}
+
+    harness.fetches.append(fetch(0))
+    task = harness.start()
+    await until(lambda: len(harness.delivered) == 5, 5, every=0.005)
+    await asyncio.sleep(0.05)
+    assert harness.delivered == [(2, i) for i in range(5)]  # nothing of the paused partitions
+    consumer.resume_partitions({TP0, TP1})     # after the seek
+    harness.fetches.append(fetch(5))
+    await until(lambda: len(harness.delivered) == 20, 5, every=0.005)
+    await harness.stop(task)
+    assert sorted(harness.delivered) == sorted([(2, i) for i in range(5)] + [(p, i) for p in (0, 1, 2) for i in range(5, 10)])
+
+
+async def test_a_revocation_closes_the_writers_gate_and_waits_for_the_writes_under_way(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before faust revokes anything (its tables, then a recovery that reads the changelogs), the
+    writes under way finish, so that recovery's flush has them all; none starts until the
+    recovery opens the gate again (streams/write_gate.py)."""
+    consumer = harness.consumer
+    gate = write_gate(harness.app)
+    events: list[str] = []
+
+    async def faust_revocation(self: Any, revoked: set[TP]) -> None:
+        events.append(f"faust revokes, gate open={gate.is_open}, busy={gate.busy}")
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", faust_revocation)
+    release = asyncio.Event()
+
+    async def writer() -> None:
+        async with gate.writing():
+            await release.wait()
+            events.append("write done")
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0)
+    revoking = asyncio.create_task(consumer.on_partitions_revoked({TP0}))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert events == [] and not gate.is_open
+    release.set()
+    await asyncio.wait_for(revoking, 5)
+    await task
+    assert events == ["write done", "faust revokes, gate open=False, busy=0"]
