@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
 from model_monitoring.agents.forwarded import parse_forwarded
+from model_monitoring.schemas.fast_decode import FastDecoder
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.rejection import MessageRejected
-from model_monitoring.schemas.validation import decode_json, split_envelope
+from model_monitoring.schemas.validation import Validators, decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.batches import take_batches
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
@@ -46,19 +48,35 @@ class Parsed(NamedTuple):
 
 
 def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
-                make: Callable[[Any], Any]) -> Parsed:
+                make: Callable[[Any], Any], fast: FastDecoder | None = None) -> Parsed:
     """Decode, split envelopes (features only), validate; bad ones become dead letters."""
-    s, validators = monitor.settings, monitor.validators
+    return parse_messages([event.message for event in events], kind, monitor.validators,
+                          monitor.settings.max_message_bytes, make, fast)
+
+
+def parse_messages(messages: Sequence[Any], kind: str, validators: Validators, max_bytes: int,
+                   make: Callable[[Any], Any], fast: FastDecoder | None = None) -> Parsed:
+    """`parse_batch` over messages (topic, partition, offset, key, value). A message the fast
+    path (schemas/fast_decode.py) accepts whole is decoded there; any other takes the full way,
+    which gives each rejection its reason and detail."""
     records: list[tuple[int, int, Any]] = []
     letters: list[DeadLetter] = []
     envelopes: dict[int, list[Any]] = {}
-    for event in events:
-        msg = event.message
+    for msg in messages:
+        value = msg.value
+        if fast is not None and value is not None and len(value) <= max_bytes:
+            decoded = fast.decode(value)
+            if decoded is not None:
+                offset = msg.offset
+                if decoded.raws is not None:
+                    envelopes[offset] = decoded.raws  # the records' own JSON (`envelope_items`)
+                records.extend([(offset, index, record) for index, record in enumerate(decoded.records)])
+                continue
         try:
-            obj = decode_json(msg.value, s.max_message_bytes)
+            obj = decode_json(value, max_bytes)
             items = split_envelope(obj) if kind == "features" else [obj]
         except MessageRejected as exc:
-            letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+            letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, value,
                                       exc.reason, exc.detail))
             continue
         envelope = len(items) != 1 or items[0] is not obj  # split_envelope unwrapped it
@@ -69,10 +87,16 @@ def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
                 validators.validate(kind, item)
                 records.append((msg.offset, index, make(item)))
             except MessageRejected as exc:
-                value = orjson.dumps(item) if envelope else msg.value
-                letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, value,
+                dead = orjson.dumps(item) if envelope else value
+                letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, dead,
                                           exc.reason, exc.detail, index if envelope else None))
     return Parsed(records, letters, envelopes)
+
+
+def envelope_items(items: Sequence[Any]) -> list[Any]:
+    """An envelope's records as `envelope_of` writes them: decoded objects as they are, records
+    the fast path kept as their own JSON (msgspec.Raw) as that JSON, unchanged."""
+    return [orjson.Fragment(bytes(item)) if isinstance(item, msgspec.Raw) else item for item in items]
 
 
 def direct_slot(kind: str) -> str:
@@ -85,6 +109,8 @@ class IngestShell:
     def __init__(self, monitor: Monitor) -> None:
         self.m = monitor
         self.baselines = monitor.baselines
+        cap = monitor.settings.max_features
+        self.fast = {kind: FastDecoder(kind, cap) for kind in ("features", "outcomes")}
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int], slot: str) -> FoldResult:
@@ -204,7 +230,7 @@ class IngestShell:
         """Messages of an input topic's partition: forward what belongs elsewhere, fold the rest."""
         started = time.perf_counter()
         make = InferenceRecord.from_dict if kind == "features" else OutcomeRecord.from_dict
-        records, letters, envelopes = parse_batch(events, kind, self.m, make)
+        records, letters, envelopes = parse_batch(events, kind, self.m, make, self.fast[kind])
         partition = events[0].message.partition
         topic = events[0].message.topic
         s, slot = self.m.settings, direct_slot(kind)
@@ -237,7 +263,7 @@ class IngestShell:
             if items is None:  # a single record: its own bytes
                 value, indexes = msg.value, None
             else:
-                value, indexes = envelope_of([items[i] for i in f.indexes]), f.indexes
+                value, indexes = envelope_of(envelope_items([items[i] for i in f.indexes])), f.indexes
             outgoing.append(Outgoing(f.target, msg.key, value,
                                      Origin(topic, partition, f.offset, indexes).headers()))
         await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic, partition, outgoing)
