@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from faust.types import EventT
 
+from model_monitoring.schemas.fast_decode import FastDecoder
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
@@ -37,6 +39,8 @@ class ForwardedBatch:
     def dead_letter(self, partition: int, offset: int, index: int, reason: str, detail: str) -> DeadLetter:
         """A record the fold rejected, named by its origin, with its own bytes."""
         key, item, value, enveloped = self.originals[(partition, offset, index)]
+        if isinstance(item, msgspec.Raw):  # kept by the fast path: the record as decoded
+            item = orjson.loads(bytes(item))
         if enveloped:
             return DeadLetter(self.source_topic, partition, offset, key, orjson.dumps(item), reason,
                               detail, index)
@@ -44,10 +48,13 @@ class ForwardedBatch:
 
 
 def parse_forwarded(events: Sequence[EventT], kind: str, source_topic: str, monitor: Monitor,
-                    make: Callable[[Any], Any]) -> ForwardedBatch:
+                    make: Callable[[Any], Any], fast: FastDecoder | None = None) -> ForwardedBatch:
     """Decode and validate forwarded messages (validated once already where they arrived; a
-    message on an internal topic is checked all the same)."""
+    message on an internal topic is checked all the same). A message the fast path
+    (schemas/fast_decode.py) takes whole, in the shape its origin says, is decoded there; any
+    other takes the full way."""
     s, validators = monitor.settings, monitor.validators
+    max_bytes = s.max_message_bytes
     batch = ForwardedBatch(source_topic)
     for event in events:
         msg = event.message
@@ -60,8 +67,20 @@ def parse_forwarded(events: Sequence[EventT], kind: str, source_topic: str, moni
                                             BAD_FORWARD, str(exc)))
             continue
         enveloped = origin.indexes is not None
+        value = msg.value
+        if fast is not None and value is not None and len(value) <= max_bytes:
+            decoded = fast.decode(value)
+            if decoded is not None and (decoded.raws is not None) == enveloped and (
+                    origin.indexes is None or len(origin.indexes) == len(decoded.records)):
+                records = batch.by_source.setdefault(origin.partition, []) if decoded.records else []
+                for position, record in enumerate(decoded.records):
+                    index = origin.indexes[position] if origin.indexes is not None else 0
+                    raw = decoded.raws[position] if decoded.raws is not None else None
+                    batch.originals[(origin.partition, origin.offset, index)] = (msg.key, raw, value, enveloped)
+                    records.append((origin.offset, index, record))
+                continue
         try:
-            obj = decode_json(msg.value, s.max_message_bytes)
+            obj = decode_json(value, max_bytes)
             items = split_envelope(obj) if enveloped else [obj]
             if origin.indexes is not None and len(items) != len(origin.indexes):
                 raise MessageRejected(BAD_FORWARD, f"{len(items)} records and {len(origin.indexes)} indexes")

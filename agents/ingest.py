@@ -276,7 +276,7 @@ class IngestShell:
         s = self.m.settings
         make = InferenceRecord.from_dict if kind == "features" else OutcomeRecord.from_dict
         source_topic = s.features_topic if kind == "features" else s.outcomes_topic
-        batch = parse_forwarded(events, kind, source_topic, self.m, make)
+        batch = parse_forwarded(events, kind, source_topic, self.m, make, self.fast[kind])
         partition = events[0].message.partition
         results = []
         for source_partition, records in batch.by_source.items():

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model_monitoring.agents.forwarded import parse_forwarded
 from model_monitoring.agents.ingest import envelope_items, parse_messages
 from model_monitoring.schemas.fast_decode import FastDecoder
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.validation import Validators
-from model_monitoring.tables.forwarding import envelope_of
+from model_monitoring.tables.forwarding import Origin, envelope_of
 
 CAP = 4  # features per record: small, so that maps over the cap come up
 MAX_BYTES = 1 << 16
@@ -178,3 +180,45 @@ def test_one_bad_record_sends_its_envelope_the_full_way_and_only_it_is_rejected(
     assert [(o, i) for o, i, _ in p.records] == [(7, 0), (7, 2)]
     [letter] = p.letters
     assert (letter.reason, letter.index, orjson.loads(letter.value)) == ("schema", 1, bad)
+
+
+class Forwarded(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class Event(NamedTuple):
+    message: Forwarded
+
+
+MONITOR = SimpleNamespace(settings=SimpleNamespace(max_message_bytes=MAX_BYTES), validators=VALIDATORS)
+
+
+def forwarded(msgs: list[Forwarded], kind: str, fast: FastDecoder | None) -> tuple[Any, ...]:
+    batch = parse_forwarded([Event(m) for m in msgs], kind, "src", MONITOR, MAKE[kind], fast)  # type: ignore[arg-type]
+    letters = [batch.dead_letter(p, o, i, "internal_error", "x") for p, o, i in sorted(batch.originals)]
+    return repr(batch.by_source), batch.letters, letters
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_forwarded_messages_parse_exactly_as_the_full_way(data: st.DataObject) -> None:
+    """The repartition topics' messages (a record, or an envelope of some of a message's records
+    with their indexes, as `streams/repartition.py` forwards them), and what the fold would
+    dead-letter of them (each record's own bytes), are the same on both ways."""
+    kind = data.draw(st.sampled_from(["features", "outcomes"]))
+    msgs = []
+    for offset, msg in enumerate(data.draw(messages(kind))):
+        enveloped = data.draw(st.booleans())
+        n = data.draw(st.integers(0, 3))
+        indexes = tuple(sorted(data.draw(st.sets(st.integers(0, 9), min_size=n, max_size=n))))
+        value = msg.value
+        if enveloped and data.draw(st.booleans()):  # the shape the service writes
+            value = json.dumps({"records": [data.draw(documents(kind)) for _ in indexes]}).encode()
+        origin = Origin("src", data.draw(st.integers(0, 2)), offset, indexes if enveloped else None)
+        msgs.append(Forwarded("src.repartition", 0, offset, b"k", value, origin.headers()))
+    assert forwarded(msgs, kind, FAST[kind]) == forwarded(msgs, kind, None)
