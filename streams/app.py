@@ -113,6 +113,8 @@ def create_monitor(s: Settings) -> Monitor:
     app = faust.App(s.app_id, **faust_settings(s))
     # Tansu's end offsets are off by a batch (streams/highwater.py); Apache Kafka's are right
     app.mm_correct_highwaters = s.broker_profile == "embedded"  # type: ignore[attr-defined]
+    # Tansu holds a fetch for its whole wait even when data comes (streams/highwater.py)
+    app.mm_fetch_max_wait_ms = s.fetch_max_wait_ms()  # type: ignore[attr-defined]
     topics = declare_topics(app, s)
     # faust creates the changelogs compacted; the operator's extra configs go with them
     changelog: dict[str, Any] = dict(extra_topic_configs=dict(s.compacted_topic_config))

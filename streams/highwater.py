@@ -66,7 +66,19 @@ def correct_highwaters(app: Any) -> bool:
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """faust's consumer thread, with highwaters read the way `true_end_offsets` does."""
+    """faust's consumer thread, with highwaters read the way `true_end_offsets` does, and the
+    worker consumer's fetch wait set by the app (`Settings.fetch_max_wait_ms`): faust builds it
+    with 1,500 ms, and the embedded broker answers a fetch only when its wait is over, data or
+    not (measured: a message produced to an idle consumer arrives ~0.55 s later on average
+    with 1,500 ms, 3 ms with 100 ms), a delay each hop of the weekly run paid."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "mm_fetch_max_wait_ms", None)
+        if wait is not None:
+            # read by AIOKafkaConsumer.start() when it builds its Fetcher (aiokafka 0.12)
+            consumer._fetch_max_wait_ms = int(wait)
+        return consumer
 
     async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
         if self.consumer.in_transaction:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from model_monitoring.tables.thresholds import Thresholds
 
 DAY_MS = 86_400_000
+FAUST_FETCH_MAX_WAIT_MS = 1500  # what faust's worker consumer is built with
 
 
 def _env(name: str, *more: str) -> Any:
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
         None, gt=0, validation_alias=_env("MODEL_MONITORING_BROKER_HEARTBEAT_INTERVAL_SECONDS", "broker_heartbeat_interval_seconds"))
     broker_rebalance_timeout_seconds: float | None = Field(
         None, gt=0, validation_alias=_env("MODEL_MONITORING_BROKER_REBALANCE_TIMEOUT_SECONDS", "broker_rebalance_timeout_seconds"))
+    # how long the worker's fetch waits for data (None: the profile's; see fetch_max_wait_ms())
+    consumer_fetch_max_wait_ms: int | None = Field(
+        None, ge=1, le=60_000, validation_alias=_env("MODEL_MONITORING_FETCH_MAX_WAIT_MS", "consumer_fetch_max_wait_ms"))
 
     # the worker
     app_id: str = Field("model-monitoring", validation_alias=_env("MODEL_MONITORING_APP_ID", "app_id"))
@@ -142,6 +146,8 @@ class Settings(BaseSettings):
     cron_enabled: bool = Field(True, validation_alias=_env("MODEL_MONITORING_CRON_ENABLED", "cron_enabled"))
     dlq_other_jobs: bool = Field(True, validation_alias=_env("MODEL_MONITORING_DLQ_OTHER_JOBS", "dlq_other_jobs"))
     run_deadline_seconds: float = Field(900.0, gt=0, validation_alias=_env("MODEL_MONITORING_RUN_DEADLINE_SECONDS", "run_deadline_seconds"))
+    # the weekly run's own events checked against their schemas: the first of each kind, then 1 in N
+    outgoing_check_every: int = Field(10, ge=1, validation_alias=_env("MODEL_MONITORING_OUTGOING_CHECK_EVERY", "outgoing_check_every"))
 
     # the HTTP route's service JWT
     jwt_secret: str | None = Field(None, validation_alias=_env("MODEL_MONITORING_JWT_SECRET", "jwt_secret"))
@@ -225,6 +231,15 @@ class Settings(BaseSettings):
 
     def dlq_topic(self, source_topic: str) -> str:
         return f"{source_topic}.dlq"
+
+    def fetch_max_wait_ms(self) -> int:
+        """The worker's fetch wait: Apache Kafka answers a fetch as soon as data comes, so faust's
+        1,500 ms only bounds an idle poll; the embedded broker (Tansu) holds every fetch for the
+        whole wait, so each hop of the weekly run (trigger, fan-out, parts, evaluation) would
+        cost up to that: 100 ms there."""
+        if self.consumer_fetch_max_wait_ms is not None:
+            return self.consumer_fetch_max_wait_ms
+        return 100 if self.broker_profile == "embedded" else FAUST_FETCH_MAX_WAIT_MS
 
     def thresholds(self) -> Thresholds:
         from model_monitoring.tables.thresholds import Thresholds
