@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, decode_evaluations_key
+from model_monitoring.tables.keys import (
+    EvaluationKey,
+    EvaluationPartKey,
+    GatherKey,
+    PartsChunkKey,
+    decode_evaluations_key,
+)
 from model_monitoring.tables.partial import PartialState, VersionSegment
 
 EVENT_NAMESPACE = uuid.UUID("6b2f3c1e-58a4-4c1b-9a53-0d7c2f0e9b11")
@@ -89,9 +96,15 @@ class Evaluation:
     def expect(self, partitions: tuple[int, ...]) -> Evaluation:
         return self if self.expected is not None else replace(self, expected=tuple(sorted(partitions)))
 
-    def ready(self) -> bool:
+    def ready(self, gathered: AbstractSet[int] = frozenset()) -> bool:
+        """Every expected part is in: kept beside this value, or in the chunks of a partition
+        whose chunks are all `gathered` (`PartsGather.complete`)."""
         return (not self.done and self.expected is not None
-                and all(self.has_part(p) for p in self.expected))
+                and all(self.has_part(p) or p in gathered for p in self.expected))
+
+    def from_chunks(self) -> tuple[int, ...]:
+        """The expected partitions whose part is not kept beside this value: in a chunk."""
+        return tuple(p for p in self.expected or () if not self.has_part(p))
 
     def merged(self, kept: Mapping[int, bytes]) -> dict[tuple[str, str | None], PartialState]:
         """(version, segment) -> the sum over the expected partitions' parts (`kept`: the parts
@@ -122,19 +135,95 @@ class Evaluation:
         return cls(**doc)
 
 
+@dataclass(frozen=True)
+class PartsGather:
+    """What one evaluator partition has gathered of one run's `SnapshotParts` chunks: which chunk
+    of which source partition holds which keys, the keys an evaluate request found waiting for a
+    chunk, and the keys evaluated, so that a chunk is deleted once every key in it is done."""
+
+    job_run_id: str
+    window_start_ms: int
+    window_end_ms: int
+    chunks: Mapping[int, Mapping[int, tuple[str, ...]]] = field(default_factory=dict)  # source -> index -> keys
+    counts: Mapping[int, int] = field(default_factory=dict)  # source -> how many chunks it sent
+    waiting: frozenset[str] = frozenset()
+    done: frozenset[str] = frozenset()
+    dropped: frozenset[tuple[int, int]] = frozenset()  # (source, index) deleted
+
+    def has(self, source: int, index: int) -> bool:
+        return index in self.chunks.get(source, {})
+
+    def receive(self, source: int, index: int, count: int, keys: Iterable[str]) -> PartsGather:
+        """Chunk `index` of `count` from `source` is kept (a redelivered one is counted once)."""
+        if self.has(source, index):
+            return self
+        chunks = {s: dict(c) for s, c in self.chunks.items()}
+        chunks.setdefault(source, {})[index] = tuple(keys)
+        return replace(self, chunks=chunks, counts={**self.counts, source: count})
+
+    def complete(self) -> frozenset[int]:
+        """The source partitions whose every chunk is in."""
+        return frozenset(s for s, count in self.counts.items() if len(self.chunks.get(s, {})) == count)
+
+    def chunk_of(self, source: int, key: str) -> int | None:
+        """The chunk of `source` that holds the part of `key`."""
+        for index, keys in self.chunks.get(source, {}).items():
+            if key in keys:
+                return index
+        return None
+
+    def wait(self, keys: Iterable[str]) -> PartsGather:
+        return replace(self, waiting=self.waiting | frozenset(keys))
+
+    def finish(self, keys: Iterable[str]) -> tuple[PartsGather, list[tuple[int, int]]]:
+        """`keys` are evaluated: the gather after, and the chunks now to delete (every key in
+        them done)."""
+        done = self.done | frozenset(keys)
+        drop = [(s, i) for s, chunks in sorted(self.chunks.items()) for i, held in sorted(chunks.items())
+                if (s, i) not in self.dropped and done.issuperset(held)]
+        return replace(self, done=done, waiting=self.waiting - done,
+                       dropped=self.dropped | frozenset(drop)), drop
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "jobRunId": self.job_run_id, "windowStartMs": self.window_start_ms,
+            "windowEndMs": self.window_end_ms,
+            "chunks": {str(s): {str(i): list(keys) for i, keys in sorted(c.items())}
+                       for s, c in sorted(self.chunks.items())},
+            "counts": {str(s): n for s, n in sorted(self.counts.items())},
+            "waiting": sorted(self.waiting), "done": sorted(self.done),
+            "dropped": sorted([s, i] for s, i in self.dropped)})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PartsGather:
+        doc = orjson.loads(raw)
+        return cls(str(doc["jobRunId"]), int(doc["windowStartMs"]), int(doc["windowEndMs"]),
+                   {int(s): {int(i): tuple(keys) for i, keys in c.items()} for s, c in doc["chunks"].items()},
+                   {int(s): int(n) for s, n in doc["counts"].items()},
+                   frozenset(doc["waiting"]), frozenset(doc["done"]),
+                   frozenset((int(s), int(i)) for s, i in doc["dropped"]))
+
 
 def expired_evaluations(items: Iterable[tuple[bytes, bytes]], before_ms: int) -> list[bytes]:
-    """The `evaluations` keys to delete: evaluations whose window ended before `before_ms`, and
-    kept parts no evaluation is waiting for (its evaluation is gone, done, or does not list the
-    part: left by a crash between the done mark and the parts' deletion), or is itself deleted."""
+    """The `evaluations` keys to delete: evaluations and gathers whose window ended before
+    `before_ms`; kept parts no evaluation is waiting for (its evaluation is gone, done, or does
+    not list the part: left by a crash between the done mark and the parts' deletion), or is
+    itself deleted; and parts chunks whose gather is gone, deleted, or lists them as dropped."""
     entries = [(decode_evaluations_key(raw_key), raw_key, raw) for raw_key, raw in items]
     evaluations = {key: Evaluation.from_bytes(raw) for key, _, raw in entries if isinstance(key, EvaluationKey)}
+    gathers = {key: PartsGather.from_bytes(raw) for key, _, raw in entries if isinstance(key, GatherKey)}
     doomed = [raw_key for key, raw_key, _ in entries
-              if key in evaluations and evaluations[key].window_end_ms < before_ms]
+              if (key in evaluations and evaluations[key].window_end_ms < before_ms)
+              or (key in gathers and gathers[key].window_end_ms < before_ms)]
     for key, raw_key, _ in entries:
         if isinstance(key, EvaluationPartKey):
             owner = evaluations.get(EvaluationKey(key.partition, key.job_run_id, key.model_key))
             if (owner is None or owner.done or key.source not in owner.received
                     or owner.window_end_ms < before_ms):
+                doomed.append(raw_key)
+        elif isinstance(key, PartsChunkKey):
+            gather = gathers.get(GatherKey(key.partition, key.job_run_id))
+            if (gather is None or gather.window_end_ms < before_ms
+                    or (key.source, key.index) in gather.dropped):
                 doomed.append(raw_key)
     return doomed

@@ -17,6 +17,8 @@ counting separators in free text. Tables and their keys:
 | job_runs     | b"p|jobRunId|d|tenant:model"          | `EvaluatedKey`  |
 | evaluations  | b"p|jobRunId|tenant:model"            | `EvaluationKey` |
 | evaluations  | b"p|jobRunId|tenant:model|part|source" | `EvaluationPartKey` |
+| evaluations  | b"p|jobRunId|~|gather"                | `GatherKey`     |
+| evaluations  | b"p|jobRunId|~|chunk|source|index"    | `PartsChunkKey` |
 | incidents    | b"p|tenant:model"                     | `IncidentBookKey` |
 | detect_buckets | b"p|tenant:model" (p: source partition) | `IncidentBookKey` (same shape) |
 | detectors    | b"p|tenant:model"                     | `IncidentBookKey` (same shape) |
@@ -292,10 +294,58 @@ class EvaluationPartKey:
         return cls(partition, fields[0], fields[1], int(fields[3]))
 
 
-def decode_evaluations_key(raw: bytes) -> EvaluationKey | EvaluationPartKey:
+@dataclass(frozen=True, order=True)
+class GatherKey:
+    """What one evaluator partition has gathered of one run's parts chunks (`PartsGather`)."""
+
+    partition: int
+    job_run_id: str
+    TAG: ClassVar[tuple[str, str]] = ("~", "gather")
+
+    def encode(self) -> bytes:
+        return _encode(self.partition, self.job_run_id, *self.TAG)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> GatherKey:
+        partition, fields = _fields(raw)
+        if len(fields) != 3 or tuple(fields[1:]) != cls.TAG:
+            raise KeyError(f"not a gather key: {raw[:80]!r}")
+        return cls(partition, fields[0])
+
+
+@dataclass(frozen=True, order=True)
+class PartsChunkKey:
+    """One chunk of one source partition's parts for this evaluator partition (a `SnapshotParts`
+    message as it came), kept until every key in it is evaluated."""
+
+    partition: int
+    job_run_id: str
+    source: int
+    index: int
+    TAG: ClassVar[tuple[str, str]] = ("~", "chunk")
+
+    def encode(self) -> bytes:
+        return _encode(self.partition, self.job_run_id, *self.TAG, str(self.source), str(self.index))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> PartsChunkKey:
+        partition, fields = _fields(raw)
+        if len(fields) != 5 or tuple(fields[1:3]) != cls.TAG or not fields[3].isdigit() or not fields[4].isdigit():
+            raise KeyError(f"not a parts chunk key: {raw[:80]!r}")
+        return cls(partition, fields[0], int(fields[3]), int(fields[4]))
+
+
+EvaluationsKey = EvaluationKey | EvaluationPartKey | GatherKey | PartsChunkKey
+
+
+def decode_evaluations_key(raw: bytes) -> EvaluationsKey:
     partition, fields = _fields(raw)
     if len(fields) == 2:
         return EvaluationKey(partition, fields[0], fields[1])
+    if len(fields) == 3:
+        return GatherKey.decode(raw)
+    if len(fields) == 5:
+        return PartsChunkKey.decode(raw)
     return EvaluationPartKey.decode(raw)
 
 
@@ -335,4 +385,4 @@ class RunStatusKey:
 
 
 TableKey = (PartialKey | ArrivalKey | MetaKey | JoinKey | BaselineKey | RunKey | ReportKey | EvaluatedKey
-            | EvaluationKey | IncidentBookKey | RunStatusKey)
+            | EvaluationKey | EvaluationPartKey | GatherKey | PartsChunkKey | IncidentBookKey | RunStatusKey)

@@ -2,13 +2,14 @@
 
     trigger ──StartRun──> runs topic (job tracker)
     tracker ──SnapshotRequest──> snapshot-requests topic, one per partition
-    snapshot ──SnapshotPart──> snapshot-parts topic (evaluator of tenant:model)
+    snapshot ──SnapshotParts──> snapshot-parts topic: one per evaluator partition (in chunks),
+                                holding the part of every (tenant:model) evaluated there
     snapshot ──PartitionReport──> runs topic
     tracker ──EvaluateKeys──> snapshot-parts topic, one per evaluator partition (in chunks)
     evaluator ──KeysEvaluated──> runs topic, one per EvaluateKeys
 
-(`EvaluateRequest` and `KeyEvaluated`, one key each, are what an older release sent; they are
-still read, as batches of one.)
+(`SnapshotPart`, `EvaluateRequest` and `KeyEvaluated`, one key each, are what an older release
+sent; they are still read, the last two as batches of one.)
 
 A topic that carries two kinds tags each message with `"type"`; the tag is read here only."""
 
@@ -196,6 +197,70 @@ class SnapshotPart:
                    int(doc["windowStartMs"]), int(doc["windowEndMs"]), stored)
 
 
+PARTS_CHUNK_BYTES = 256 * 1024  # a SnapshotParts message's parts, at most (a larger part goes alone)
+
+
+@dataclass(frozen=True)
+class SnapshotParts:
+    """One partition's parts for one evaluator partition: the sum of its partials over the
+    window of every (tenant:model) evaluated there, in chunks of at most PARTS_CHUNK_BYTES (chunk
+    `chunk` of `chunks`). One message and one table entry where one per key cost a message, two
+    table writes and two changelog messages. Each part is in its stored form (`store_part`), as
+    a JSON string, so a chunk is decoded to its keys cheaply and a part only when evaluated."""
+
+    job_run_id: str
+    partition: int
+    window_start_ms: int
+    window_end_ms: int
+    chunk: int
+    chunks: int
+    parts: tuple[tuple[str, bytes], ...]  # (tenant:model, store_part(states)), sorted by key
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.parts)
+
+    @classmethod
+    def chunked(cls, job_run_id: str, partition: int, window_start_ms: int, window_end_ms: int,
+                parts: Mapping[str, Mapping[VersionSegment, PartialState]],
+                max_bytes: int = PARTS_CHUNK_BYTES) -> list[SnapshotParts]:
+        """The parts (tenant:model -> states) as messages of at most `max_bytes` of parts each."""
+        groups: list[list[tuple[str, bytes]]] = []
+        size = 0
+        for key, states in sorted(parts.items()):
+            stored = store_part(states)
+            if not groups or (groups[-1] and size + len(stored) > max_bytes):
+                groups.append([])
+                size = 0
+            groups[-1].append((key, stored))
+            size += len(stored)
+        return [cls(job_run_id, partition, window_start_ms, window_end_ms, i, len(groups), tuple(group))
+                for i, group in enumerate(groups)]
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "type": "parts", "jobRunId": self.job_run_id, "partition": self.partition,
+            "windowStartMs": self.window_start_ms, "windowEndMs": self.window_end_ms,
+            "chunk": self.chunk, "chunks": self.chunks,
+            "parts": [[key, stored.decode()] for key, stored in self.parts]})
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> SnapshotParts:
+        chunk, chunks = int(doc["chunk"]), int(doc["chunks"])
+        if not 0 <= chunk < chunks:
+            raise MessageError(f"parts chunk {chunk} of {chunks}")
+        return cls(str(doc["jobRunId"]), int(doc["partition"]), int(doc["windowStartMs"]),
+                   int(doc["windowEndMs"]), chunk, chunks,
+                   tuple((str(key), str(stored).encode()) for key, stored in doc["parts"]))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SnapshotParts:
+        doc = _loads(raw)
+        if doc.get("type") != "parts":
+            raise MessageError(f"not a parts message: {raw[:80]!r}")
+        return cls.from_doc(doc)
+
+
 @dataclass(frozen=True)
 class EvaluateRequest:
     """From the tracker: evaluate once the parts of these partitions are in."""
@@ -244,8 +309,8 @@ class EvaluateKeys:
                    request.window_end_ms)
 
 
-PartMessage = SnapshotPart | EvaluateRequest | EvaluateKeys
-_PART_TYPES: dict[str, Any] = {"part": SnapshotPart, "evaluate": EvaluateRequest,
+PartMessage = SnapshotParts | SnapshotPart | EvaluateRequest | EvaluateKeys
+_PART_TYPES: dict[str, Any] = {"parts": SnapshotParts, "part": SnapshotPart, "evaluate": EvaluateRequest,
                                "evaluate-keys": EvaluateKeys}
 
 

@@ -10,67 +10,22 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
 
 from model_monitoring.agents import snapshot
 from model_monitoring.agents.published import identity
-from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate, reference_records
+from model_monitoring.commands.simulate import DAY_MS
 from model_monitoring.schemas.timestamps import format_timestamp
-from model_monitoring.schemas.validation import Validators
-from model_monitoring.streams.metrics import Metrics
-from model_monitoring.streams.settings import load_settings
-from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.evaluation_state import Evaluation, store_part
-from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.keys import EvaluationKey, EvaluationPartKey, IncidentBookKey
-from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.run_messages import EvaluateKeys, EvaluateRequest, SnapshotPart
-
-END = 1_795_046_400_000
-
-
-class Recorder:
-    """Every send and flush, in order."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    def topic(self, name: str) -> Any:
-        async def send(key: bytes, value: bytes) -> None:
-            self.calls.append((name, orjson.loads(value)))
-        return SimpleNamespace(send=send)
-
-    async def flush(self) -> None:
-        self.calls.append(("flush", None))
-
-    def sent(self, name: str) -> list[dict[str, Any]]:
-        return [doc for topic, doc in self.calls if topic == name]
+from tests.support.evaluator import END, evaluator_monitor, part
 
 
 @pytest.fixture
 def monitor() -> Any:
-    baseline = build_baseline(reference_records("churn", n=2000, seed=11), model_id="churn",
-                              model_version="3", tenant_id=None, task="classification")
-    rec = Recorder()
-    topics = SimpleNamespace(**{n: rec.topic(n) for n in ("snapshot", "drift", "degraded", "resolved",
-                                                          "recovered", "runs")})
-    return SimpleNamespace(
-        settings=load_settings({"MODEL_MONITORING_JWT_SECRET": "x" * 32}), topics=topics,
-        tables=SimpleNamespace(evaluations={}, incidents={}), validators=Validators(), metrics=Metrics(),
-        baselines=SimpleNamespace(lookup=lambda t, m, v: baseline),
-        app=SimpleNamespace(producer=rec), recorder=rec, baseline=baseline)
-
-
-def part(monitor: Any) -> dict[tuple[str, str], PartialState]:
-    """A drifting week of acme:churn (an unseen category for 40%), as one partition's part."""
-    messages = generate(StreamConfig(tenants=("acme",), models=("churn",), events_per_key=1500,
-                                     end_ms=END, seed=3, scenario=Scenario(unseen_category=("acme:churn",))))
-    features = [orjson.loads(m.value)["features"] for m in messages if m.kind == "features"
-                and orjson.loads(m.value)["timestamp"] >= "2026-11-12"]
-    state = PartialState().add(count_batch(monitor.baseline, features))
-    return {("3", "emea"): state}
+    return evaluator_monitor()
 
 
 PART_KEY = EvaluationPartKey(0, "run-1", "acme:churn", 0).encode()

@@ -20,6 +20,7 @@ from model_monitoring.tables.calibration import ReliabilityBins
 from model_monitoring.tables.error_sums import ErrorSums
 from model_monitoring.tables.evaluation_state import (
     Evaluation,
+    PartsGather,
     expired_evaluations,
     load_part,
     merge_segments,
@@ -88,6 +89,13 @@ JOB_RUNS = st.builds(
     st.none() | st.integers(0, 10**4), st.integers(0, 10**4), COUNTS, st.none() | MS, st.none() | TEXT)
 MODEL_KEY = st.tuples(NAME, NAME).map(":".join)
 STATES = st.dictionaries(st.tuples(NAME, TEXT), PARTIALS, max_size=3)
+CHUNK_KEYS = st.lists(MODEL_KEY, max_size=3, unique=True).map(lambda k: tuple(sorted(k)))
+GATHERS = st.builds(
+    PartsGather, TEXT, MS, MS,
+    st.dictionaries(PARTITION, st.dictionaries(st.integers(0, 20), CHUNK_KEYS, max_size=3), max_size=3),
+    st.dictionaries(PARTITION, st.integers(1, 21), max_size=3),
+    st.frozensets(MODEL_KEY, max_size=3), st.frozensets(MODEL_KEY, max_size=3),
+    st.frozensets(st.tuples(PARTITION, st.integers(0, 20)), max_size=3))
 
 # class -> (strategy, encode, decode)
 Codec = tuple[st.SearchStrategy[Any], Callable[[Any], bytes], Callable[[bytes], Any]]
@@ -98,6 +106,7 @@ VALUES: dict[type, Codec] = {
     PartialState: (PARTIALS, PartialState.to_bytes, PartialState.from_bytes),
     JoinEntry: (JOIN_ENTRIES, JoinEntry.to_bytes, JoinEntry.from_bytes),
     JobRun: (JOB_RUNS, JobRun.to_bytes, JobRun.from_bytes),
+    PartsGather: (GATHERS, PartsGather.to_bytes, PartsGather.from_bytes),
     IncidentBook: (INCIDENT_BOOKS, IncidentBook.to_bytes, IncidentBook.from_bytes),
 }
 
@@ -115,6 +124,8 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     keys_module.EvaluatedKey: st.builds(keys_module.EvaluatedKey, PARTITION, TEXT, MODEL_KEY),
     keys_module.EvaluationKey: st.builds(keys_module.EvaluationKey, PARTITION, TEXT, MODEL_KEY),
     keys_module.EvaluationPartKey: st.builds(keys_module.EvaluationPartKey, PARTITION, TEXT, MODEL_KEY, PARTITION),
+    keys_module.GatherKey: st.builds(keys_module.GatherKey, PARTITION, TEXT),
+    keys_module.PartsChunkKey: st.builds(keys_module.PartsChunkKey, PARTITION, TEXT, PARTITION, st.integers(0, 10**4)),
     keys_module.IncidentBookKey: st.builds(keys_module.IncidentBookKey, PARTITION, MODEL_KEY),
     keys_module.RunStatusKey: st.builds(keys_module.RunStatusKey, TEXT),
 }
@@ -126,6 +137,8 @@ KEY_DECODERS: dict[type, Callable[[bytes], Any]] = {
     keys_module.EvaluatedKey: decode_job_runs_key,
     keys_module.EvaluationKey: keys_module.decode_evaluations_key,
     keys_module.EvaluationPartKey: keys_module.decode_evaluations_key,
+    keys_module.GatherKey: keys_module.decode_evaluations_key,
+    keys_module.PartsChunkKey: keys_module.decode_evaluations_key,
 }
 
 MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
@@ -135,6 +148,11 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     run_messages.KeyEvaluated: st.builds(run_messages.KeyEvaluated, TEXT, MODEL_KEY, COUNTS),
     run_messages.SnapshotRequest: st.builds(run_messages.SnapshotRequest, TEXT, MS, MS, TENANTS),
     run_messages.SnapshotPart: st.builds(run_messages.SnapshotPart.of, TEXT, MODEL_KEY, PARTITION, MS, MS, STATES),
+    run_messages.SnapshotParts: st.builds(
+        lambda run, source, start, end, parts, max_bytes, pick: (lambda chunks: chunks[pick % len(chunks)])(
+            run_messages.SnapshotParts.chunked(run, source, start, end, parts, max_bytes)),
+        TEXT, PARTITION, MS, MS, st.dictionaries(MODEL_KEY, STATES, min_size=1, max_size=4),
+        st.integers(1, 4000), st.integers(0, 10)),
     run_messages.EvaluateRequest: st.builds(run_messages.EvaluateRequest, TEXT, MODEL_KEY,
                                             st.lists(PARTITION, max_size=4).map(tuple), MS, MS),
     run_messages.EvaluateKeys: st.builds(
@@ -149,6 +167,7 @@ MESSAGE_DECODERS: dict[type, Callable[[bytes], Any]] = {
     run_messages.KeyEvaluated: run_messages.decode_run_message,
     run_messages.SnapshotRequest: run_messages.SnapshotRequest.from_bytes,
     run_messages.SnapshotPart: run_messages.decode_part_message,
+    run_messages.SnapshotParts: run_messages.decode_part_message,
     run_messages.EvaluateRequest: run_messages.decode_part_message,
     run_messages.EvaluateKeys: run_messages.decode_part_message,
     run_messages.KeysEvaluated: run_messages.decode_run_message,
@@ -267,3 +286,62 @@ def test_expired_evaluations_take_their_kept_parts_and_orphans_with_them() -> No
     assert set(expired_evaluations(items, before_ms=100)) == {
         part_key("new", 2), part_key("done", 1), header("old", old)[0], part_key("old", 1),
         part_key("gone", 1)}
+
+
+@SETTINGS
+@given(st.data())
+def test_parts_chunks_hold_every_part_once_within_their_size(data: st.DataObject) -> None:
+    """`SnapshotParts.chunked`: every key's part in exactly one chunk, in key order, chunks
+    numbered 0..n-1 of n, none over the limit unless it holds a single larger part."""
+    parts = data.draw(st.dictionaries(MODEL_KEY, STATES, max_size=6))
+    max_bytes = data.draw(st.integers(1, 6000))
+    chunks = run_messages.SnapshotParts.chunked("r", 3, 0, 1, parts, max_bytes)
+    assert [c.chunk for c in chunks] == list(range(len(chunks)))
+    assert all(c.chunks == len(chunks) for c in chunks)
+    flat = [part for c in chunks for part in c.parts]
+    assert flat == [(key, store_part(parts[key])) for key in sorted(parts)]
+    assert all(len(c.parts) == 1 or sum(len(b) for _, b in c.parts) <= max_bytes for c in chunks)
+    assert all(c.parts for c in chunks)
+
+
+@SETTINGS
+@given(st.data())
+def test_a_gather_knows_its_complete_sources_and_drops_a_chunk_once_its_keys_are_done(
+        data: st.DataObject) -> None:
+    sources = data.draw(st.dictionaries(PARTITION, st.lists(CHUNK_KEYS, min_size=1, max_size=3), max_size=3))
+    deliveries = [(s, i, len(chunks), keys) for s, chunks in sources.items() for i, keys in enumerate(chunks)]
+    order = data.draw(st.permutations(deliveries))
+    gather = PartsGather("r", 0, 1)
+    for n, (source, index, count, keys) in enumerate(order):
+        gather = gather.receive(source, index, count, keys)
+        gather = gather.receive(source, index, count, ())  # a redelivery changes nothing
+        assert PartsGather.from_bytes(gather.to_bytes()) == gather
+        seen = {(s, i) for s, i, _, _ in order[:n + 1]}
+        assert gather.complete() == {s for s, chunks in sources.items()
+                                     if all((s, i) in seen for i in range(len(chunks)))}
+    for source, chunks in sources.items():
+        for keys in chunks:
+            for key in keys:
+                assert gather.chunk_of(source, key) is not None
+    every_key = sorted({k for chunks in sources.values() for keys in chunks for k in keys})
+    finished = data.draw(st.lists(st.sampled_from(every_key), unique=True)) if every_key else []
+    gather, drop = gather.finish(finished)
+    assert set(drop) == {(s, i) for s, chunks in sources.items() for i, keys in enumerate(chunks)
+                         if set(keys) <= set(finished)}
+    assert gather.finish(finished)[1] == []  # a chunk is dropped once
+
+
+def test_expired_evaluations_take_dropped_and_orphaned_chunks_and_old_gathers() -> None:
+    def chunk(run: str, index: int) -> bytes:
+        return keys_module.PartsChunkKey(0, run, 1, index).encode()
+
+    def gather_entry(run: str, gather: PartsGather) -> tuple[bytes, bytes]:
+        return keys_module.GatherKey(0, run).encode(), gather.to_bytes()
+
+    live, _ = (PartsGather("new", 0, 10_000).receive(1, 0, 2, ["acme:a"]).receive(1, 1, 2, ["acme:b"])
+               .finish(["acme:a"]))
+    old = PartsGather("old", 0, 10).receive(1, 0, 1, ["acme:a"])
+    items = [gather_entry("new", live), (chunk("new", 0), b"{}"), (chunk("new", 1), b"{}"),
+             gather_entry("old", old), (chunk("old", 0), b"{}"), (chunk("gone", 0), b"{}")]
+    assert set(expired_evaluations(items, before_ms=100)) == {
+        chunk("new", 0), gather_entry("old", old)[0], chunk("old", 0), chunk("gone", 0)}
