@@ -25,11 +25,16 @@ from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
 from model_monitoring.tables.job_tracker import outbox_action, run_summary, track, with_outbox
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key
-from model_monitoring.tables.run_messages import EvaluateKeys, SnapshotRequest, StartRun, decode_run_message
+from model_monitoring.tables.run_messages import (
+    EVALUATE_BATCH,
+    EvaluateKeys,
+    SnapshotRequest,
+    StartRun,
+    decode_run_message,
+)
 from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
 
 log = logging.getLogger("model_monitoring.run")
-EVALUATE_BATCH = 500  # keys per evaluation request: one flush before their events, a bounded message
 runbook_log = logging.getLogger("model_monitoring.job")
 
 

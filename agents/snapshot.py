@@ -26,6 +26,7 @@ from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.keys import EvaluationKey, GatherKey, IncidentBookKey, PartsChunkKey, partition_of
 from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, window_parts
 from model_monitoring.tables.run_messages import (
+    EVALUATE_BATCH,
     EvaluateKeys,
     EvaluateRequest,
     KeysEvaluated,
@@ -45,12 +46,12 @@ async def on_snapshot_request(monitor: Monitor, event: EventT) -> None:
     s, t = monitor.settings, monitor.topics
     parts = window_parts(partition_items(monitor.tables.partials, partition), partition,
                          req.window_start_ms, req.window_end_ms, s.bucket_ms, req.tenant_ids)
-    by_evaluator: dict[int, dict[str, Any]] = {}
+    by_evaluator: dict[int, dict[str, Any]] = {e: {} for e in range(s.partitions)}
     for model_key, states in parts.items():
-        by_evaluator.setdefault(evaluator_partition(model_key, s.partitions), {})[model_key] = states
-    for evaluator, keys in sorted(by_evaluator.items()):
+        by_evaluator[evaluator_partition(model_key, s.partitions)][model_key] = states
+    for evaluator, keys in sorted(by_evaluator.items()):  # to every one, so each knows when it has all
         for message in SnapshotParts.chunked(req.job_run_id, partition, req.window_start_ms,
-                                             req.window_end_ms, keys):
+                                             req.window_end_ms, s.partitions, keys):
             await t.snapshot_parts.send(key=req.job_run_id.encode(), partition=evaluator,
                                         value=message.to_bytes())
     await t.runs.send(key=req.job_run_id.encode(),
@@ -105,6 +106,11 @@ class Evaluator:
                 self.save(partition, ev)
             return
         request = EvaluateKeys.one(message) if isinstance(message, EvaluateRequest) else message
+        await self.evaluate_request(partition, request, gather)
+
+    async def evaluate_request(self, partition: int, request: EvaluateKeys, gather: PartsGather) -> None:
+        """Evaluate the keys of `request` that have every expected part; repeat the report of
+        those already done; the others wait for their parts."""
         gathered = gather.complete()
         ready, repeated, waiting = [], [], []
         for model_key, partitions in request.keys:
@@ -125,15 +131,29 @@ class Evaluator:
         await self.evaluate_keys(partition, ready, repeated, gather)
 
     async def receive_chunk(self, partition: int, message: SnapshotParts, raw: bytes) -> None:
-        """Keep a chunk of parts as it came (once), and evaluate the keys that waited for it."""
+        """Keep a chunk of parts as it came (once). Once every chunk of every source is in, the
+        keys are evaluated (or their reports repeated: a redelivered chunk after a crash finds
+        them done); before that, the keys an older release's request left waiting that it
+        completes."""
         gather = self.load_gather(partition, message.job_run_id, message.window_start_ms,
                                   message.window_end_ms)
-        if gather.has(message.partition, message.chunk):
+        if not gather.has(message.partition, message.chunk):
+            key = PartsChunkKey(partition, message.job_run_id, message.partition, message.chunk)
+            self.m.tables.evaluations[key.encode()] = raw
+            gather = gather.receive(message.partition, message.chunk, message.chunks, message.keys,
+                                    message.sources)
+            self.save_gather(partition, gather)  # after the chunk: a crash in between keeps it again
+        elif not gather.all_in():
             return  # a redelivered chunk is kept once
-        key = PartsChunkKey(partition, message.job_run_id, message.partition, message.chunk)
-        self.m.tables.evaluations[key.encode()] = raw
-        gather = gather.receive(message.partition, message.chunk, message.chunks, message.keys)
-        self.save_gather(partition, gather)  # after the chunk: a crash in between keeps it again
+        if gather.all_in():
+            keys = tuple(gather.keys().items())
+            for i in range(0, len(keys), EVALUATE_BATCH):
+                await self.evaluate_request(partition, EvaluateKeys(
+                    message.job_run_id, keys[i:i + EVALUATE_BATCH], message.window_start_ms,
+                    message.window_end_ms), gather)
+                gather = self.load_gather(partition, message.job_run_id, message.window_start_ms,
+                                          message.window_end_ms)
+            return
         gathered = gather.complete()
         ready = []
         for model_key in sorted(gather.waiting):

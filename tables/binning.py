@@ -37,6 +37,7 @@ class FeatureBins:
     categories: tuple[str, ...] = ()
     _edge_array: np.ndarray = field(init=False, repr=False, compare=False, hash=False)
     _category_index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    _labels: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.kind == "numeric":
@@ -71,11 +72,19 @@ class FeatureBins:
         return self.n_bins - 1
 
     def labels(self) -> list[str]:
-        """Bin names in count order, e.g. ``[-inf, 10.0)``, …, ``[40.0, inf)``, ``missing``."""
+        """Bin names in count order, e.g. ``[-inf, 10.0)``, …, ``[40.0, inf)``, ``missing``
+        (made once: every snapshot names every bin)."""
+        try:
+            return list(self._labels)
+        except AttributeError:
+            pass
         if self.kind == "categorical":
-            return [*self.categories, OTHER, MISSING]
-        bounds = [-math.inf, *self.edges, math.inf]
-        return [f"[{lo!r}, {hi!r})" for lo, hi in pairwise(bounds)] + [MISSING]
+            labels = (*self.categories, OTHER, MISSING)
+        else:
+            bounds = [-math.inf, *self.edges, math.inf]
+            labels = (*(f"[{lo!r}, {hi!r})" for lo, hi in pairwise(bounds)), MISSING)
+        object.__setattr__(self, "_labels", labels)
+        return list(labels)
 
     def bin_values(self, values: Sequence[object]) -> tuple[np.ndarray, int]:
         """Counts per bin (int64, length ``n_bins``) and the number of type mismatches."""

@@ -149,21 +149,39 @@ class PartsGather:
     waiting: frozenset[str] = frozenset()
     done: frozenset[str] = frozenset()
     dropped: frozenset[tuple[int, int]] = frozenset()  # (source, index) deleted
+    sources: int | None = None  # the partitions that each send their chunks (None: not known yet)
 
     def has(self, source: int, index: int) -> bool:
         return index in self.chunks.get(source, {})
 
-    def receive(self, source: int, index: int, count: int, keys: Iterable[str]) -> PartsGather:
-        """Chunk `index` of `count` from `source` is kept (a redelivered one is counted once)."""
+    def receive(self, source: int, index: int, count: int, keys: Iterable[str],
+                sources: int | None = None) -> PartsGather:
+        """Chunk `index` of `count` from `source` (one of `sources` partitions) is kept (a
+        redelivered one is counted once)."""
         if self.has(source, index):
             return self
         chunks = {s: dict(c) for s, c in self.chunks.items()}
         chunks.setdefault(source, {})[index] = tuple(keys)
-        return replace(self, chunks=chunks, counts={**self.counts, source: count})
+        return replace(self, chunks=chunks, counts={**self.counts, source: count},
+                       sources=self.sources if sources is None else sources)
 
     def complete(self) -> frozenset[int]:
         """The source partitions whose every chunk is in."""
         return frozenset(s for s, count in self.counts.items() if len(self.chunks.get(s, {})) == count)
+
+    def all_in(self) -> bool:
+        """Every chunk of every source partition is in: every key evaluated here has every part."""
+        return self.sources is not None and self.complete() >= frozenset(range(self.sources))
+
+    def keys(self) -> dict[str, tuple[int, ...]]:
+        """Each key with a part in a chunk, and the source partitions holding its parts."""
+        out: dict[str, list[int]] = {}
+        for source, chunks in sorted(self.chunks.items()):
+            for held in chunks.values():
+                for key in held:
+                    if source not in out.setdefault(key, []):
+                        out[key].append(source)
+        return {key: tuple(sources) for key, sources in sorted(out.items())}
 
     def chunk_of(self, source: int, key: str) -> int | None:
         """The chunk of `source` that holds the part of `key`."""
@@ -192,7 +210,7 @@ class PartsGather:
                        for s, c in sorted(self.chunks.items())},
             "counts": {str(s): n for s, n in sorted(self.counts.items())},
             "waiting": sorted(self.waiting), "done": sorted(self.done),
-            "dropped": sorted([s, i] for s, i in self.dropped)})
+            "dropped": sorted([s, i] for s, i in self.dropped), "sources": self.sources})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PartsGather:
@@ -201,7 +219,8 @@ class PartsGather:
                    {int(s): {int(i): tuple(keys) for i, keys in c.items()} for s, c in doc["chunks"].items()},
                    {int(s): int(n) for s, n in doc["counts"].items()},
                    frozenset(doc["waiting"]), frozenset(doc["done"]),
-                   frozenset((int(s), int(i)) for s, i in doc["dropped"]))
+                   frozenset((int(s), int(i)) for s, i in doc["dropped"]),
+                   int(doc["sources"]) if doc.get("sources") is not None else None)
 
 
 def expired_evaluations(items: Iterable[tuple[bytes, bytes]], before_ms: int) -> list[bytes]:

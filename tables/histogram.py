@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class FeatureHistogram:
         )
         if not isinstance(fingerprint, str) or not _is_count(n):
             raise ValueError("FeatureHistogram: bad fingerprint or n")
-        if not (isinstance(counts, dict) and all(map(_is_count_list, counts.values()))):
+        if not (isinstance(counts, dict) and _are_count_lists(counts.values())):
             raise ValueError("FeatureHistogram: counts must map feature -> list of ints >= 0")
         if not (isinstance(mismatch, dict) and all(map(_is_count, mismatch.values()))):
             raise ValueError("FeatureHistogram: typeMismatch must map feature -> int >= 0")
@@ -149,9 +150,17 @@ def counts_array(histogram: FeatureHistogram, name: str, n_bins: int) -> np.ndar
 _INT_ONLY = frozenset({int})
 
 
-def _is_count_list(value: object) -> bool:
-    """A list of ints >= 0 (bools excluded), checked at C speed: this runs for every table read."""
-    return isinstance(value, list) and (not value or (set(map(type, value)) <= _INT_ONLY and min(value) >= 0))
+_LIST_ONLY = frozenset({list})
+
+
+def _are_count_lists(values: Iterable[object]) -> bool:
+    """Every value a list of ints >= 0 (bools excluded), checked at C speed and for all of a
+    histogram's features at once: this runs for every table read, which holds dozens of them."""
+    lists = list(values)
+    if not set(map(type, lists)) <= _LIST_ONLY:
+        return False
+    flat: list[int] = list(chain.from_iterable(lists))  # type: ignore[arg-type]  # lists, checked above
+    return not flat or (set(map(type, flat)) <= _INT_ONLY and min(flat) >= 0)
 
 
 def _is_count(value: object) -> bool:

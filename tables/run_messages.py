@@ -3,10 +3,13 @@
     trigger ──StartRun──> runs topic (job tracker)
     tracker ──SnapshotRequest──> snapshot-requests topic, one per partition
     snapshot ──SnapshotParts──> snapshot-parts topic: one per evaluator partition (in chunks),
-                                holding the part of every (tenant:model) evaluated there
+                                holding the part of every (tenant:model) evaluated there; an
+                                evaluator holding every source's chunks evaluates its keys
     snapshot ──PartitionReport──> runs topic
-    tracker ──EvaluateKeys──> snapshot-parts topic, one per evaluator partition (in chunks)
-    evaluator ──KeysEvaluated──> runs topic, one per EvaluateKeys
+    tracker ──EvaluateKeys──> snapshot-parts topic, one per evaluator partition (in chunks): the
+                              keys the reports named, evaluated if not yet (a part of an
+                              older release's), reported again if so
+    evaluator ──KeysEvaluated──> runs topic, one per batch of keys evaluated
 
 (`SnapshotPart`, `EvaluateRequest` and `KeyEvaluated`, one key each, are what an older release
 sent; they are still read, the last two as batches of one.)
@@ -198,15 +201,20 @@ class SnapshotPart:
 
 
 PARTS_CHUNK_BYTES = 256 * 1024  # a SnapshotParts message's parts, at most (a larger part goes alone)
+EVALUATE_BATCH = 500  # keys evaluated together: one flush before their events, one report
 
 
 @dataclass(frozen=True)
 class SnapshotParts:
     """One partition's parts for one evaluator partition: the sum of its partials over the
     window of every (tenant:model) evaluated there, in chunks of at most PARTS_CHUNK_BYTES (chunk
-    `chunk` of `chunks`). One message and one table entry where one per key cost a message, two
-    table writes and two changelog messages. Each part is in its stored form (`store_part`), as
-    a JSON string, so a chunk is decoded to its keys cheaply and a part only when evaluated."""
+    `chunk` of `chunks`; a partition with no part for it sends one empty chunk). Every one of
+    the run's `sources` partitions sends to every evaluator partition, so an evaluator that
+    holds every chunk of every source knows it holds every part of every key it evaluates: it
+    evaluates then, without waiting for the tracker. One message and one table entry where one
+    per key cost a message, two table writes and two changelog messages. Each part is in its
+    stored form (`store_part`), as a JSON string, so a chunk is decoded to its keys cheaply and
+    a part only when evaluated."""
 
     job_run_id: str
     partition: int
@@ -214,6 +222,7 @@ class SnapshotParts:
     window_end_ms: int
     chunk: int
     chunks: int
+    sources: int  # the partitions asked for a snapshot in this run (each sends here)
     parts: tuple[tuple[str, bytes], ...]  # (tenant:model, store_part(states)), sorted by key
 
     @property
@@ -222,35 +231,36 @@ class SnapshotParts:
 
     @classmethod
     def chunked(cls, job_run_id: str, partition: int, window_start_ms: int, window_end_ms: int,
-                parts: Mapping[str, Mapping[VersionSegment, PartialState]],
+                sources: int, parts: Mapping[str, Mapping[VersionSegment, PartialState]],
                 max_bytes: int = PARTS_CHUNK_BYTES) -> list[SnapshotParts]:
-        """The parts (tenant:model -> states) as messages of at most `max_bytes` of parts each."""
-        groups: list[list[tuple[str, bytes]]] = []
+        """The parts (tenant:model -> states) as messages of at most `max_bytes` of parts each
+        (one empty message when there are none)."""
+        groups: list[list[tuple[str, bytes]]] = [[]]
         size = 0
         for key, states in sorted(parts.items()):
             stored = store_part(states)
-            if not groups or (groups[-1] and size + len(stored) > max_bytes):
+            if groups[-1] and size + len(stored) > max_bytes:
                 groups.append([])
                 size = 0
             groups[-1].append((key, stored))
             size += len(stored)
-        return [cls(job_run_id, partition, window_start_ms, window_end_ms, i, len(groups), tuple(group))
+        return [cls(job_run_id, partition, window_start_ms, window_end_ms, i, len(groups), sources, tuple(group))
                 for i, group in enumerate(groups)]
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "type": "parts", "jobRunId": self.job_run_id, "partition": self.partition,
             "windowStartMs": self.window_start_ms, "windowEndMs": self.window_end_ms,
-            "chunk": self.chunk, "chunks": self.chunks,
+            "chunk": self.chunk, "chunks": self.chunks, "sources": self.sources,
             "parts": [[key, stored.decode()] for key, stored in self.parts]})
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> SnapshotParts:
-        chunk, chunks = int(doc["chunk"]), int(doc["chunks"])
-        if not 0 <= chunk < chunks:
-            raise MessageError(f"parts chunk {chunk} of {chunks}")
-        return cls(str(doc["jobRunId"]), int(doc["partition"]), int(doc["windowStartMs"]),
-                   int(doc["windowEndMs"]), chunk, chunks,
+        chunk, chunks, sources, partition = int(doc["chunk"]), int(doc["chunks"]), int(doc["sources"]), int(doc["partition"])
+        if not 0 <= chunk < chunks or not 0 <= partition < sources:
+            raise MessageError(f"parts chunk {chunk} of {chunks} from partition {partition} of {sources}")
+        return cls(str(doc["jobRunId"]), partition, int(doc["windowStartMs"]),
+                   int(doc["windowEndMs"]), chunk, chunks, sources,
                    tuple((str(key), str(stored).encode()) for key, stored in doc["parts"]))
 
     @classmethod

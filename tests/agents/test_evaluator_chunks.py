@@ -1,6 +1,7 @@
 """The evaluator's parts in chunks (`SnapshotParts`: one message per source and evaluator
-partition): a key is evaluated once every chunk of every partition it expects is in, exactly
-as from one message per key; a redelivered chunk is kept once; a request that comes before the
+partition): once every chunk of every source partition is in, the evaluator evaluates every key
+in them, without the tracker's request, exactly as from one message per key; a redelivered
+chunk is kept once (and repeats the reports); an older release's request that comes before the
 chunks waits for them; a chunk goes once every key in it is done."""
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def request(sources: dict[int, dict[str, Any]]) -> EvaluateKeys:
 
 def chunks(sources: dict[int, dict[str, Any]], max_bytes: int) -> list[SnapshotParts]:
     return [c for source, keys in sorted(sources.items())
-            for c in SnapshotParts.chunked("run-1", source, START, END, keys, max_bytes)]
+            for c in SnapshotParts.chunked("run-1", source, START, END, len(sources), keys, max_bytes)]
 
 
 def published(monitor: Any) -> dict[str, list[dict[str, Any]]]:
@@ -59,12 +60,12 @@ async def test_chunked_parts_evaluate_as_one_part_per_key_and_go_when_done(monit
     sent = chunks(sources, max_bytes=1)  # one key per chunk: partition 0 sends 3, partition 1 two
     assert [(c.partition, c.chunk, c.chunks) for c in sent] == [(0, 0, 3), (0, 1, 3), (0, 2, 3), (1, 0, 2), (1, 1, 2)]
     evaluator = snapshot.Evaluator(monitor)
-    for message in (*sent, sent[1], sent[3]):  # two redelivered
+    for message in (*sent[:-1], sent[1], sent[3]):  # two redelivered
         await evaluator.handle(event(message))
     gather = PartsGather.from_bytes(monitor.tables.evaluations[GatherKey(0, "run-1").encode()])
-    assert gather.complete() == {0, 1} and gather.chunks[0] == {0: (KEYS[0],), 1: (KEYS[1],), 2: (KEYS[2],)}
-    assert not monitor.recorder.calls  # nothing before the tracker's request
-    await evaluator.handle(event(request(sources)))
+    assert gather.complete() == {0} and gather.chunks[0] == {0: (KEYS[0],), 1: (KEYS[1],), 2: (KEYS[2],)}
+    assert not monitor.recorder.calls  # nothing before every chunk of every partition is in
+    await evaluator.handle(event(sent[-1]))  # the last: every key evaluated, one flush, one report
     assert [c for c in monitor.recorder.calls if c[0] == "flush"] == [("flush", None)]
     (report,) = monitor.recorder.sent("runs")
     assert [k for k, _ in report["results"]] == list(KEYS)
@@ -75,6 +76,11 @@ async def test_chunked_parts_evaluate_as_one_part_per_key_and_go_when_done(monit
     assert gather.done == set(KEYS) and len(gather.dropped) == 5 and not gather.waiting
     by_chunks = published(monitor)
     assert by_chunks["snapshot"] and by_chunks["drift"], "the test data must hold an alert"
+    # the tracker's request, and a chunk redelivered after the evaluation: the reports again, no event
+    await evaluator.handle(event(request(sources)))
+    await evaluator.handle(event(sent[0]))
+    assert published(monitor) == by_chunks
+    assert [[k for k, _ in r["results"]] for r in monitor.recorder.sent("runs")] == [list(KEYS)] * 3
 
     # the same parts, one message per key, to a fresh evaluator: the same events
     other = evaluator_monitor()
@@ -97,8 +103,10 @@ async def test_a_request_before_the_chunks_waits_for_every_chunk_of_every_partit
     for message in sent[:-1]:  # partition 1's second chunk not yet: only initech:churn is ready
         await evaluator.handle(event(message))
     assert [[k for k, _ in r["results"]] for r in monitor.recorder.sent("runs")] == [[KEYS[2]]]
-    await evaluator.handle(event(sent[-1]))
-    assert [[k for k, _ in r["results"]] for r in monitor.recorder.sent("runs")] == [[KEYS[2]], list(KEYS[:2])]
+    await evaluator.handle(event(sent[-1]))  # every chunk in: the other two, and initech's report again
+    assert [sorted(k for k, _ in r["results"]) for r in monitor.recorder.sent("runs")] == [[KEYS[2]], sorted(KEYS)]
+    assert [d["tenantId"] for d in monitor.recorder.sent("snapshot") if d["segment"] is None] == [
+        "initech", "acme", "globex"]  # each key evaluated once
     assert not [k for k in monitor.tables.evaluations if b"|~|chunk|" in k]
     # a repeated request repeats the report, publishes nothing
     before = len(monitor.recorder.sent("snapshot"))
@@ -110,8 +118,8 @@ async def test_a_request_before_the_chunks_waits_for_every_chunk_of_every_partit
 async def test_a_chunk_missing_when_its_key_is_evaluated_is_an_error_not_a_smaller_sum(monitor: Any) -> None:
     sources = parts_by_source(monitor)
     evaluator = snapshot.Evaluator(monitor)
-    for message in chunks(sources, max_bytes=10**9):
-        await evaluator.handle(event(message))
+    first, second = chunks(sources, max_bytes=10**9)
+    await evaluator.handle(event(second))
     monitor.tables.evaluations.pop(PartsChunkKey(0, "run-1", 1, 0).encode())
     with pytest.raises(RuntimeError, match="in no chunk kept"):
-        await evaluator.handle(event(request(sources)))
+        await evaluator.handle(event(first))

@@ -95,7 +95,7 @@ GATHERS = st.builds(
     st.dictionaries(PARTITION, st.dictionaries(st.integers(0, 20), CHUNK_KEYS, max_size=3), max_size=3),
     st.dictionaries(PARTITION, st.integers(1, 21), max_size=3),
     st.frozensets(MODEL_KEY, max_size=3), st.frozensets(MODEL_KEY, max_size=3),
-    st.frozensets(st.tuples(PARTITION, st.integers(0, 20)), max_size=3))
+    st.frozensets(st.tuples(PARTITION, st.integers(0, 20)), max_size=3), st.none() | st.integers(1, 256))
 
 # class -> (strategy, encode, decode)
 Codec = tuple[st.SearchStrategy[Any], Callable[[Any], bytes], Callable[[bytes], Any]]
@@ -150,8 +150,8 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     run_messages.SnapshotPart: st.builds(run_messages.SnapshotPart.of, TEXT, MODEL_KEY, PARTITION, MS, MS, STATES),
     run_messages.SnapshotParts: st.builds(
         lambda run, source, start, end, parts, max_bytes, pick: (lambda chunks: chunks[pick % len(chunks)])(
-            run_messages.SnapshotParts.chunked(run, source, start, end, parts, max_bytes)),
-        TEXT, PARTITION, MS, MS, st.dictionaries(MODEL_KEY, STATES, min_size=1, max_size=4),
+            run_messages.SnapshotParts.chunked(run, source, start, end, source + 1 + pick, parts, max_bytes)),
+        TEXT, PARTITION, MS, MS, st.dictionaries(MODEL_KEY, STATES, max_size=4),
         st.integers(1, 4000), st.integers(0, 10)),
     run_messages.EvaluateRequest: st.builds(run_messages.EvaluateRequest, TEXT, MODEL_KEY,
                                             st.lists(PARTITION, max_size=4).map(tuple), MS, MS),
@@ -295,34 +295,39 @@ def test_parts_chunks_hold_every_part_once_within_their_size(data: st.DataObject
     numbered 0..n-1 of n, none over the limit unless it holds a single larger part."""
     parts = data.draw(st.dictionaries(MODEL_KEY, STATES, max_size=6))
     max_bytes = data.draw(st.integers(1, 6000))
-    chunks = run_messages.SnapshotParts.chunked("r", 3, 0, 1, parts, max_bytes)
+    chunks = run_messages.SnapshotParts.chunked("r", 3, 0, 1, 8, parts, max_bytes)
     assert [c.chunk for c in chunks] == list(range(len(chunks)))
-    assert all(c.chunks == len(chunks) for c in chunks)
+    assert all(c.chunks == len(chunks) and c.sources == 8 for c in chunks)
     flat = [part for c in chunks for part in c.parts]
     assert flat == [(key, store_part(parts[key])) for key in sorted(parts)]
     assert all(len(c.parts) == 1 or sum(len(b) for _, b in c.parts) <= max_bytes for c in chunks)
-    assert all(c.parts for c in chunks)
+    assert all(c.parts for c in chunks) or (not parts and len(chunks) == 1)  # none: one empty chunk
 
 
 @SETTINGS
 @given(st.data())
 def test_a_gather_knows_its_complete_sources_and_drops_a_chunk_once_its_keys_are_done(
         data: st.DataObject) -> None:
-    sources = data.draw(st.dictionaries(PARTITION, st.lists(CHUNK_KEYS, min_size=1, max_size=3), max_size=3))
+    n_sources = data.draw(st.integers(1, 4))
+    sources = {s: data.draw(st.lists(CHUNK_KEYS, min_size=1, max_size=3)) for s in range(n_sources)}
     deliveries = [(s, i, len(chunks), keys) for s, chunks in sources.items() for i, keys in enumerate(chunks)]
     order = data.draw(st.permutations(deliveries))
     gather = PartsGather("r", 0, 1)
     for n, (source, index, count, keys) in enumerate(order):
-        gather = gather.receive(source, index, count, keys)
-        gather = gather.receive(source, index, count, ())  # a redelivery changes nothing
+        assert not gather.all_in()
+        gather = gather.receive(source, index, count, keys, n_sources)
+        gather = gather.receive(source, index, count, (), n_sources)  # a redelivery changes nothing
         assert PartsGather.from_bytes(gather.to_bytes()) == gather
         seen = {(s, i) for s, i, _, _ in order[:n + 1]}
         assert gather.complete() == {s for s, chunks in sources.items()
                                      if all((s, i) in seen for i in range(len(chunks)))}
+    assert gather.all_in()
     for source, chunks in sources.items():
         for keys in chunks:
             for key in keys:
                 assert gather.chunk_of(source, key) is not None
+    assert gather.keys() == {key: tuple(s for s in sorted(sources) if any(key in keys for keys in sources[s]))
+                             for key in sorted({k for chunks in sources.values() for keys in chunks for k in keys})}
     every_key = sorted({k for chunks in sources.values() for keys in chunks for k in keys})
     finished = data.draw(st.lists(st.sampled_from(every_key), unique=True)) if every_key else []
     gather, drop = gather.finish(finished)

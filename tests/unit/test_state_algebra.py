@@ -205,7 +205,9 @@ def test_malformed_error_sums_are_refused(bad: object) -> None:
 
 def test_malformed_histograms_are_refused() -> None:
     good = FeatureHistogram({"x": (1, 2)}, {"x": 0}, 3, FINGERPRINT).to_json()
-    for key, value in (("n", -1), ("counts", {"x": [1, -2]}), ("counts", {"x": [1.5]}), ("typeMismatch", {"x": "1"})):
+    for key, value in (("n", -1), ("counts", {"x": [1, -2]}), ("counts", {"x": [1.5]}), ("typeMismatch", {"x": "1"}),
+                       ("counts", {"x": [1, 2], "y": [3, True]}), ("counts", {"x": [1, 2], "y": (3,)}),
+                       ("counts", {"x": [], "y": [0, -1]}), ("counts", {"x": [1], "y": None})):
         with pytest.raises(ValueError):
             FeatureHistogram.from_json({**good, key: value})
     with pytest.raises(ValueError):
