@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -24,7 +25,9 @@ from model_monitoring.streams.topics import evaluator_partition
 from model_monitoring.tables.evaluation_state import Evaluation, PartsGather
 from model_monitoring.tables.incidents import IncidentBook
 from model_monitoring.tables.keys import EvaluationKey, GatherKey, IncidentBookKey, PartsChunkKey, partition_of
-from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, window_parts
+from model_monitoring.tables.partial import PartialState
+from model_monitoring.tables.psi import FeatureVerdicts
+from model_monitoring.tables.run_evaluation import ALERT_STATUSES, KeyReport, evaluate_key, want_verdicts, window_parts
 from model_monitoring.tables.run_messages import (
     EVALUATE_BATCH,
     EvaluateKeys,
@@ -198,9 +201,16 @@ class Evaluator:
         reports: list[tuple[Evaluation, KeyReport, frozenset[tuple[str, ...]]]] = []
         if fresh:
             now = int(time.time() * 1000)
+            # the feature checks of every fresh key first, in one numpy pass per feature baseline
+            verdicts = FeatureVerdicts(self.m.settings.thresholds())
+            merged = {}
+            for ev in fresh:
+                merged[ev.model_key] = ev.merged(self.kept_parts(ev, partition, chunks))
+                want_verdicts(ev.model_key, merged[ev.model_key], self.m.baselines.lookup, verdicts)
+            verdicts.compute()
             for ev in fresh:
                 book_key = IncidentBookKey(partition, ev.model_key).encode()
-                report = self.evaluate(ev, book_key, now, chunks)
+                report = self.evaluate(ev, book_key, now, chunks, merged.pop(ev.model_key), verdicts)
                 ev = ev.publishing(now)
                 self.save(partition, ev)
                 t.incidents[book_key] = report.incidents.to_bytes()
@@ -255,16 +265,19 @@ class Evaluator:
         await self.m.topics.runs.send(key=job_run_id.encode(), value=KeysEvaluated(
             job_run_id, tuple((ev.model_key, ev.counts) for ev in done)).to_bytes())
 
-    def evaluate(self, ev: Evaluation, book_key: bytes, evaluated_ms: int, chunks: ChunkReader) -> KeyReport:
+    def evaluate(self, ev: Evaluation, book_key: bytes, evaluated_ms: int, chunks: ChunkReader,
+                 merged: Mapping[tuple[str, str | None], PartialState] | None = None,
+                 verdicts: FeatureVerdicts | None = None) -> KeyReport:
         """The run's evaluation of one key, from the incidents as they were before the run (the
         book replays a run it already applied from its before-state, so a resumed evaluation
         yields the same events). `evaluated_ms` is the publishing mark's time: detectedAt,
         openedAt and resolvedAt are the same in every attempt."""
         started = time.perf_counter()
         raw = self.m.tables.incidents.get(book_key)
-        kept = self.kept_parts(ev, partition_of(book_key), chunks)
+        if merged is None:
+            merged = ev.merged(self.kept_parts(ev, partition_of(book_key), chunks))
         report = evaluate_key(
-            ev.model_key, ev.merged(kept), baseline_for=self.m.baselines.lookup,
+            ev.model_key, merged, baseline_for=self.m.baselines.lookup, verdicts=verdicts,
             thresholds=self.m.settings.thresholds(), job_run_id=ev.job_run_id,
             window_start_ms=ev.window_start_ms, window_end_ms=ev.window_end_ms,
             detected_at=format_timestamp(evaluated_ms),

@@ -14,7 +14,7 @@ from model_monitoring.tables.histogram import FeatureHistogram, counts_array
 from model_monitoring.tables.label_health import CoveragePolicy, labels_report
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.performance import MetricVerdict, evaluate_metric
-from model_monitoring.tables.psi import FeatureVerdict, evaluate_feature
+from model_monitoring.tables.psi import FeatureVerdict, FeatureVerdicts, evaluate_feature
 from model_monitoring.tables.thresholds import Thresholds
 
 
@@ -34,8 +34,10 @@ def evaluate_snapshot(
     feature_names: Iterable[str] = (),
     state: PartialState | None = None,
     window_end_ms: int | None = None,
+    verdicts: FeatureVerdicts | None = None,
 ) -> dict[str, object]:
-    """The snapshot object, values unrounded.
+    """The snapshot object, values unrounded (`verdicts`: the feature checks worked out ahead
+    for many snapshots at once; the same values).
 
     Every baseline feature is checked; a name in ``feature_names`` that the baseline lacks (or
     every name, without a baseline) is ``no_baseline``. Classification reports Brier and MAE,
@@ -51,7 +53,9 @@ def evaluate_snapshot(
     if baseline is not None:
         for name, feature in baseline.features.items():
             counts = counts_array(histogram, name, feature.bins.n_bins)
-            verdict = evaluate_feature(feature, counts, baseline.sample_size, thresholds, model_id)
+            verdict = (verdicts.verdict(feature, counts, baseline.sample_size, thresholds, model_id)
+                       if verdicts is not None else
+                       evaluate_feature(feature, counts, baseline.sample_size, thresholds, model_id))
             features[name] = feature_entry(verdict, histogram.type_mismatch.get(name, 0))
         if state is None:  # the prediction view only, as before the outcome clock
             metrics = performance_view(baseline, performance, None, thresholds, None, None)
@@ -168,7 +172,7 @@ def feature_entry(verdict: FeatureVerdict, type_mismatch: int) -> dict[str, obje
         "qValue": None,
         "sampleSize": verdict.sample_size,
         "typeMismatch": type_mismatch,
-        "bins": [dict(b) for b in verdict.bins],
+        "bins": list(verdict.bins),  # read-only: checks with the same counts share these dicts
     }
 
 

@@ -66,30 +66,106 @@ def evaluate_feature(
     over the warning threshold, or too few events, is ``insufficient_data``, and anything else
     ``ok``. Below min_samples no bound is computed (psiLower, pValue and gate are None).
     """
-    warning, critical = thresholds.psi_thresholds(model_id, feature.bins.name)
     counts = np.asarray(counts, dtype=np.int64)
     if counts.shape != (feature.bins.n_bins,):
         raise ValueError(f"{feature.bins.name}: {counts.size} counts for {feature.bins.n_bins} bins")
+    return feature_verdicts(feature, counts[None, :], baseline_n, thresholds, model_id)[0]
+
+
+def feature_verdicts(
+    feature: FeatureBaseline,
+    rows: np.ndarray,
+    baseline_n: int,
+    thresholds: Thresholds,
+    model_id: str,
+) -> list[FeatureVerdict]:
+    """`evaluate_feature` of each row of ``rows`` (R x bins), in one numpy pass: the PSI, its
+    bound and its test of every row at once. Each row's verdict is the one it gets alone, to the
+    bit (element-wise arithmetic, and row sums that numpy adds as it adds one row)."""
+    warning, critical = thresholds.psi_thresholds(model_id, feature.bins.name)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2 or rows.shape[1] != feature.bins.n_bins:
+        raise ValueError(f"{feature.bins.name}: counts of shape {rows.shape} for {feature.bins.n_bins} bins")
     expected = feature.expected_shares()
     labels = feature.bins.labels()
-    current = int(counts.sum())
-    if current == 0:  # no current share exists, so no bin can be compared
-        return FeatureVerdict(None, "insufficient_data", None, warning, None, 0, ())
-    value, contributions = psi(expected, counts)
-    actual = counts / current
-    bins = tuple(
-        {"bin": b, "expected": float(e), "actual": float(a), "contribution": float(c)}
-        for b, e, a, c in zip(labels, expected, actual, contributions, strict=True)
-    )
-    if current < thresholds.min_samples:
-        return FeatureVerdict(value, "insufficient_data", None, warning, None, current, bins)
-    bound = psi_bound(expected, counts, baseline_n, epsilon=EPSILON)
-    lower = float(bound.lower(thresholds.confidence)[0])
-    p_value = float(bound.p_value(warning)[0])
-    gate = float(bound.gate(warning, thresholds.confidence)[0])
-    if lower >= critical:
-        return FeatureVerdict(value, "drift", "critical", critical, gate, current, bins, lower, p_value)
-    if lower >= warning:
-        return FeatureVerdict(value, "drift", "warning", warning, gate, current, bins, lower, p_value)
-    status: FeatureStatus = "ok" if value < warning else "insufficient_data"
-    return FeatureVerdict(value, status, None, warning, gate, current, bins, lower, p_value)
+    current = rows.sum(axis=1)
+    empty = FeatureVerdict(None, "insufficient_data", None, warning, None, 0, ())
+    out: list[FeatureVerdict] = [empty] * len(rows)
+    live = np.flatnonzero(current > 0)  # no current share exists in an empty row
+    if not live.size:
+        return out
+    counts = rows[live]
+    sizes = current[live]
+    shares = np.asarray(counts, dtype=np.float64)
+    actual = np.maximum(shares / shares.sum(axis=1)[:, None], EPSILON)
+    reference = np.maximum(np.asarray(expected, dtype=np.float64), EPSILON)
+    contributions = (actual - reference) * np.log(actual / reference)
+    values = contributions.sum(axis=1)
+    tested = np.flatnonzero(sizes >= thresholds.min_samples)
+    lower = p_value = gate = np.empty(0)
+    if tested.size:
+        bound = psi_bound(expected, counts[tested], baseline_n, epsilon=EPSILON)
+        lower = bound.lower(thresholds.confidence)
+        p_value = bound.p_value(warning)
+        gate = bound.gate(warning, thresholds.confidence)
+    position = {int(i): j for j, i in enumerate(tested)}
+    for k, row in enumerate(live):
+        size = int(sizes[k])
+        value = float(values[k])
+        observed = counts[k] / size
+        bins = tuple(
+            {"bin": b, "expected": float(e), "actual": float(a), "contribution": float(c)}
+            for b, e, a, c in zip(labels, expected, observed, contributions[k], strict=True)
+        )
+        j = position.get(k)
+        if j is None:
+            out[row] = FeatureVerdict(value, "insufficient_data", None, warning, None, size, bins)
+            continue
+        low, p, g = float(lower[j]), float(p_value[j]), float(gate[j])
+        if low >= critical:
+            out[row] = FeatureVerdict(value, "drift", "critical", critical, g, size, bins, low, p)
+        elif low >= warning:
+            out[row] = FeatureVerdict(value, "drift", "warning", warning, g, size, bins, low, p)
+        else:
+            status: FeatureStatus = "ok" if value < warning else "insufficient_data"
+            out[row] = FeatureVerdict(value, status, None, warning, g, size, bins, low, p)
+    return out
+
+
+class FeatureVerdicts:
+    """Feature verdicts worked out ahead, many at once: `want` each check of a batch of keys,
+    `compute` once (one `feature_verdicts` pass per feature baseline and model: a baseline
+    shared by many tenants is one pass over all their rows), then `verdict` answers from what
+    was computed and works out anything else alone. Every answer is `evaluate_feature`'s."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.thresholds = thresholds
+        self._wanted: dict[tuple[int, str, int], tuple[FeatureBaseline, dict[bytes, np.ndarray]]] = {}
+        self._ready: dict[tuple[int, str, int, bytes], FeatureVerdict] = {}
+        self._kept: list[FeatureBaseline] = []  # ids are keys: the baselines stay alive with them
+        self.answered = 0  # verdicts answered from what `compute` worked out
+
+    def want(self, feature: FeatureBaseline, counts: np.ndarray, baseline_n: int, model_id: str) -> None:
+        counts = np.asarray(counts, dtype=np.int64)
+        group = self._wanted.setdefault((id(feature), model_id, baseline_n), (feature, {}))
+        group[1].setdefault(counts.tobytes(), counts)
+
+    def compute(self) -> None:
+        for (fid, model_id, baseline_n), (feature, rows) in self._wanted.items():
+            if any(r.shape != (feature.bins.n_bins,) for r in rows.values()):
+                continue  # worked out alone, where the error is raised with its name
+            for raw, verdict in zip(rows, feature_verdicts(feature, np.stack(list(rows.values())), baseline_n,
+                                                           self.thresholds, model_id), strict=True):
+                self._ready[(fid, model_id, baseline_n, raw)] = verdict
+            self._kept.append(feature)
+        self._wanted.clear()
+
+    def verdict(self, feature: FeatureBaseline, counts: np.ndarray, baseline_n: int,
+                thresholds: Thresholds, model_id: str) -> FeatureVerdict:
+        counts = np.asarray(counts, dtype=np.int64)
+        if thresholds == self.thresholds:
+            ready = self._ready.get((id(feature), model_id, baseline_n, counts.tobytes()))
+            if ready is not None:
+                self.answered += 1
+                return ready
+        return evaluate_feature(feature, counts, baseline_n, thresholds, model_id)

@@ -7,7 +7,7 @@ none copies them."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,12 +17,13 @@ from model_monitoring.tables.alerts import degraded_events, drift_events, snapsh
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.fdr import with_q_values
-from model_monitoring.tables.histogram import FeatureHistogram
+from model_monitoring.tables.histogram import FeatureHistogram, counts_array
 from model_monitoring.tables.incident_events import alert_key, checks_of, resolution_event, with_incident
 from model_monitoring.tables.incidents import Check, IncidentBook, IncidentKey, IncidentPolicy, RunRef, fold
 from model_monitoring.tables.job_run import COUNT_FIELDS
 from model_monitoring.tables.keys import ArrivalKey, PartialKey, is_arrival_key, is_meta_key, partition_prefix
 from model_monitoring.tables.partial import Cohort, PartialState, VersionSegment
+from model_monitoring.tables.psi import FeatureVerdicts
 from model_monitoring.tables.thresholds import Thresholds
 
 ALERT_STATUSES = ("opened", "escalated")  # an alert pages; an `ongoing` event is an update
@@ -108,11 +109,52 @@ class KeyReport:
                 and doc.get("incidentStatus") in ALERT_STATUSES]
 
 
+View = tuple[str | None, PartialState, FeatureHistogram]  # segment, state, its usable histogram
+
+
+def key_views(model_key: str, merged: Mapping[tuple[str, str | None], PartialState],
+              baseline_for: BaselineLookup) -> Iterator[tuple[str, Baseline | None, list[View]]]:
+    """Each version of one (tenant, model) with its baseline and its segment views, segment None
+    first: what `evaluate_key` evaluates, and `want_verdicts` works out ahead."""
+    tenant, model = model_key.split(":", 1)
+    versions: dict[str, list[tuple[str | None, PartialState]]] = defaultdict(list)
+    for (version, segment), state in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        versions[version].append((segment, state))
+    for version, segments in versions.items():
+        baseline = baseline_for(tenant, model, version)
+        views: list[View] = []
+        for segment, state in segments:
+            histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
+            if histogram is not state.histogram:  # score counts go with the feature counts
+                state = replace(state, score_counts=())
+            views.append((segment, state, histogram))
+        yield version, baseline, views
+
+
+def want_verdicts(model_key: str, merged: Mapping[tuple[str, str | None], PartialState],
+                  baseline_for: BaselineLookup, verdicts: FeatureVerdicts) -> None:
+    """Every feature check `evaluate_key` will make of this key, wanted from `verdicts`, so that
+    a batch of keys is checked in one numpy pass per feature baseline."""
+    model = model_key.split(":", 1)[1]
+    for _, baseline, views in key_views(model_key, merged, baseline_for):
+        if baseline is None:
+            continue
+        for _, _, histogram in views:
+            if histogram.fingerprint not in ("", baseline.fingerprint()):
+                continue  # evaluate_snapshot refuses it
+            for name, feature in baseline.features.items():
+                counts = histogram.counts.get(name)
+                if counts and len(counts) != feature.bins.n_bins:
+                    continue  # counts_array refuses it
+                verdicts.want(feature, counts_array(histogram, name, feature.bins.n_bins),
+                              baseline.sample_size, model)
+
+
 def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], PartialState], *,
                  baseline_for: BaselineLookup, thresholds: Thresholds, job_run_id: str,
                  window_start_ms: int, window_end_ms: int, detected_at: str,
-                 incidents: IncidentBook | None = None, policy: IncidentPolicy | None = None
-                 ) -> KeyReport:
+                 incidents: IncidentBook | None = None, policy: IncidentPolicy | None = None,
+                 verdicts: FeatureVerdicts | None = None) -> KeyReport:
     """Evaluate each (version, segment) of one (tenant, model), segment None first per version,
     and carry its incidents (`incidents`: the book before the run) through the run.
 
@@ -124,25 +166,17 @@ def evaluate_key(model_key: str, merged: Mapping[tuple[str, str | None], Partial
     book = incidents or IncidentBook()
     events: list[tuple[str, dict[str, Any]]] = []
     counts = dict.fromkeys(COUNT_FIELDS, 0)
-    versions: dict[str, list[tuple[str | None, PartialState]]] = defaultdict(list)
-    for (version, segment), state in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        versions[version].append((segment, state))
     snapshot_of: dict[tuple[str, str | None], dict[str, Any]] = {}
     checks: dict[IncidentKey, Check] = {}
     alerts: list[tuple[str, dict[str, Any]]] = []
-    for version, views in versions.items():
-        baseline = baseline_for(tenant, model, version)
-        snapshots = []
-        for segment, state in views:
-            histogram = usable_histogram(state, baseline.fingerprint() if baseline else "")
-            if histogram is not state.histogram:  # score counts go with the feature counts
-                state = replace(state, score_counts=())
-            snapshots.append(evaluate_snapshot(
-                baseline=baseline, histogram=histogram, performance=state.performance,
-                thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
-                segment=segment, window_start=format_timestamp(window_start_ms),
-                window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
-                feature_names=list(histogram.counts), state=state, window_end_ms=window_end_ms))
+    for version, baseline, views in key_views(model_key, merged, baseline_for):
+        snapshots = [evaluate_snapshot(
+            baseline=baseline, histogram=histogram, performance=state.performance,
+            thresholds=thresholds, tenant_id=tenant, model_id=model, model_version=version,
+            segment=segment, window_start=format_timestamp(window_start_ms),
+            window_end=format_timestamp(window_end_ms), job_run_id=job_run_id,
+            feature_names=list(histogram.counts), state=state, window_end_ms=window_end_ms,
+            verdicts=verdicts) for segment, state, histogram in views]
         drift: list[dict[str, Any]] = []
         degraded: list[dict[str, Any]] = []
         for snap in with_q_values(snapshots, thresholds):
