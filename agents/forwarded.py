@@ -68,17 +68,16 @@ def parse_forwarded(events: Sequence[EventT], kind: str, source_topic: str, moni
             continue
         enveloped = origin.indexes is not None
         value = msg.value
-        if fast is not None and value is not None and len(value) <= max_bytes:
-            decoded = fast.decode(value)
-            if decoded is not None and (decoded.raws is not None) == enveloped and (
-                    origin.indexes is None or len(origin.indexes) == len(decoded.records)):
-                records = batch.by_source.setdefault(origin.partition, []) if decoded.records else []
-                for position, record in enumerate(decoded.records):
-                    index = origin.indexes[position] if origin.indexes is not None else 0
-                    raw = decoded.raws[position] if decoded.raws is not None else None
-                    batch.originals[(origin.partition, origin.offset, index)] = (msg.key, raw, value, enveloped)
-                    records.append((origin.offset, index, record))
-                continue
+        decoded = fast.decode(value) if fast is not None else None
+        if decoded is not None and (decoded.raws is not None) == enveloped and (
+                origin.indexes is None or len(origin.indexes) == len(decoded.records)):
+            records = batch.by_source.setdefault(origin.partition, []) if decoded.records else []
+            for position, record in enumerate(decoded.records):
+                index = origin.indexes[position] if origin.indexes is not None else 0
+                raw = decoded.raws[position] if decoded.raws is not None else None
+                batch.originals[(origin.partition, origin.offset, index)] = (msg.key, raw, value, enveloped)
+                records.append((origin.offset, index, record))
+            continue
         try:
             obj = decode_json(value, max_bytes)
             items = split_envelope(obj) if enveloped else [obj]

@@ -64,14 +64,13 @@ def parse_messages(messages: Sequence[Any], kind: str, validators: Validators, m
     envelopes: dict[int, list[Any]] = {}
     for msg in messages:
         value = msg.value
-        if fast is not None and value is not None and len(value) <= max_bytes:
-            decoded = fast.decode(value)
-            if decoded is not None:
-                offset = msg.offset
-                if decoded.raws is not None:
-                    envelopes[offset] = decoded.raws  # the records' own JSON (`envelope_items`)
-                records.extend([(offset, index, record) for index, record in enumerate(decoded.records)])
-                continue
+        decoded = fast.decode(value) if fast is not None else None
+        if decoded is not None:
+            offset = msg.offset
+            if decoded.raws is not None:
+                envelopes[offset] = decoded.raws  # the records' own JSON (`envelope_items`)
+            records.extend([(offset, index, record) for index, record in enumerate(decoded.records)])
+            continue
         try:
             obj = decode_json(value, max_bytes)
             items = split_envelope(obj) if kind == "features" else [obj]
@@ -109,8 +108,8 @@ class IngestShell:
     def __init__(self, monitor: Monitor) -> None:
         self.m = monitor
         self.baselines = monitor.baselines
-        cap = monitor.settings.max_features
-        self.fast = {kind: FastDecoder(kind, cap) for kind in ("features", "outcomes")}
+        s = monitor.settings
+        self.fast = {kind: FastDecoder(kind, s.max_features, s.max_message_bytes) for kind in ("features", "outcomes")}
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int], slot: str) -> FoldResult:

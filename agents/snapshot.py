@@ -111,9 +111,9 @@ class Evaluator:
         request = EvaluateKeys.one(message) if isinstance(message, EvaluateRequest) else message
         await self.evaluate_request(partition, request, gather)
 
-    async def evaluate_request(self, partition: int, request: EvaluateKeys, gather: PartsGather) -> None:
+    async def evaluate_request(self, partition: int, request: EvaluateKeys, gather: PartsGather) -> PartsGather:
         """Evaluate the keys of `request` that have every expected part; repeat the report of
-        those already done; the others wait for their parts."""
+        those already done; the others wait for their parts. Returns the run's gather after."""
         gathered = gather.complete()
         ready, repeated, waiting = [], [], []
         for model_key, partitions in request.keys:
@@ -131,7 +131,7 @@ class Evaluator:
         if waiting:
             gather = gather.wait(waiting)
             self.save_gather(partition, gather)
-        await self.evaluate_keys(partition, ready, repeated, gather)
+        return await self.evaluate_keys(partition, ready, repeated, gather)
 
     async def receive_chunk(self, partition: int, message: SnapshotParts, raw: bytes) -> None:
         """Keep a chunk of parts as it came (once). Once every chunk of every source is in, the
@@ -151,11 +151,9 @@ class Evaluator:
         if gather.all_in():
             keys = tuple(gather.keys().items())
             for i in range(0, len(keys), EVALUATE_BATCH):
-                await self.evaluate_request(partition, EvaluateKeys(
+                gather = await self.evaluate_request(partition, EvaluateKeys(
                     message.job_run_id, keys[i:i + EVALUATE_BATCH], message.window_start_ms,
                     message.window_end_ms), gather)
-                gather = self.load_gather(partition, message.job_run_id, message.window_start_ms,
-                                          message.window_end_ms)
             return
         gathered = gather.complete()
         ready = []
@@ -189,11 +187,12 @@ class Evaluator:
         self.m.tables.evaluations[key] = ev.to_bytes()
 
     async def evaluate_keys(self, partition: int, ready: list[Evaluation], repeated: list[Evaluation],
-                            gather: PartsGather) -> None:
+                            gather: PartsGather) -> PartsGather:
         """Evaluate the ready keys of one run on this evaluator partition, publish, and report
         them (with the repeated ones) in one message. Each key's publishing mark and incidents
         are flushed before any of its events (one flush for all the fresh keys); a key found
-        marked was interrupted: evaluated again from its mark, publishing only what is missing."""
+        marked was interrupted: evaluated again from its mark, publishing only what is missing.
+        Returns the run's gather after (the keys done noted, their chunks dropped)."""
         t = self.m.tables
         chunks = ChunkReader(t.evaluations, partition, gather)
         fresh = [ev for ev in ready if ev.publishing_since_ms is None]
@@ -244,6 +243,7 @@ class Evaluator:
                 t.evaluations.pop(PartsChunkKey(partition, gather.job_run_id, source, index).encode(), None)
         if done:
             await self.report(done)
+        return gather
 
     def kept_parts(self, ev: Evaluation, partition: int, chunks: ChunkReader) -> dict[int, bytes]:
         """The parts of `ev` (on this evaluator's `partition`), by source partition: kept beside

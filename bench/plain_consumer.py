@@ -25,6 +25,7 @@ from model_monitoring.tables.histogram import count_batch
 
 BATCH = 2000          # records per plain batch, as the worker's default MODEL_MONITORING_BATCH_SIZE
 FETCH_BYTES = 16 << 20
+MAX_MESSAGE_BYTES = 4 << 20  # the worker's default MODEL_MONITORING_MAX_MESSAGE_BYTES
 
 
 async def plain_consume(bootstrap: str, topic: str, changelog: str, n: int, baseline: Baseline,
@@ -32,7 +33,7 @@ async def plain_consume(bootstrap: str, topic: str, changelog: str, n: int, base
     """(records/s, CPU seconds) of the same work without faust, first record received to N
     committed; CPU is this process's, so the plain consumer's."""
     validators = Validators()
-    fast = FastDecoder("features", validators.max_features)
+    fast = FastDecoder("features", validators.max_features, MAX_MESSAGE_BYTES)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"plain-{uuid.uuid4().hex[:8]}",
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_bytes=FETCH_BYTES, max_partition_fetch_bytes=FETCH_BYTES)
@@ -55,7 +56,7 @@ async def plain_consume(bootstrap: str, topic: str, changelog: str, n: int, base
             for tp, messages in batches.items():
                 groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
                 # the worker's own parsing: the msgspec fast path, the full way for the rest
-                parsed = parse_messages(messages, "features", validators, 4 << 20, InferenceRecord.from_dict, fast)
+                parsed = parse_messages(messages, "features", validators, MAX_MESSAGE_BYTES, InferenceRecord.from_dict, fast)
                 for _, _, rec in parsed.records:
                     groups[(tp.partition, rec.tenant_id, rec.model_id, rec.model_version,
                             rec.segment or "", rec.timestamp_ms // DAY_MS)].append(rec.features)

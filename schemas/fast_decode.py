@@ -95,11 +95,12 @@ class Decoded:
 class FastDecoder:
     """The fast path of one input topic kind (`features`: records and envelopes; `outcomes`)."""
 
-    def __init__(self, kind: str, max_features: int) -> None:
+    def __init__(self, kind: str, max_features: int, max_bytes: int) -> None:
         if kind not in ("features", "outcomes"):
             raise ValueError(f"no fast path for {kind!r}")
         self.kind = kind
         self.max_features = max_features
+        self.max_bytes = max_bytes  # a larger message takes the full way, which words `too_large`
         self._record: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             _Inference if kind == "features" else _Outcome)
         self._envelope = msgspec.json.Decoder(_Envelope)
@@ -113,7 +114,7 @@ class FastDecoder:
 
     def decode(self, raw: bytes | None) -> Decoded | None:
         """The message's records, or None: take the full way (it may still be valid)."""
-        if not raw:
+        if not raw or len(raw) > self.max_bytes:
             return None
         if not raw.isascii():
             try:

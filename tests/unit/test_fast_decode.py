@@ -32,7 +32,7 @@ CAP = 4  # features per record: small, so that maps over the cap come up
 MAX_BYTES = 1 << 16
 VALIDATORS = Validators(max_features=CAP)
 MAKE: dict[str, Callable[[Any], Any]] = {"features": InferenceRecord.from_dict, "outcomes": OutcomeRecord.from_dict}
-FAST = {kind: FastDecoder(kind, CAP) for kind in MAKE}
+FAST = {kind: FastDecoder(kind, CAP, MAX_BYTES) for kind in MAKE}
 
 
 class Msg(NamedTuple):
