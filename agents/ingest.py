@@ -132,8 +132,10 @@ class IngestShell:
             raw = t.partials.get(k)
             return PartialState.from_bytes(raw) if raw is not None else None
 
+        joins = self.m.joins
+
         def get_join(k: bytes) -> JoinEntry | None:
-            raw = t.join_buffer.get(k)
+            raw = joins.get(partition, k)
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
         high_water = meta.get(slot, -1)
@@ -146,13 +148,13 @@ class IngestShell:
 
     async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int],
                     mark: int = -1) -> None:
-        """Join entries first, acknowledged, then the partials: a partial that survives a crash
+        """Join entries first (batches of the join log, streams/join_store.py), acknowledged,
+        then the partials: a partial that survives a crash
         then always has the join entries that explain it, so a replay can tell a counted pair
         from an uncounted one (tests/unit/test_ingest_fold.py). Errors here are the broker's,
         not the records': they propagate, and the batch is redelivered after the restart."""
         t = self.m.tables
-        for key, entry in result.joins.items():
-            t.join_buffer[key] = entry.to_bytes()
+        self.m.joins.append(partition, [(key, entry.to_bytes()) for key, entry in result.joins.items()])
         if result.joins and result.partials:
             await self.m.app.producer.flush()
         for key, state in result.partials.items():
@@ -183,6 +185,8 @@ class IngestShell:
         slot = slot or direct_slot(kind)
         async with self.m.partition_locks.lock(partition):
             meta = _read_meta(self.m.tables.partials, partition)
+            # the partition's join index, rebuilt from the join log on its first fold here
+            await self.m.joins.ensure(partition, max(meta.values(), default=-1), self.m.settings.join_ttl_ms)
             try:
                 result = self.compute(partition, kind, records, meta, slot)
             except Exception:  # a defect must not take the partition down: isolate the record

@@ -9,7 +9,7 @@ from collections import defaultdict
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.write_gate import write_gate
 from model_monitoring.tables.evaluation_state import expired_evaluations
-from model_monitoring.tables.expiry import expired_joins, expired_partials, high_water_marks, partials_to_trim
+from model_monitoring.tables.expiry import expired_partials, high_water_marks, partials_to_trim
 from model_monitoring.tables.job_run import JobRun
 from model_monitoring.tables.keys import RunKey, RunStatusKey, decode_job_runs_key, is_meta_key, partition_of
 from model_monitoring.tables.partial import PartialState
@@ -18,14 +18,15 @@ log = logging.getLogger("model_monitoring.maintenance")
 
 
 async def expire_state(monitor: Monitor) -> tuple[int, int]:
-    """Delete expired partials and join entries on this worker's active partitions, each
-    partition under the lock its ingest folds take."""
+    """Delete expired partials and join entries (and the join log's batches left with no live
+    entry) on this worker's active partitions, each partition under the lock its ingest folds
+    take."""
     s, t, m = monitor.settings, monitor.tables, monitor.metrics
     marks = high_water_marks((k, v) for k, v in t.partials.items() if is_meta_key(k))
-    by_partition: dict[int, list[tuple[str, bytes, str]]] = defaultdict(list)
+    by_partition: dict[int, list[bytes]] = defaultdict(list)
     trims: dict[int, list[bytes]] = defaultdict(list)
     for key in expired_partials(list(t.partials.keys()), marks, s.bucket_ms, s.retention_ms, s.join_ttl_ms):
-        by_partition[partition_of(key)].append(("partial", key, ""))
+        by_partition[partition_of(key)].append(key)
     for key, _ in partials_to_trim(list(t.partials.items()), marks, s.bucket_ms, s.retention_ms,
                                    s.join_ttl_ms):
         trims[partition_of(key)].append(key)
@@ -35,22 +36,24 @@ async def expire_state(monitor: Monitor) -> tuple[int, int]:
                 raw = t.partials.get(key)
                 if raw is not None:
                     t.partials[key] = PartialState.from_bytes(raw).trimmed().to_bytes()
-    for key, state in expired_joins(list(t.join_buffer.items()), marks, s.join_ttl_ms):
-        by_partition[partition_of(key)].append(("join", key, state))
     partials = joins = 0
     for partition, doomed in by_partition.items():
         async with monitor.partition_locks.lock(partition):
-            for kind, key, state in doomed:
-                table = t.partials if kind == "partial" else t.join_buffer
-                if table.pop(key, None) is None:
-                    continue
-                if kind == "partial":
+            for key in doomed:
+                if t.partials.pop(key, None) is not None:
                     partials += 1
-                else:
-                    joins += 1
-                    m.join_expired.labels(state).inc()
+    live = 0
+    for partition in list(monitor.joins.ready):  # the partitions folded here since assigned
+        async with monitor.partition_locks.lock(partition):
+            if partition not in monitor.joins.ready or partition not in marks:
+                continue
+            plan = await monitor.joins.expire(partition, marks[partition], s.join_ttl_ms)
+        live += plan.live
+        joins += len(plan.expired)
+        for _key, state in plan.expired:
+            m.join_expired.labels(state).inc()
     m.partials_expired.inc(partials)
-    m.join_buffer_size.set(len(t.join_buffer))
+    m.join_buffer_size.set(live)
     if partials or joins:
         log.info("expired %d partials and %d join entries", partials, joins)
     return partials, joins

@@ -13,6 +13,7 @@ import faust
 from faust.types import TableT
 
 from model_monitoring.schemas.validation import Validators
+from model_monitoring.streams.join_store import JoinLogTable, JoinStore, create_join_store
 from model_monitoring.streams.metrics import Metrics
 from model_monitoring.streams.partition_locks import PartitionLocks
 from model_monitoring.streams.partitioned import PartitionKeyedGlobalTable, PartitionKeyedTable
@@ -28,7 +29,8 @@ class Tables:
     """The changelog-backed tables; their keys are `tables/keys.py`'s."""
 
     partials: TableT      # PartialKey -> PartialState bytes; MetaKey -> high-water marks JSON
-    join_buffer: TableT   # JoinKey -> JoinEntry bytes
+    join_log: TableT      # JoinBatchKey -> JoinBatch bytes (streams/join_store.py)
+    join_buffer: TableT   # JoinKey -> JoinEntry bytes: the previous release's, moved into join_log
     baselines: TableT     # BaselineKey -> baseline JSON (global)
     job_runs: TableT      # RunKey -> JobRun bytes; ReportKey, EvaluatedKey -> JSON
     evaluations: TableT   # EvaluationKey -> Evaluation bytes
@@ -50,6 +52,7 @@ class Monitor:
     metrics: Metrics
     baselines: BaselineCache          # parsed view of tables.baselines
     partition_locks: PartitionLocks   # one fold (or expiry) at a time per partition
+    joins: JoinStore                  # the join log and its local index
 
 
 def faust_settings(s: Settings) -> dict[str, Any]:
@@ -119,8 +122,11 @@ def create_monitor(s: Settings) -> Monitor:
     # faust creates the changelogs compacted; the operator's extra configs go with them
     changelog: dict[str, Any] = dict(extra_topic_configs=dict(s.compacted_topic_config))
     common: dict[str, Any] = dict(key_type=bytes, value_type=bytes, partitions=s.partitions, **changelog)
+    join_log = JoinLogTable(app, name="join_log", beacon=app.tables.beacon, **common)
+    app.tables.add(join_log)
     tables = Tables(
         partials=app.Table("partials", **common),
+        join_log=join_log,
         join_buffer=app.Table("join_buffer", **common),
         baselines=app.GlobalTable("baselines", key_type=bytes, value_type=bytes, partitions=1,
                                   recovery_buffer_size=1, **changelog),
@@ -137,4 +143,6 @@ def create_monitor(s: Settings) -> Monitor:
                    metrics=Metrics(cardinality_cap=s.metrics_cardinality_cap, input_topics=(
                        s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic),
                        joined_topics=(s.features_topic, s.outcomes_topic)),
-                   baselines=BaselineCache(tables.baselines), partition_locks=PartitionLocks())
+                   baselines=BaselineCache(tables.baselines), partition_locks=PartitionLocks(),
+                   joins=create_join_store(app, join_log, tables.join_buffer,
+                                           s.data_dir / f"{s.app_id}-join-index" if s.store == "rocksdb" else None))

@@ -61,7 +61,7 @@ def declare_topics(app: faust.App, s: Settings) -> Topics:
 
 
 # the changelog-backed tables (`streams/app.py`): partitioned like the inputs, or global (one)
-PARTITIONED_TABLES = ("partials", "join_buffer", "job_runs", "evaluations", "incidents",
+PARTITIONED_TABLES = ("partials", "join_log", "join_buffer", "job_runs", "evaluations", "incidents",
                       "detect_buckets", "detectors")
 GLOBAL_TABLES = ("baselines", "run_status")
 

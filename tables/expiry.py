@@ -79,6 +79,16 @@ JOIN_STATES = ("matched", "unmatched_prediction", "unmatched_outcome", "past_ttl
 LATE_OUTCOME_GRACE_MS = 35 * 86_400_000
 
 
+def join_expiry(entry: JoinEntry, high_water_ms: int, ttl_ms: int) -> str | None:
+    """The state an entry expires in (a `JOIN_STATES` label) once last touched (event time)
+    before (high-water mark − TTL − grace); None while it lives."""
+    if entry.last_seen_ms >= high_water_ms - ttl_ms - LATE_OUTCOME_GRACE_MS:
+        return None
+    matched, unmatched_prediction, unmatched_outcome, past_ttl = JOIN_STATES
+    return (past_ttl if entry.late else matched if entry.matched_by else
+            unmatched_prediction if entry.prediction else unmatched_outcome)
+
+
 def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int, int],
                   ttl_ms: int) -> Iterator[tuple[bytes, str]]:
     """Join entries last touched (event time) before (high-water mark − TTL − grace), with their state."""
@@ -87,11 +97,8 @@ def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int,
         hw = high_water_ms.get(partition)
         if hw is None:
             continue
-        entry = JoinEntry.from_bytes(raw_value)
-        if entry.last_seen_ms < hw - ttl_ms - LATE_OUTCOME_GRACE_MS:
-            matched, unmatched_prediction, unmatched_outcome, past_ttl = JOIN_STATES
-            state = (past_ttl if entry.late else matched if entry.matched_by else
-                     unmatched_prediction if entry.prediction else unmatched_outcome)
+        state = join_expiry(JoinEntry.from_bytes(raw_value), hw, ttl_ms)
+        if state is not None:
             yield raw_key, state
 
 

@@ -10,7 +10,9 @@ counting separators in free text. Tables and their keys:
 | partials     | b"p|tenant|model|version|segment|day" | `PartialKey`    |
 | partials     | b"p|tenant|model|version|segment|day|a" | `ArrivalKey`  |
 | partials     | b"p|~meta"                            | `MetaKey`       |
-| join_buffer  | b"p|predictionId"                     | `JoinKey`       |
+| join_buffer  | b"p|predictionId" (the previous release's; migrated) | `JoinKey` |
+| join_log     | b"p|~b|seq" (seq: 16 digits)          | `JoinBatchKey`  |
+| (join index) | b"p|predictionId" (local RocksDB, not a table) | `JoinKey` |
 | baselines    | b"0|{tenant or *}:model:version"      | `BaselineKey`   |
 | job_runs     | b"p|jobRunId"                         | `RunKey`        |
 | job_runs     | b"p|jobRunId|r|reportingPartition"    | `ReportKey`     |
@@ -174,6 +176,28 @@ class JoinKey:
         if len(fields) != 1:
             raise KeyError(f"not a join key: {raw[:80]!r}")
         return cls(partition, fields[0])
+
+
+@dataclass(frozen=True, order=True)
+class JoinBatchKey:
+    """One batch of the join log (`tables/join_log.py`): a partition's join entries written by
+    one fold. `seq` grows with every batch the partition writes, and its fixed width makes the
+    store's key order the write order."""
+
+    TAG: ClassVar[str] = "~b"
+
+    partition: int
+    seq: int
+
+    def encode(self) -> bytes:
+        return _encode(self.partition, self.TAG, f"{self.seq:016d}")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> JoinBatchKey:
+        partition, fields = _fields(raw)
+        if len(fields) != 2 or fields[0] != cls.TAG or not fields[1].isdigit():
+            raise KeyError(f"not a join batch key: {raw[:80]!r}")
+        return cls(partition, int(fields[1]))
 
 
 # -- baselines (a GlobalTable of one partition) ------------------------------------------------

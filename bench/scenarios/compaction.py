@@ -28,7 +28,7 @@ from tests.support.oracle import Fold, offline_fold, stream_state
 # topic configs of every compacted topic of the service: a segment closes at the first write
 # after a second, and any superseded record makes a log worth cleaning
 COMPACTING = {"segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
-CHANGELOGS = ("partials", "join_buffer", "baselines")
+CHANGELOGS = ("partials", "join_log", "baselines")
 
 
 async def log_figures(bootstrap: str, topics: list[str]) -> dict[str, dict[str, int]]:

@@ -20,6 +20,7 @@ from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.join_log import latest_entries
 from model_monitoring.tables.keys import BaselineKey, PartialKey, is_partial_key
 from model_monitoring.tables.partial import PartialState
 from tests.support.waiting import until
@@ -59,6 +60,11 @@ def record(i: int) -> dict[str, Any]:
                 segment="emea")
 
 
+def join_entries(monitor: Monitor) -> dict[bytes, bytes]:
+    """The join entries the join log holds (one per predictionId), as a recovery would read them."""
+    return latest_entries(dict(monitor.tables.join_log.data.items()))
+
+
 def partials(monitor: Monitor) -> dict[PartialKey, PartialState]:
     return {PartialKey.decode(k): PartialState.from_bytes(v) for k, v in monitor.tables.partials.data.items()
             if is_partial_key(k)}
@@ -94,7 +100,7 @@ async def test_ingest_agent_counts_a_batch(monitor: Monitor, broker: Broker) -> 
     counted = partials(monitor)
     assert {(k.tenant_id, k.model_id, k.model_version, k.segment) for k in counted} == {("acme", "churn", "3", "emea")}
     assert sum(p.histogram.n for p in counted.values()) == 6
-    assert len(monitor.tables.join_buffer.data) == 6
+    assert len(join_entries(monitor)) == 6
 
     # the bad half of the mixed envelope: its own bytes, the message's key, and why
     [letter] = await read_topic(broker.bootstrap, s.dlq_topic(s.features_topic), timeout=30, min_messages=1)
@@ -176,7 +182,7 @@ async def test_records_of_another_partition_are_forwarded_counted_and_folded_onc
     finally:
         await monitor.app.producer.stop()
     assert sum(p.histogram.n for p in partials(monitor).values()) == 5
-    assert len(monitor.tables.join_buffer.data) == 5
+    assert len(join_entries(monitor)) == 5
     assert sample(monitor, "model_monitoring_ingest_events_total", kind="records") == 5
     assert sample(monitor, "model_monitoring_records_consumed_total", topic=s.features_topic) == 5
     assert dead_lettered(monitor) == 0

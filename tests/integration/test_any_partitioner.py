@@ -20,6 +20,7 @@ from model_monitoring.commands.harness import WorkerProcess, produce, read_topic
 from model_monitoring.commands.simulate import Message, Scenario, StreamConfig, generate
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.tables.join_log import latest_entries
 from model_monitoring.tables.partitioning import partition_for
 from tests.support.baselines import baseline_message, build_baselines
 from tests.support.joins import JoinFigures, check_join
@@ -95,8 +96,8 @@ class Service:
         isolation = "read_committed" if self.s.processing_guarantee == "exactly_once" else "read_uncommitted"
         partials, joins = (asyncio.run(changelog_table(self.broker.bootstrap, f"{self.s.app_id}-{table}-changelog",
                                                        isolation_level=isolation))
-                           for table in ("partials", "join_buffer"))
-        return check_join(partials, joins, messages, self.baselines)
+                           for table in ("partials", "join_log"))
+        return check_join(partials, latest_entries(joins), messages, self.baselines)
 
 
 def mispartitioned(messages: list[Message], kind: str) -> int:

@@ -30,6 +30,7 @@ from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.incidents import Incident, IncidentBook, IncidentKey
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
+from model_monitoring.tables.join_log import JoinBatch
 from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
 from model_monitoring.tables.label_lag import LagHistogram
 from model_monitoring.tables.partial import Cohort, PartialState, forwarded_slot
@@ -75,6 +76,9 @@ SOURCE = st.tuples(SLOTS, st.integers(0, 10**9), st.integers(0, 1000))
 PREDICTIONS = st.builds(Prediction, NAME, NAME, NAME, TEXT, MS, st.floats(0, 1), SOURCE)
 OUTCOMES = st.builds(Outcome, NAME, NAME, st.sampled_from([0.0, 1.0, 12.5]), MS, SOURCE)
 JOIN_ENTRIES = st.builds(JoinEntry, st.none() | PREDICTIONS, st.none() | OUTCOMES, st.none() | SOURCE)
+# a batch of the join log: (join key, entry bytes), each key once
+JOIN_BATCHES = st.dictionaries(st.builds(keys_module.JoinKey, PARTITION, TEXT), JOIN_ENTRIES, max_size=6).map(
+    lambda d: JoinBatch(tuple((k.encode(), e.to_bytes()) for k, e in d.items())))
 TENANTS = st.none() | st.lists(NAME, max_size=3).map(tuple)
 INCIDENT_KEYS = st.builds(IncidentKey, TEXT, st.none() | TEXT, st.sampled_from(["drift", "performance"]), NAME)
 INCIDENTS = st.builds(Incident, NAME, TEXT, NAME, st.sampled_from([None, "warning", "critical"]),
@@ -105,6 +109,7 @@ Codec = tuple[st.SearchStrategy[Any], Callable[[Any], bytes], Callable[[bytes], 
 VALUES: dict[type, Codec] = {
     PartialState: (PARTIALS, PartialState.to_bytes, PartialState.from_bytes),
     JoinEntry: (JOIN_ENTRIES, JoinEntry.to_bytes, JoinEntry.from_bytes),
+    JoinBatch: (JOIN_BATCHES, JoinBatch.to_bytes, JoinBatch.from_bytes),
     JobRun: (JOB_RUNS, JobRun.to_bytes, JobRun.from_bytes),
     PartsGather: (GATHERS, PartsGather.to_bytes, PartsGather.from_bytes),
     IncidentBook: (INCIDENT_BOOKS, IncidentBook.to_bytes, IncidentBook.from_bytes),
@@ -117,6 +122,7 @@ KEY_STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     keys_module.ArrivalKey: st.builds(keys_module.ArrivalKey, PARTITION, TEXT, TEXT, TEXT, TEXT,
                                       st.integers(0, 10**6)),
     keys_module.JoinKey: st.builds(keys_module.JoinKey, PARTITION, TEXT),
+    keys_module.JoinBatchKey: st.builds(keys_module.JoinBatchKey, PARTITION, st.integers(0, 10**15)),
     keys_module.BaselineKey: st.builds(keys_module.BaselineKey, st.none() | NAME.filter(lambda t: ":" not in t and t != "*"),
                                        NAME.filter(lambda t: ":" not in t), TEXT),
     keys_module.RunKey: st.builds(keys_module.RunKey, PARTITION, TEXT),

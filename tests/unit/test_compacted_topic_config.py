@@ -20,7 +20,7 @@ def test_from_the_environment_to_every_changelog_and_the_baselines_topic() -> No
     assert s.compacted_topic_config == EXTRA
     monitor = create_monitor(s)
     tables = vars(monitor.tables)
-    assert set(tables) == {"partials", "join_buffer", "baselines", "job_runs", "evaluations", "incidents",
+    assert set(tables) == {"partials", "join_log", "join_buffer", "baselines", "job_runs", "evaluations", "incidents",
                            "run_status", "detect_buckets", "detectors"}
     for name, table in tables.items():
         topic = table.changelog_topic

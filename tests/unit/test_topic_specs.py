@@ -20,7 +20,7 @@ def test_the_specs_hold_every_changelog_with_faust_s_name_partitions_and_compact
         spec = specs[topic.get_topic_name()]
         assert spec["partitions"] == table.partitions
         assert spec["config"] == {"segment.ms": "60000", "cleanup.policy": "compact"}
-    assert len(app.tables) == 9  # 7 + the continuous detectors: detect_buckets, detectors
+    assert len(app.tables) == 10  # 8 (join_log and the previous join_buffer) + detect_buckets, detectors
     assert specs[leader_topic(s)] == {"partitions": 1, "config": {}}
     assert app._leader_assignor._leader_topic_name == leader_topic(s)
 
