@@ -33,6 +33,7 @@ from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
 from model_monitoring.tables.join_buffer import JoinEntry
+from model_monitoring.tables.join_log import entry_of
 from model_monitoring.tables.keys import IncidentBookKey
 from model_monitoring.tables.partial import FEATURES, OUTCOMES, PartialState, forwarded_slot
 
@@ -154,7 +155,7 @@ class IngestShell:
         from an uncounted one (tests/unit/test_ingest_fold.py). Errors here are the broker's,
         not the records': they propagate, and the batch is redelivered after the restart."""
         t = self.m.tables
-        self.m.joins.append(partition, [(key, entry.to_bytes()) for key, entry in result.joins.items()])
+        self.m.joins.append(partition, [entry_of(key, entry) for key, entry in result.joins.items()])
         if result.joins and result.partials:
             await self.m.app.producer.flush()
         for key, state in result.partials.items():

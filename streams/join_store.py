@@ -28,15 +28,16 @@ from faust.types import TP
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from model_monitoring.streams.partitioned import PartitionKeyedTable, partition_items
+from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.join_log import (
     Entry,
-    JoinBatch,
     JoinExpiry,
     batches_of,
+    entry_bytes,
+    entry_of,
     index_value,
     plan_expiry,
     rebuild,
-    split_index_value,
 )
 from model_monitoring.tables.keys import JoinBatchKey
 
@@ -147,8 +148,8 @@ class JoinStore:
         if partition in self.ready:
             return
         started = time.perf_counter()
-        batches = sorted(((JoinBatchKey.decode(key).seq, JoinBatch.from_bytes(value))
-                          for key, value in self.log_items(partition)), key=lambda b: b[0])
+        batches = sorted(((JoinBatchKey.decode(key).seq, value) for key, value in self.log_items(partition)),
+                         key=lambda b: b[0])
         index = self._open(partition)
         entries = rebuild(batches, high_water_ms, ttl_ms)
         index.write(list(entries.items()))
@@ -165,7 +166,7 @@ class JoinStore:
         old = list(self.legacy_items(partition))
         if not old:
             return 0
-        fresh = [(key, value) for key, value in old if part.index.get(key) is None]
+        fresh = [entry_of(key, JoinEntry.from_bytes(value)) for key, value in old if part.index.get(key) is None]
         self.append(partition, fresh)
         await self.flush()  # in the log before they leave the old table
         for key, _ in old:
@@ -175,10 +176,10 @@ class JoinStore:
     def get(self, partition: int, key: bytes) -> bytes | None:
         """The entry bytes of a join key of an ensured partition, or None."""
         raw = self.ready[partition].index.get(key)
-        return split_index_value(raw)[1] if raw is not None else None
+        return entry_bytes(raw) if raw is not None else None
 
     def append(self, partition: int, entries: Iterable[Entry]) -> int:
-        """Write entries (join key, entry bytes; each key once) to the log as batches, and to the
+        """Write entries (join key, last touch, entry bytes: `entry_of`; each key once) to the log as batches, and to the
         index; returns the number of batches (changelog messages)."""
         part = self.ready[partition]
         batches = batches_of(entries)
@@ -187,7 +188,7 @@ class JoinStore:
             part.next_seq += 1
             self.log_table[JoinBatchKey(partition, seq).encode()] = batch.to_bytes()
             part.batches.add(seq)
-            part.index.write([(key, index_value(seq, value)) for key, value in batch.entries])
+            part.index.write([(key, index_value(seq, seen, value)) for key, seen, value in batch.entries])
         return len(batches)
 
     async def expire(self, partition: int, high_water_ms: int, ttl_ms: int) -> JoinExpiry:

@@ -13,19 +13,26 @@ Pure: the batch codec, the chunking, the rebuild and the expiry's plan."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import struct
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-import orjson
-
-from model_monitoring.tables.expiry import join_expiry
+from model_monitoring.tables.expiry import LATE_OUTCOME_GRACE_MS, join_expiry
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import JoinBatchKey
 
 BATCH_BYTES = 256 * 1024  # a batch's value stays far below Kafka's 1 MB message limit
-SEQ_BYTES = 8
+VERSION = b"\x01"
+# per entry: the key's length, the entry's last touch (event time, what expiry reads), the
+# entry's length; then the key and the entry. Read back by slicing: a recovery parses no entry.
+_HEAD = struct.Struct(">IqI")
+_SEQ = struct.Struct(">Qq")  # an index value's head: batch seq, last touch
 
-Entry = tuple[bytes, bytes]  # (JoinKey bytes, JoinEntry bytes)
+Entry = tuple[bytes, int, bytes]  # (JoinKey bytes, JoinEntry.last_seen_ms, JoinEntry bytes)
+
+
+def entry_of(key: bytes, entry: JoinEntry) -> Entry:
+    return key, entry.last_seen_ms, entry.to_bytes()
 
 
 @dataclass(frozen=True)
@@ -35,51 +42,80 @@ class JoinBatch:
     entries: tuple[Entry, ...]
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps([[key.decode(), orjson.Fragment(value)] for key, value in self.entries])
+        parts = [VERSION]
+        for key, seen, value in self.entries:
+            parts += (_HEAD.pack(len(key), seen, len(value)), key, value)
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> JoinBatch:
-        # an entry's bytes are orjson's, and orjson writes a decoded document back byte for byte
-        return cls(tuple((key.encode(), orjson.dumps(doc)) for key, doc in orjson.loads(raw)))
+        return cls(tuple(scan(raw)))
+
+
+def scan(raw: bytes) -> Iterator[Entry]:
+    """The entries of an encoded batch, in order."""
+    if raw[:1] != VERSION:
+        raise ValueError(f"not a join batch (version byte {raw[:1]!r})")
+    pos, end, size, unpack = 1, len(raw), _HEAD.size, _HEAD.unpack_from
+    while pos < end:
+        key_len, seen, value_len = unpack(raw, pos)
+        pos += size
+        key = raw[pos:pos + key_len]
+        pos += key_len
+        yield key, seen, raw[pos:pos + value_len]
+        pos += value_len
 
 
 def batches_of(entries: Iterable[Entry], max_bytes: int = BATCH_BYTES) -> list[JoinBatch]:
     """Entries in order, cut into batches of at most `max_bytes` encoded (one larger entry alone)."""
     batches: list[JoinBatch] = []
     chunk: list[Entry] = []
-    size = 2
-    for key, value in entries:
-        cost = len(key) + len(value) + 6  # ["key",value],
+    size = len(VERSION)
+    for item in entries:
+        cost = _HEAD.size + len(item[0]) + len(item[2])
         if chunk and size + cost > max_bytes:
             batches.append(JoinBatch(tuple(chunk)))
-            chunk, size = [], 2
-        chunk.append((key, value))
+            chunk, size = [], len(VERSION)
+        chunk.append(item)
         size += cost
     if chunk:
         batches.append(JoinBatch(tuple(chunk)))
     return batches
 
 
-def index_value(seq: int, entry: bytes) -> bytes:
-    """An index value: the seq of the batch that holds the entry, then the entry."""
-    return seq.to_bytes(SEQ_BYTES, "big") + entry
+def index_value(seq: int, seen: int, entry: bytes) -> bytes:
+    """An index value: the seq of the batch that holds the entry, its last touch, the entry."""
+    return _SEQ.pack(seq, seen) + entry
 
 
-def split_index_value(raw: bytes) -> tuple[int, bytes]:
-    return int.from_bytes(raw[:SEQ_BYTES], "big"), raw[SEQ_BYTES:]
+def split_index_value(raw: bytes) -> tuple[int, int, bytes]:
+    seq, seen = _SEQ.unpack_from(raw)
+    return seq, seen, raw[_SEQ.size:]
 
 
-def rebuild(batches: Iterable[tuple[int, JoinBatch]], high_water_ms: int, ttl_ms: int) -> dict[bytes, bytes]:
-    """A partition's index (join key -> `index_value`) from its batches in seq order: each key's
-    entry from the latest batch that holds it. Entries past expiry at the partition's mark are
-    left out: a batch is dropped only when none of its entries lives, so an older version of an
-    expired entry can outlive its newest and must not come back (its last touch is no later)."""
-    latest: dict[bytes, tuple[int, bytes]] = {}
-    for seq, batch in batches:
-        for key, value in batch.entries:
-            latest[key] = (seq, value)
-    return {key: index_value(seq, value) for key, (seq, value) in latest.items()
-            if high_water_ms < 0 or join_expiry(JoinEntry.from_bytes(value), high_water_ms, ttl_ms) is None}
+def entry_bytes(raw: bytes) -> bytes:
+    """The entry of an index value."""
+    return raw[_SEQ.size:]
+
+
+def horizon_ms(high_water_ms: int, ttl_ms: int) -> int:
+    """An entry last touched before this is expired (`tables/expiry.py` `join_expiry`)."""
+    return high_water_ms - ttl_ms - LATE_OUTCOME_GRACE_MS
+
+
+def rebuild(batches: Iterable[tuple[int, bytes]], high_water_ms: int, ttl_ms: int) -> dict[bytes, bytes]:
+    """A partition's index (join key -> `index_value`) from its batches (seq, batch bytes) in seq
+    order: each key's entry from the latest batch that holds it. Entries past expiry at the
+    partition's mark are left out: a batch is dropped only when none of its entries lives, so an
+    older version of an expired entry can outlive its newest and must not come back (its last
+    touch is no later)."""
+    latest: dict[bytes, tuple[int, int, bytes]] = {}
+    for seq, raw in batches:
+        for key, seen, value in scan(raw):
+            latest[key] = (seq, seen, value)
+    horizon = horizon_ms(high_water_ms, ttl_ms)
+    return {key: index_value(seq, seen, value) for key, (seq, seen, value) in latest.items()
+            if high_water_ms < 0 or seen >= horizon}
 
 
 @dataclass(frozen=True)
@@ -96,9 +132,10 @@ def plan_expiry(index: Iterable[tuple[bytes, bytes]], batch_seqs: Iterable[int],
     referenced: set[int] = set()
     expired: list[tuple[bytes, str]] = []
     live = 0
+    horizon = horizon_ms(high_water_ms, ttl_ms)
     for key, raw in index:
-        seq, value = split_index_value(raw)
-        state = join_expiry(JoinEntry.from_bytes(value), high_water_ms, ttl_ms)
+        seq, seen, value = split_index_value(raw)
+        state = join_expiry(JoinEntry.from_bytes(value), high_water_ms, ttl_ms) if seen < horizon else None
         if state is None:
             referenced.add(seq)
             live += 1
@@ -112,6 +149,6 @@ def latest_entries(log: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
     read to the end) holds: the latest version of each entry."""
     out: dict[bytes, bytes] = {}
     for batch_key in sorted(JoinBatchKey.decode(raw) for raw in log):
-        for key, value in JoinBatch.from_bytes(log[batch_key.encode()]).entries:
+        for key, _, value in scan(log[batch_key.encode()]):
             out[key] = value
     return out

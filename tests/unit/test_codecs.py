@@ -30,7 +30,7 @@ from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.incidents import Incident, IncidentBook, IncidentKey
 from model_monitoring.tables.job_run import COUNT_FIELDS, JobRun
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction
-from model_monitoring.tables.join_log import JoinBatch
+from model_monitoring.tables.join_log import JoinBatch, entry_of
 from model_monitoring.tables.keys import decode_job_runs_key, decode_partials_key
 from model_monitoring.tables.label_lag import LagHistogram
 from model_monitoring.tables.partial import Cohort, PartialState, forwarded_slot
@@ -78,7 +78,7 @@ OUTCOMES = st.builds(Outcome, NAME, NAME, st.sampled_from([0.0, 1.0, 12.5]), MS,
 JOIN_ENTRIES = st.builds(JoinEntry, st.none() | PREDICTIONS, st.none() | OUTCOMES, st.none() | SOURCE)
 # a batch of the join log: (join key, entry bytes), each key once
 JOIN_BATCHES = st.dictionaries(st.builds(keys_module.JoinKey, PARTITION, TEXT), JOIN_ENTRIES, max_size=6).map(
-    lambda d: JoinBatch(tuple((k.encode(), e.to_bytes()) for k, e in d.items())))
+    lambda d: JoinBatch(tuple(entry_of(k.encode(), e) for k, e in d.items())))
 TENANTS = st.none() | st.lists(NAME, max_size=3).map(tuple)
 INCIDENT_KEYS = st.builds(IncidentKey, TEXT, st.none() | TEXT, st.sampled_from(["drift", "performance"]), NAME)
 INCIDENTS = st.builds(Incident, NAME, TEXT, NAME, st.sampled_from([None, "warning", "critical"]),

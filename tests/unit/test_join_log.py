@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from model_monitoring.streams.join_store import JoinStore
 from model_monitoring.tables.expiry import LATE_OUTCOME_GRACE_MS, join_expiry
 from model_monitoring.tables.join_buffer import JoinEntry, Prediction
-from model_monitoring.tables.join_log import BATCH_BYTES, JoinBatch, batches_of, latest_entries
+from model_monitoring.tables.join_log import (
+    BATCH_BYTES,
+    Entry,
+    JoinBatch,
+    batches_of,
+    latest_entries,
+    split_index_value,
+)
 from model_monitoring.tables.keys import JoinBatchKey, JoinKey, partition_of
 
 DAY = 86_400_000
@@ -30,6 +37,10 @@ KEYS = [JoinKey(0, f"pid-{i}").encode() for i in range(12)]
 
 def entry(ts: int, offset: int) -> bytes:
     return JoinEntry(Prediction("acme", "churn", "3", "emea", ts, 0.25, ("f", offset, 0))).to_bytes()
+
+
+def put(key: bytes, ts: int, offset: int) -> Entry:
+    return key, ts, entry(ts, offset)
 
 
 class Log(dict[bytes, bytes]):
@@ -80,12 +91,12 @@ async def _run(ops: list[tuple[str, object]], index_dir: Path | None) -> None:
 
     for op, arg in ops:
         if op == "fold":
-            written: dict[bytes, bytes] = {}
+            written: dict[bytes, Entry] = {}
             for key, days_ago in arg:  # type: ignore[attr-defined]
                 offset += 1
-                written[key] = entry((day - days_ago) * DAY, offset)
-            store.append(0, written.items())
-            model.update(written)
+                written[key] = put(key, (day - days_ago) * DAY, offset)
+            store.append(0, written.values())
+            model.update({key: value for key, _, value in written.values()})
         elif op == "advance":
             day += int(arg)  # type: ignore[call-overload]
         elif op == "expire":
@@ -106,7 +117,7 @@ async def _run(ops: list[tuple[str, object]], index_dir: Path | None) -> None:
     assert view(fresh) == alive()
     # every batch left holds at least one live entry, after an expiry
     await fresh.expire(0, day * DAY, TTL)
-    referenced = {int.from_bytes(raw[:8], "big") for _, raw in fresh.ready[0].index.items()}
+    referenced = {split_index_value(raw)[0] for _, raw in fresh.ready[0].index.items()}
     assert {JoinBatchKey.decode(k).seq for k in log} == referenced
     fresh.close()
 
@@ -119,8 +130,8 @@ def test_an_expired_entry_does_not_come_back_from_an_older_batch() -> None:
         store = store_over(log, None)
         await store.ensure(0, 100 * DAY, TTL)
         a, b = KEYS[:2]
-        store.append(0, [(a, entry(10 * DAY, 1)), (b, entry(200 * DAY, 2))])  # seq 0: a, b
-        store.append(0, [(a, entry(11 * DAY, 3))])                               # seq 1: a again
+        store.append(0, [put(a, 10 * DAY, 1), put(b, 200 * DAY, 2)])  # seq 0: a, b
+        store.append(0, [put(a, 11 * DAY, 3)])                         # seq 1: a again
         mark = 11 * DAY + TTL + LATE_OUTCOME_GRACE_MS + DAY                      # a expires, b lives
         plan = await store.expire(0, mark, TTL)
         assert [k for k, _ in plan.expired] == [a] and plan.dropped == [1]
@@ -132,7 +143,7 @@ def test_an_expired_entry_does_not_come_back_from_an_older_batch() -> None:
 
 
 def test_a_fold_of_many_predictions_is_a_few_messages() -> None:
-    entries = [(JoinKey(3, f"p{i}").encode(), entry(i, i)) for i in range(5000)]
+    entries = [put(JoinKey(3, f"p{i}").encode(), i, i) for i in range(5000)]
     batches = batches_of(entries)
     encoded = [b.to_bytes() for b in batches]
     assert len(batches) == math.ceil(sum(len(e) for e in encoded) / BATCH_BYTES) <= 3
@@ -142,8 +153,8 @@ def test_a_fold_of_many_predictions_is_a_few_messages() -> None:
 
 
 def test_a_larger_entry_than_a_batch_goes_alone() -> None:
-    big = (b"0|big", orjson.dumps({"p": ["x" * 300]}))
-    small = (b"0|s", entry(1, 1))
+    big = (b"0|big", 7, orjson.dumps({"p": ["x" * 300]}))
+    small = put(b"0|s", 1, 1)
     assert [b.entries for b in batches_of([small, big, small], max_bytes=100)] == [(small,), (big,), (small,)]
 
 
@@ -157,7 +168,7 @@ def test_the_previous_releases_entries_move_into_the_log_once() -> None:
         log = Log()
         first = store_over(log, None)
         await first.ensure(0, 10 * DAY, TTL)
-        first.append(0, [(a, entry(8 * DAY, 9))])  # a crash left the old table's entry behind
+        first.append(0, [put(a, 8 * DAY, 9)])  # a crash left the old table's entry behind
         legacy[a] = entry(5 * DAY, 1)
         store = store_over(log, None, legacy)
         await store.ensure(0, 10 * DAY, TTL)
@@ -165,3 +176,11 @@ def test_the_previous_releases_entries_move_into_the_log_once() -> None:
         assert legacy == {other: entry(7 * DAY, 3)}  # another partition's wait for its own worker
         assert latest_entries(log) == view(store)
     asyncio.run(run())
+
+
+def test_a_batch_is_read_back_by_slicing_as_it_was_written() -> None:
+    entries = [put(JoinKey(2, f"p|{i}%").encode(), i * 1000 - 5, i) for i in range(50)]
+    raw = JoinBatch(tuple(entries)).to_bytes()
+    assert JoinBatch.from_bytes(raw).entries == tuple(entries)
+    with pytest.raises(ValueError):
+        JoinBatch.from_bytes(b"[" + raw[1:])
