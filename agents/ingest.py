@@ -150,9 +150,9 @@ class IngestShell:
     async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int],
                     mark: int = -1) -> None:
         """Join entries first (batches of the join log, streams/join_store.py), acknowledged,
-        then the partials: a partial that survives a crash
-        then always has the join entries that explain it, so a replay can tell a counted pair
-        from an uncounted one (tests/unit/test_ingest_fold.py). Errors here are the broker's,
+        then the partials: a partial that survives a crash then always has the join entries that
+        explain it, so a replay can tell a counted pair from an uncounted one
+        (tests/unit/test_ingest_fold.py). Errors here are the broker's,
         not the records': they propagate, and the batch is redelivered after the restart."""
         t = self.m.tables
         self.m.joins.append(partition, [entry_of(key, entry) for key, entry in result.joins.items()])

@@ -22,7 +22,6 @@ from model_monitoring.tables.keys import (
     is_arrival_key,
     is_meta_key,
     is_partial_key,
-    partition_of,
 )
 from model_monitoring.tables.partial import PartialState
 
@@ -87,19 +86,6 @@ def join_expiry(entry: JoinEntry, high_water_ms: int, ttl_ms: int) -> str | None
     matched, unmatched_prediction, unmatched_outcome, past_ttl = JOIN_STATES
     return (past_ttl if entry.late else matched if entry.matched_by else
             unmatched_prediction if entry.prediction else unmatched_outcome)
-
-
-def expired_joins(items: Iterable[tuple[bytes, bytes]], high_water_ms: dict[int, int],
-                  ttl_ms: int) -> Iterator[tuple[bytes, str]]:
-    """Join entries last touched (event time) before (high-water mark − TTL − grace), with their state."""
-    for raw_key, raw_value in items:
-        partition = partition_of(raw_key)
-        hw = high_water_ms.get(partition)
-        if hw is None:
-            continue
-        state = join_expiry(JoinEntry.from_bytes(raw_value), hw, ttl_ms)
-        if state is not None:
-            yield raw_key, state
 
 
 def high_water_marks(meta_items: Iterable[tuple[bytes, bytes]]) -> dict[int, int]:

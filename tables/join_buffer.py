@@ -1,6 +1,7 @@
-"""The value of the `join_buffer` table (key b"{partition}|{predictionId}"): a prediction waiting
-for its outcome, or an early outcome waiting for its prediction, and which source event matched
-them. Remembering the source position of each side is what lets a redelivered event be told
+"""A join entry (key `JoinKey`, b"{partition}|{predictionId}"): a prediction waiting for its
+outcome, or an early outcome waiting for its prediction, and which source event matched them.
+Stored in batches in the join log (tables/join_log.py); the previous release kept one per key in
+the `join_buffer` table. Remembering the source position of each side is what lets a redelivered event be told
 from a genuine duplicate (same predictionId, another message)."""
 
 from __future__ import annotations
