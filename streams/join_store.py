@@ -2,7 +2,7 @@
 
 The ingest fold reads a prediction's join entry from the index and writes the entries it changed
 as batches to the log (`tables/join_log.py`): one changelog message per batch of up to 256 KiB,
-not one per prediction. The index (join key -> (batch seq, entry)) is RocksDB on disk, one
+not one per prediction. The index (join key -> (batch seq, last touch, entry)) is RocksDB on disk, one
 database per partition under the data directory (90 days of predictions do not belong in memory;
 the memory store of tests and throwaway runs keeps it in a dict). It is derived state: built
 from the partition's batches, which faust restored from the changelog, on the partition's first
@@ -12,7 +12,8 @@ from.
 
 Entries of the previous release's `join_buffer` table (one table entry per prediction) are moved
 into the log on that first fold: written as batches, flushed, then deleted from the old table.
-An entry the log already has is not moved (a crash between the two steps moves it again)."""
+An entry the log already has is not moved: after a crash between the two steps the old copy is
+only deleted, never written over the log's (perhaps newer) version."""
 
 from __future__ import annotations
 
