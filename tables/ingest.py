@@ -26,7 +26,7 @@ from model_monitoring.tables.health_buckets import BucketBook, BucketTracker, Cl
 from model_monitoring.tables.histogram import FeatureHistogram, count_groups
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
 from model_monitoring.tables.keys import ArrivalKey, JoinKey, MetaKey, PartialKey
-from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialState
+from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialState, pair_slot
 
 BaselineLookup = Callable[[str, str, str], Baseline | None]
 PartialGetter = Callable[[bytes], PartialState | None]
@@ -170,6 +170,10 @@ class IngestFold:
             else:
                 entry = entry.matched(source)
                 self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
+                # the pair's error goes to the detectors whichever side came second; here under
+                # a slot of its own (`pair_slot`): the outcome's time must not move the features
+                # log's event-time mark, and the prediction's offset guards a redelivery
+                self._admit_error(pred, outcome, offset, pair_slot(slot))
             out.joins[jkey] = entry
         self._finish(pending, out)
         if self.buckets is not None:
@@ -221,13 +225,7 @@ class IngestFold:
             else:
                 entry = entry.matched(source)
                 self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
-                if self.buckets is not None:
-                    baseline = self.baseline_for(pred.tenant_id, pred.model_id, pred.model_version)
-                    if baseline is not None:
-                        self.buckets.admit_error(f"{pred.tenant_id}:{pred.model_id}", pred.model_version,
-                                                 offset, rec.timestamp_ms,
-                                                 error_of(baseline.task, pred.prediction, outcome.outcome),
-                                                 slot=slot)
+                self._admit_error(pred, outcome, offset, slot)
             out.joins[jkey] = entry
         self._finish(pending, out)
         if self.buckets is not None:
@@ -235,6 +233,16 @@ class IngestFold:
         return out
 
     # ---------------------------------------------------------------- helpers
+    def _admit_error(self, pred: Prediction, outcome: Outcome, offset: int, slot: str) -> None:
+        """A completed pair's error to the continuous detectors, in its outcome's minute."""
+        if self.buckets is None:
+            return
+        baseline = self.baseline_for(pred.tenant_id, pred.model_id, pred.model_version)
+        if baseline is not None:
+            self.buckets.admit_error(f"{pred.tenant_id}:{pred.model_id}", pred.model_version, offset,
+                                     outcome.timestamp_ms, error_of(baseline.task, pred.prediction, outcome.outcome),
+                                     slot=slot)
+
     def _past_ttl(self, pred: Prediction, outcome_ms: int) -> bool:
         return self.join_ttl_ms is not None and outcome_ms - pred.timestamp_ms > self.join_ttl_ms
 

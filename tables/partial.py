@@ -25,6 +25,14 @@ def forwarded_slot(topic_slot: str, source_partition: int) -> str:
     return f"{topic_slot}@{source_partition}"
 
 
+def pair_slot(features_slot: str) -> str:
+    """Watermark slot of the errors of pairs a features log completed (a prediction folded after
+    its outcome): an outcomes-topic slot ("o@…", tables/health_buckets.py `topic_slot`), so the
+    detectors merge those errors with the outcomes', keyed by the features log whose offsets it
+    carries."""
+    return f"{OUTCOMES}@{features_slot}"
+
+
 VersionSegment = tuple[str, str]  # (model version, segment or NO_SEGMENT): a part's key
 
 

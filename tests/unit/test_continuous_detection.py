@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from river import drift
 
 from bench.continuous_streams import minutes
-from model_monitoring.schemas.models import InferenceRecord
+from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.tables.baseline import build_baseline
 from model_monitoring.tables.change_detector import DetectorState
 from model_monitoring.tables.continuous_detection import DetectionPolicy, ModelDetectors, apply, replay
@@ -254,3 +254,58 @@ def test_the_levels_of_a_model_weeks_tests_sum_to_at_most_the_budget():
     assert stream_alpha(streams, "1", "brier", policy) == policy.false_alarm_budget * 0.5 / policy.max_candidates  # type: ignore[arg-type]
     only_errors = {stream_key("1", "brier", "brier"): None}
     assert stream_alpha(only_errors, "1", "brier", policy) * policy.max_candidates == policy.false_alarm_budget  # type: ignore[arg-type]
+
+
+def _errors_after(steps, lateness_ms: int = 10_000):
+    """Fold batches of predictions ("f") and outcomes ("o") in the order given, carrying the stored
+    values; the detectors' error sums per (version, minute), the minutes sent plus those still
+    open, and the number of predictions their health buckets counted."""
+    books: dict[str, bytes] = {}
+    partials: dict[bytes, object] = {}
+    joins: dict[bytes, object] = {}
+    errors: dict = {}
+    counted = 0
+    for kind, batch in steps:
+        tracker = BucketTracker(0, lateness_ms, lambda k: BucketBook.from_bytes(books[k]) if k in books else None)
+        fold = IngestFold(0, bucket_ms=86_400_000, retention_ms=10**12, join_ttl_ms=90 * 86_400_000,
+                          baseline_for=lambda *_: BASELINE, buckets=tracker)
+        if kind == "f":
+            out = fold.fold_predictions(batch, partials.get, joins.get, -1)
+        else:
+            out = fold.fold_outcomes(batch, partials.get, joins.get, -1, 90 * 86_400_000)
+        partials.update(out.partials)
+        joins.update(out.joins)
+        books.update({k: b.to_bytes() for k, b in out.bucket_books.items()})
+        for closed in out.closed_buckets:
+            counted += sum(h.n for h in closed.health.values())
+            for bid, es in closed.errors.items():
+                errors[bid] = errors[bid].merge(es) if bid in errors else es
+    for raw in books.values():
+        book = BucketBook.from_bytes(raw)
+        counted += sum(h.n for h in book.health.values())
+        for bid, es in book.errors.items():
+            errors[bid] = errors[bid].merge(es) if bid in errors else es
+    return errors, counted
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 10**6), st.integers(1, 119))
+def test_a_pairs_error_reaches_the_detectors_whichever_side_comes_second(seed: int, cut: int) -> None:
+    """Outcomes an hour after their predictions; folded after them, before them (the prediction
+    then completes the pair), or half and half, with a redelivered batch: the same errors in the
+    same minutes, and every prediction still in its health minute (the outcomes' times, an hour
+    later, must not close the predictions' minutes). (Before, a pair completed by its prediction
+    gave the detectors nothing.)"""
+    rng = random.Random(seed)
+    predictions = [(i, 0, InferenceRecord(f"p{i}", "t", "m", "1", T0 + i * 1000, rng.random(), None,
+                                          {"x": rng.gauss(0, 1), "c": "a"})) for i in range(120)]
+    outcomes = [(i, 0, OutcomeRecord(f"p{i}", "t", "m", float(rng.random() < 0.3), T0 + 3_600_000 + i * 1000))
+                for i in range(120)]
+    after = _errors_after([("f", predictions), ("o", outcomes)])
+    assert sum(es.n for es in after[0].values()) == 120 and after[1] == 120
+    before = _errors_after([("o", outcomes), ("f", predictions[:cut]), ("f", predictions[:cut]),
+                            ("f", predictions[cut:])])
+    mixed = _errors_after([("f", predictions[:cut]), ("o", outcomes), ("f", predictions[cut:]),
+                           ("o", outcomes[cut:])])
+    assert before == after
+    assert mixed == after
