@@ -78,10 +78,15 @@ JOIN_STATES = ("matched", "unmatched_prediction", "unmatched_outcome", "past_ttl
 LATE_OUTCOME_GRACE_MS = 35 * 86_400_000
 
 
+def join_horizon_ms(high_water_ms: int, ttl_ms: int) -> int:
+    """A join entry last touched (event time) before this is expired: high-water mark − TTL − grace."""
+    return high_water_ms - ttl_ms - LATE_OUTCOME_GRACE_MS
+
+
 def join_expiry(entry: JoinEntry, high_water_ms: int, ttl_ms: int) -> str | None:
-    """The state an entry expires in (a `JOIN_STATES` label) once last touched (event time)
-    before (high-water mark − TTL − grace); None while it lives."""
-    if entry.last_seen_ms >= high_water_ms - ttl_ms - LATE_OUTCOME_GRACE_MS:
+    """The state an entry expires in (a `JOIN_STATES` label) once last touched before
+    `join_horizon_ms`; None while it lives."""
+    if entry.last_seen_ms >= join_horizon_ms(high_water_ms, ttl_ms):
         return None
     matched, unmatched_prediction, unmatched_outcome, past_ttl = JOIN_STATES
     return (past_ttl if entry.late else matched if entry.matched_by else

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from model_monitoring.tables.expiry import LATE_OUTCOME_GRACE_MS, join_expiry
+from model_monitoring.tables.expiry import join_expiry, join_horizon_ms
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import JoinBatchKey
 
@@ -98,11 +98,6 @@ def entry_bytes(raw: bytes) -> bytes:
     return raw[_SEQ.size:]
 
 
-def horizon_ms(high_water_ms: int, ttl_ms: int) -> int:
-    """An entry last touched before this is expired (`tables/expiry.py` `join_expiry`)."""
-    return high_water_ms - ttl_ms - LATE_OUTCOME_GRACE_MS
-
-
 def rebuild(batches: Iterable[tuple[int, bytes]], high_water_ms: int, ttl_ms: int) -> dict[bytes, bytes]:
     """A partition's index (join key -> `index_value`) from its batches (seq, batch bytes) in seq
     order: each key's entry from the latest batch that holds it. Entries past expiry at the
@@ -113,7 +108,7 @@ def rebuild(batches: Iterable[tuple[int, bytes]], high_water_ms: int, ttl_ms: in
     for seq, raw in batches:
         for key, seen, value in scan(raw):
             latest[key] = (seq, seen, value)
-    horizon = horizon_ms(high_water_ms, ttl_ms)
+    horizon = join_horizon_ms(high_water_ms, ttl_ms)
     return {key: index_value(seq, seen, value) for key, (seq, seen, value) in latest.items()
             if high_water_ms < 0 or seen >= horizon}
 
@@ -132,7 +127,7 @@ def plan_expiry(index: Iterable[tuple[bytes, bytes]], batch_seqs: Iterable[int],
     referenced: set[int] = set()
     expired: list[tuple[bytes, str]] = []
     live = 0
-    horizon = horizon_ms(high_water_ms, ttl_ms)
+    horizon = join_horizon_ms(high_water_ms, ttl_ms)
     for key, raw in index:
         seq, seen, value = split_index_value(raw)
         state = join_expiry(JoinEntry.from_bytes(value), high_water_ms, ttl_ms) if seen < horizon else None
@@ -148,7 +143,7 @@ def latest_entries(log: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
     """Join key -> entry bytes: what a join log (batch key -> batch bytes, e.g. its changelog
     read to the end) holds: the latest version of each entry."""
     out: dict[bytes, bytes] = {}
-    for batch_key in sorted(JoinBatchKey.decode(raw) for raw in log):
-        for key, _, value in scan(log[batch_key.encode()]):
+    for batch_key in sorted(log, key=JoinBatchKey.decode):
+        for key, _, value in scan(log[batch_key]):
             out[key] = value
     return out
