@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ from model_monitoring.tables.run_messages import (
     StartRun,
     decode_run_message,
 )
-from model_monitoring.tables.trigger import JOB_NAME, derived_job_run_id, plan_run
+from model_monitoring.tables.trigger import JOB_NAME, cron_job_run_id, derived_job_run_id, plan_run
 
 log = logging.getLogger("model_monitoring.run")
 runbook_log = logging.getLogger("model_monitoring.job")
@@ -226,7 +226,6 @@ def register(monitor: Monitor) -> None:
     if s.cron_enabled:
         @app.crontab(s.cron, timezone=ZoneInfo(s.cron_timezone), on_leader=True)
         async def weekly() -> None:
-            scheduled = datetime.now(UTC).strftime("%Y%m%dT%H%M")
-            job_run_id = f"cron-{scheduled}"  # two leaders in one minute name the same run
+            job_run_id = cron_job_run_id(s.cron, datetime.now(ZoneInfo(s.cron_timezone)))
             log.info("crontab %r fired: jobRunId=%s", s.cron, job_run_id)
             await publish_trigger(monitor, job_run_id, None, "cron")

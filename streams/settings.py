@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from model_monitoring.tables.trigger import cron_fields
+
 if TYPE_CHECKING:
     from model_monitoring.tables.continuous_detection import DetectionPolicy
     from model_monitoring.tables.incidents import IncidentPolicy
@@ -166,6 +168,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        cron_fields(self.cron)  # a schedule faust's crontab could not read fails here, by name
         if self.psi_critical < self.psi_warning:
             raise ValueError("psi_critical must be >= psi_warning")
         if self.retention_days < self.window_days:

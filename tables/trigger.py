@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from croniter import croniter
 
 from model_monitoring.schemas.timestamps import parse_timestamp_ms
 from model_monitoring.tables.job_run import JobRun
@@ -17,6 +20,29 @@ def derived_job_run_id(topic: str, partition: int, offset: int) -> str:
     message redelivered after a crash names the same run."""
     digest = hashlib.sha256(f"{topic}:{partition}:{offset}".encode()).hexdigest()[:20]
     return f"mm-{digest}"
+
+
+def cron_fields(cron: str) -> int:
+    """How many fields the schedule has: 5 (minute … weekday), or 6 with seconds last (croniter's
+    order). Anything else, or a field croniter cannot read, is a ValueError naming the schedule."""
+    fields = len(cron.split())
+    if fields not in (5, 6) or not croniter.is_valid(cron):
+        raise ValueError(f"cron {cron!r} is not a crontab of 5 fields (minute hour day month weekday) "
+                         "or 6 (the same, then seconds)")
+    return fields
+
+
+def cron_job_run_id(cron: str, fired_at: datetime) -> str:
+    """The jobRunId of the crontab tick that fired at `fired_at` (timezone-aware): the tick is
+    the scheduled time nearest to it, whichever way the timer was late or early, so two leaders
+    firing the same tick (a rebalance moves the leader) name the same run. Minute resolution
+    (`cron-YYYYmmddTHHMM`, UTC) for a 5-field schedule, seconds (`…SS`) when it has a seconds field."""
+    second = timedelta(seconds=1)  # croniter's prev and next are strict: a firing on the tick
+    ticks: tuple[datetime, datetime] = (
+        croniter(cron, fired_at + second).get_prev(datetime),  # is its own nearest tick
+        croniter(cron, fired_at - second).get_next(datetime))
+    tick = min(ticks, key=lambda t: abs(t - fired_at))
+    return "cron-" + tick.astimezone(UTC).strftime("%Y%m%dT%H%M%S" if cron_fields(cron) == 6 else "%Y%m%dT%H%M")
 
 
 def window_for(window_end_ms: int, window_ms: int, bucket_ms: int) -> tuple[int, int]:
