@@ -43,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_monitoring.schemas.timestamps import format_timestamp  # noqa: E402
 from model_monitoring.streams.settings import load_settings  # noqa: E402
-from model_monitoring.tables.baseline import Baseline, FeatureBaseline, build_baseline  # noqa: E402
+from model_monitoring.tables.baseline import Baseline, FeatureBaseline  # noqa: E402
+from model_monitoring.tables.baseline_build import build_baseline  # noqa: E402
 from model_monitoring.tables.error_sums import PerformanceSums  # noqa: E402
 from model_monitoring.tables.evaluation_state import merge_segments  # noqa: E402
 from model_monitoring.tables.histogram import FeatureHistogram  # noqa: E402

@@ -35,7 +35,8 @@ import numpy as np
 from bench.continuous_streams import WEEK_MINUTES, minutes
 from bench.ingest_records import bench_baseline, bench_records
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.continuous_detection import DetectionPolicy, ModelDetectors, apply
 from model_monitoring.tables.health_buckets import MINUTE_MS, BucketBook, BucketTracker
 from model_monitoring.tables.ingest import IngestFold

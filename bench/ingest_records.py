@@ -13,7 +13,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from model_monitoring.commands.harness import produce
 from model_monitoring.schemas.timestamps import format_timestamp
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 
 TENANTS = ("acme", "globex", "initech", "umbrella")
 MODEL, VERSION = "bench-model", "1"

@@ -14,7 +14,7 @@ import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from model_monitoring.schemas.timestamps import format_timestamp
-from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.baseline_build import build_baseline
 
 DAY_MS = 86_400_000
 END_MS = 1_795_305_600_000          # 2026-11-22T00:00:00Z, a midnight: the window is the 7 days before

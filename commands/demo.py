@@ -45,7 +45,8 @@ from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.settings import Settings, load_settings
 from model_monitoring.streams.tokens import mint_token
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 
 DEMO_SCENARIO = Scenario(numeric_shift=("acme:risk-scoring",), accuracy_drop=("globex:churn",),
                          small_tenants=("initech",), duplicate_rate=0.01,

@@ -14,7 +14,8 @@ from typing import cast
 import orjson
 
 from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
-from model_monitoring.tables.baseline import Baseline, BaselineError, build_baseline, sparse_bins
+from model_monitoring.tables.baseline import Baseline, BaselineError
+from model_monitoring.tables.baseline_build import build_baseline, sparse_bins
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.fdr import with_q_values

@@ -28,16 +28,21 @@ together."""
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import orjson
-from scipy.special import ndtr, ndtri
 
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.change_detector import DetectorState
+from model_monitoring.tables.confirmation import (
+    SHARE_VARIANCE_FLOOR,
+    Test,
+    error_test,
+    share_test,
+    standardized,
+    two_sided_test,
+)
 from model_monitoring.tables.error_sums import ErrorSums
 from model_monitoring.tables.health_buckets import MINUTE_MS, BucketId, ClosedBuckets, HealthSums, topic_slot
 
@@ -224,11 +229,11 @@ def _feed_health(streams: dict[str, StreamState], bid: BucketId, sums: HealthSum
             if metric == "out_of_range_share" and (fb is None or fb.bins.kind != "numeric"):
                 continue
             _observe(streams, stream_key(version, metric, name), minute, share_sums(sums.n, k),
-                     policy.min_events, policy.confirm_events, _share_test(expected[metric], policy, policy.confirm_events),
+                     policy.min_events, policy.confirm_events, share_test(expected[metric], policy.tolerance, policy.min_share_change, policy.confirm_events),
                      policy, changes, version, metric, name)
     if sums.prediction.n:
         _observe(streams, stream_key(version, "prediction_mean", "prediction"), minute, sums.prediction,
-                 policy.min_events, policy.confirm_events, _two_sided_test(policy, policy.confirm_events), policy, changes,
+                 policy.min_events, policy.confirm_events, two_sided_test(policy.tolerance, policy.confirm_events), policy, changes,
                  version, "prediction_mean", "prediction")
 
 
@@ -242,107 +247,8 @@ def _feed_errors(streams: dict[str, StreamState], bid: BucketId, sums: ErrorSums
     metric = "brier" if baseline.task == "classification" else "mae"
     reference = baseline.brier if metric == "brier" else baseline.mae
     _observe(streams, stream_key(version, metric, metric), minute, sums, policy.min_outcomes,
-             policy.confirm_outcomes, _error_test(reference, policy, policy.confirm_outcomes), policy, changes, version,
+             policy.confirm_outcomes, error_test(reference, policy.tolerance, policy.confirm_outcomes), policy, changes, version,
              metric, metric)
-
-
-SHARE_VARIANCE_FLOOR = 0.01 * 0.99  # a share's variance as if it were at least 1%
-WARMUP_OBSERVATIONS = 10
-Z_CLIP = 50.0
-
-
-def standardized(observation: ErrorSums, history: ErrorSums, min_count: int,
-                 variance_floor: float) -> float | None:
-    """The observation's mean as a z-score against the stream's history: what the detector is
-    fed. Scale-free, so one detector setting serves shares, scores and errors alike (river's
-    detectors on raw minute means of noisy errors took ~40 minutes to see a 50% Brier step;
-    on z-scores, ~5). None while the history is shorter than WARMUP_OBSERVATIONS observations."""
-    if history.n < WARMUP_OBSERVATIONS * min_count or not observation.n:
-        return None
-    sd_mean = history.std_error() or 0.0
-    variance = max(sd_mean * sd_mean * history.n, variance_floor, 1e-12)
-    z = ((observation.mean() or 0.0) - (history.mean() or 0.0)) / math.sqrt(variance / observation.n)
-    return max(-Z_CLIP, min(Z_CLIP, z))
-
-
-Decision = Literal["confirm", "reject", "wait"]
-# A test: (fresh, history, α, first) -> (decision, reference, threshold, p-value); `first`: the
-# fresh data has just reached the confirmation count (the one fixed-n look, `_decide`)
-Test = Callable[[ErrorSums, ErrorSums, float, bool], tuple[Decision, float, float, float]]
-
-
-def cs_radius(n: int, variance: float, alpha: float, rho_count: int) -> float:
-    """Half-width, on the mean, of a one-sided time-uniform confidence sequence (Robbins' normal
-    mixture, sub-Gaussian with the given per-record variance): with probability ≥ 1 − α the true
-    mean stays inside at every n at once, so the fresh data may be tested after every
-    observation and stop as soon as it is decisive. ρ tunes the sequence to be tightest
-    near `rho_count` records."""
-    v = variance * n
-    rho = variance * rho_count
-    return math.sqrt((v + rho) * (2 * math.log(1 / alpha) + math.log((v + rho) / rho))) / n
-
-
-def _decide(value: float, threshold: float, variance: float, alpha: float, n: int, confirm: int,
-            first: bool) -> Decision:
-    """Two looks, each at α/2 (so at most α together): once, when the fresh data first holds
-    `confirm` records, a fixed-n one-sided z-test (the most power at that n); at every
-    observation, the time-uniform confidence sequence (it keeps looking until it is decisive,
-    or `20 × confirm` records). A change large enough is confirmed at the confirmation count;
-    a smaller one later, by the sequence."""
-    if first and value + ndtri(alpha / 2) * math.sqrt(variance / n) > threshold:
-        return "confirm"
-    radius = cs_radius(n, variance, alpha / 2, confirm)
-    if value - radius > threshold:
-        return "confirm"
-    give_up = 20 * confirm
-    if value + radius < threshold or n >= give_up:
-        return "reject"
-    return "wait"
-
-
-def _p(value: float, threshold: float, variance: float, n: int) -> float:
-    """The fixed-n one-sided p-value of the same comparison (reported, not used to decide)."""
-    se = math.sqrt(variance / n)
-    return float(ndtr(-(value - threshold) / se)) if se > 0 else (0.0 if value > threshold else 1.0)
-
-
-def _variance(sums: ErrorSums) -> float:
-    se = sums.std_error() or 0.0
-    return se * se * sums.n
-
-
-def _share_test(expected: float | None, policy: DetectionPolicy, confirm: int) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, alpha: float, first: bool) -> tuple[Decision, float, float, float]:
-        p0 = expected if expected is not None else (history.mean() or 0.0)
-        threshold = min(max(p0 * (1 + policy.tolerance), p0 + policy.min_share_change), 0.999)
-        value = fresh.mean() or 0.0
-        # a share of 0 or 1 still has a spread: at least that of a share at the threshold
-        variance = max(threshold * (1 - threshold), _variance(fresh))
-        return (_decide(value, threshold, variance, alpha, fresh.n, confirm, first), p0, threshold,
-                _p(value, threshold, variance, fresh.n))
-    return test
-
-
-def _error_test(baseline_value: float | None, policy: DetectionPolicy, confirm: int) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, alpha: float, first: bool) -> tuple[Decision, float, float, float]:
-        reference = baseline_value if baseline_value is not None else (history.mean() or 0.0)
-        threshold = reference * (1 + policy.tolerance)
-        value = fresh.mean() or 0.0
-        variance = max(_variance(fresh), _variance(history), 1e-12)
-        return (_decide(value, threshold, variance, alpha, fresh.n, confirm, first), reference, threshold,
-                _p(value, threshold, variance, fresh.n))
-    return test
-
-
-def _two_sided_test(policy: DetectionPolicy, confirm: int) -> Test:
-    def test(fresh: ErrorSums, history: ErrorSums, alpha: float, first: bool) -> tuple[Decision, float, float, float]:
-        reference = history.mean() or 0.0
-        margin = policy.tolerance * max(abs(reference), 1e-9)
-        value = abs((fresh.mean() or 0.0) - reference)
-        variance = max(_variance(fresh), _variance(history), 1e-12)
-        return (_decide(value, margin, variance, alpha / 2, fresh.n, confirm, first), reference, reference + margin,
-                min(1.0, 2 * _p(value, margin, variance, fresh.n)))
-    return test
 
 
 def stream_alpha(streams: Mapping[str, StreamState], version: str, metric: str,

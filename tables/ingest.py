@@ -13,24 +13,29 @@ message) is dropped."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-
-import numpy as np
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.baseline import Baseline
-from model_monitoring.tables.error_sums import PerformanceSums
+from model_monitoring.tables.baseline import BaselineLookup
 from model_monitoring.tables.expiry import error_retention_ms, expirable
-from model_monitoring.tables.health_buckets import BucketBook, BucketTracker, ClosedBuckets, count_health, error_of
-from model_monitoring.tables.histogram import FeatureHistogram, count_groups
+from model_monitoring.tables.health_buckets import BucketBook, BucketTracker, ClosedBuckets, error_of
+from model_monitoring.tables.ingest_partials import PendingPartial, SlotKey, finish_partials
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
 from model_monitoring.tables.keys import ArrivalKey, JoinKey, MetaKey, PartialKey
 from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialState, pair_slot
 
-BaselineLookup = Callable[[str, str, str], Baseline | None]
 PartialGetter = Callable[[bytes], PartialState | None]
 JoinGetter = Callable[[bytes], JoinEntry | None]
+
+
+class _Timed(Protocol):
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Timed)
 
 
 def join_key(partition: int, prediction_id: str) -> bytes:
@@ -62,23 +67,6 @@ class FoldResult:
     closed_buckets: list[ClosedBuckets] = field(default_factory=list)  # to the detectors
 
 
-@dataclass
-class _PendingPartial:
-    before: PartialState
-    features: list[Mapping[str, object]] = field(default_factory=list)
-    health_ids: list[int] = field(default_factory=list)  # per feature record: its detector bucket or -1
-    health_only: list[tuple[Mapping[str, object], int]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)  # the predictions of `features`' records
-    predictions: list[float] = field(default_factory=list)  # pairs: prediction, outcome, lag
-    outcomes: list[float] = field(default_factory=list)
-    lags_ms: list[int] = field(default_factory=list)
-    unmatched: int = 0  # outcomes whose prediction had expired (arrival days only)
-    max_offset: dict[str, int] = field(default_factory=dict)
-
-
-SlotKey = PartialKey | ArrivalKey
-
-
 def _admit(out: FoldResult, offset: int, index: int, timestamp_ms: int, horizon_ms: int,
            reason: str) -> bool:
     """A record older than (the partition's event-time mark − horizon) is too late to count;
@@ -88,6 +76,17 @@ def _admit(out: FoldResult, offset: int, index: int, timestamp_ms: int, horizon_
         return False
     out.max_event_ms = max(out.max_event_ms, timestamp_ms)
     return True
+
+
+def _admitted(out: FoldResult, records: Iterable[tuple[int, int, R]], slot: str, horizon_ms: int,
+              reason: str) -> Iterator[tuple[int, int, R, Source]]:
+    """The batch's records, each with its source position, but a repeat within the batch
+    (`_repeated`) and one too late (`_admit`)."""
+    seen: set[Source] = set()
+    for offset, index, rec in records:
+        source: Source = (slot, offset, index)
+        if not _repeated(out, seen, source) and _admit(out, offset, index, rec.timestamp_ms, horizon_ms, reason):
+            yield offset, index, rec, source
 
 
 def _repeated(out: FoldResult, seen: set[Source], source: Source) -> bool:
@@ -128,14 +127,9 @@ class IngestFold:
         partition, or a forwarded source partition)."""
         out = FoldResult(max_event_ms=high_water_ms)
         self.partition_high_water_ms = partition_high_water_ms
-        pending: dict[SlotKey, _PendingPartial] = {}
-        seen: set[Source] = set()
-        for offset, index, rec in records:
-            source: Source = (slot, offset, index)
-            if _repeated(out, seen, source):
-                continue
-            if not _admit(out, offset, index, rec.timestamp_ms, self.retention_ms, "prediction older than the retention"):
-                continue
+        pending: dict[SlotKey, PendingPartial] = {}
+        for offset, _index, rec, source in _admitted(out, records, slot, self.retention_ms,
+                                                     "prediction older than the retention"):
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.prediction is not None and entry.prediction.source != source:
                 out.counts["duplicate_predictions"] += 1
@@ -175,7 +169,7 @@ class IngestFold:
                 # log's event-time mark, and the prediction's offset guards a redelivery
                 self._admit_error(pred, outcome, offset, pair_slot(slot))
             out.joins[jkey] = entry
-        self._finish(pending, out)
+        out.partials.update(finish_partials(pending, self.baseline_for, self.buckets, out.counts))
         if self.buckets is not None:
             out.bucket_books, out.closed_buckets = self.buckets.finish()
         return out
@@ -187,14 +181,9 @@ class IngestFold:
                       slot: str = OUTCOMES) -> FoldResult:
         out = FoldResult(max_event_ms=high_water_ms)
         self.partition_high_water_ms = partition_high_water_ms
-        pending: dict[SlotKey, _PendingPartial] = {}
-        seen: set[Source] = set()
-        for offset, index, rec in records:
-            source: Source = (slot, offset, index)
-            if _repeated(out, seen, source):
-                continue
-            if not _admit(out, offset, index, rec.timestamp_ms, join_ttl_ms, "outcome older than the join TTL"):
-                continue
+        pending: dict[SlotKey, PendingPartial] = {}
+        for offset, index, rec, source in _admitted(out, records, slot, join_ttl_ms,
+                                                    "outcome older than the join TTL"):
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
             if entry.outcome is not None and entry.outcome.source != source:
                 out.counts["duplicate_outcomes"] += 1
@@ -227,7 +216,7 @@ class IngestFold:
                 self._contribute(pending, get_partial, slot, offset, pred, outcome, out)
                 self._admit_error(pred, outcome, offset, slot)
             out.joins[jkey] = entry
-        self._finish(pending, out)
+        out.partials.update(finish_partials(pending, self.baseline_for, self.buckets, out.counts))
         if self.buckets is not None:
             out.bucket_books, out.closed_buckets = self.buckets.finish()
         return out
@@ -246,7 +235,7 @@ class IngestFold:
     def _past_ttl(self, pred: Prediction, outcome_ms: int) -> bool:
         return self.join_ttl_ms is not None and outcome_ms - pred.timestamp_ms > self.join_ttl_ms
 
-    def _unmatched_late(self, pending: dict[SlotKey, _PendingPartial], get_partial: PartialGetter,
+    def _unmatched_late(self, pending: dict[SlotKey, PendingPartial], get_partial: PartialGetter,
                         topic_slot: str, offset: int, pred: Prediction, outcome_ms: int,
                         out: FoldResult) -> None:
         """An outcome later than the TTL after its prediction: counted once on the outcome's
@@ -269,14 +258,14 @@ class IngestFold:
                           pred.segment, pred.timestamp_ms // self.bucket_ms)
 
     @staticmethod
-    def _pending(pending: dict[SlotKey, _PendingPartial], key: SlotKey,
-                 get_partial: PartialGetter) -> _PendingPartial:
+    def _pending(pending: dict[SlotKey, PendingPartial], key: SlotKey,
+                 get_partial: PartialGetter) -> PendingPartial:
         slot = pending.get(key)
         if slot is None:
-            slot = pending[key] = _PendingPartial(get_partial(key.encode()) or PartialState())
+            slot = pending[key] = PendingPartial(get_partial(key.encode()) or PartialState())
         return slot
 
-    def _contribute(self, pending: dict[SlotKey, _PendingPartial], get_partial: PartialGetter,
+    def _contribute(self, pending: dict[SlotKey, PendingPartial], get_partial: PartialGetter,
                     topic_slot: str, offset: int, pred: Prediction, outcome: Outcome,
                     out: FoldResult) -> None:
         """A completed pair adds to its prediction day's partial (the prediction-window view)
@@ -304,87 +293,3 @@ class IngestFold:
         if counted:
             out.counts["matched"] += 1
             out.label_lags_ms.append(lag)
-
-    def _finish(self, pending: Mapping[SlotKey, _PendingPartial], out: FoldResult) -> None:
-        histograms = self._histograms(pending)
-        for key, slot in pending.items():
-            if not slot.max_offset:
-                continue  # everything in this batch for the key was counted before
-            state = slot.before
-            histogram = histograms.get(key) if isinstance(key, PartialKey) else None
-            if histogram is not None and state.histogram.fingerprint not in ("", histogram.fingerprint):
-                # the version's baseline was replaced: counts under the old bins are void
-                out.counts["baseline_changed"] += 1
-                state = replace(state, histogram=FeatureHistogram.empty(histogram.fingerprint), score_counts=())
-            performance = None
-            if slot.predictions:
-                p = np.asarray(slot.predictions, dtype=np.float64)
-                y = np.asarray(slot.outcomes, dtype=np.float64)
-                performance = PerformanceSums.empty().update_many(p, y)
-                # reliability bins read probabilities: a regression score is clipped (never read)
-                state = replace(state, calibration=state.calibration.update_many(np.clip(p, 0.0, 1.0), y),
-                                lags=state.lags.update_many(slot.lags_ms))
-            if slot.scores:
-                state = self._with_scores(state, key, slot.scores, histogram)
-            if slot.unmatched:
-                state = replace(state, expired_outcomes=state.expired_outcomes + slot.unmatched)
-            state = state.add(histogram, performance)
-            for topic_slot, offset in slot.max_offset.items():
-                state = state.with_watermark(topic_slot, offset)
-            out.partials[key.encode()] = state
-
-    def _with_scores(self, state: PartialState, key: SlotKey, scores: list[float],
-                     histogram: FeatureHistogram | None) -> PartialState:
-        """The prediction scores of new records: count, Σp, Σp² (clipped to [0, 1]: only a
-        classifier's are read), and their counts in the baseline's prediction bins."""
-        p = np.asarray(scores, dtype=np.float64)
-        state = replace(state, scores=state.scores.update_many(np.clip(p, 0.0, 1.0)))
-        baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
-        if baseline is None or baseline.prediction is None or histogram is None or not histogram.fingerprint:
-            return state
-        counts, _ = baseline.prediction.bins.bin_values(list(p))
-        before = state.score_counts or (0,) * len(counts)
-        return replace(state, score_counts=tuple(int(a) + int(b) for a, b in zip(before, counts, strict=True)))
-
-    def _histograms(self, pending: Mapping[SlotKey, _PendingPartial]) -> dict[SlotKey, FeatureHistogram]:
-        """The batch's new counts per key: all keys of one baseline binned in one pass."""
-        by_baseline: dict[int, tuple[Baseline, list[SlotKey]]] = {}
-        out: dict[SlotKey, FeatureHistogram] = {}
-        for key, slot in pending.items():
-            if not slot.features and not slot.health_only:
-                continue
-            baseline = self.baseline_for(key.tenant_id, key.model_id, key.model_version)
-            if baseline is None:
-                if slot.features:
-                    out[key] = names_only(slot.features)
-            else:
-                by_baseline.setdefault(id(baseline), (baseline, []))[1].append(key)
-        for baseline, keys in by_baseline.values():
-            features: list[Mapping[str, object]] = []
-            groups: list[int] = []
-            hids: list[int] = []
-            for g, key in enumerate(keys):
-                features += pending[key].features
-                groups += [g] * len(pending[key].features)
-                hids += pending[key].health_ids
-            for key in keys:  # binned for the detectors only, in a group that is dropped
-                features += [f for f, _ in pending[key].health_only]
-                groups += [len(keys)] * len(pending[key].health_only)
-                hids += [h for _, h in pending[key].health_only]
-            codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = {} if self.buckets is not None else None
-            histograms = count_groups(baseline, features, groups, len(keys) + 1, codes)
-            for key, histogram in zip(keys, histograms, strict=False):
-                if pending[key].features:
-                    out[key] = histogram
-            if self.buckets is not None and codes is not None:
-                self.buckets.add_counts(count_health(baseline, codes, np.asarray(hids, dtype=np.int64),
-                                                     len(self.buckets.health_keys)))
-        return out
-
-
-def names_only(features: Sequence[Mapping[str, object]]) -> FeatureHistogram:
-    """Events of a version without a baseline: no bins to count in, but the sample size and the
-    feature names (reported as `no_baseline`) are kept."""
-    names = sorted({name for f in features for name in f})
-    return FeatureHistogram(counts={n: () for n in names}, type_mismatch={}, n=len(features),
-                            fingerprint="")

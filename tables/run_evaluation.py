@@ -7,14 +7,14 @@ none copies them."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.tables.alert_grouping import group_degraded, group_drift
 from model_monitoring.tables.alerts import degraded_events, drift_events, snapshot_counts
-from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline import Baseline, BaselineLookup
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.fdr import with_q_values
 from model_monitoring.tables.histogram import FeatureHistogram, counts_array
@@ -27,7 +27,6 @@ from model_monitoring.tables.psi import FeatureVerdicts
 from model_monitoring.tables.thresholds import Thresholds
 
 ALERT_STATUSES = ("opened", "escalated")  # an alert pages; an `ongoing` event is an update
-BaselineLookup = Callable[[str, str, str], Baseline | None]  # (tenant, model, version)
 
 
 def in_window(day: int, bucket_ms: int, start_ms: int, end_ms: int) -> bool:

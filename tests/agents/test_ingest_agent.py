@@ -19,7 +19,7 @@ from model_monitoring.schemas.models import InferenceRecord
 from model_monitoring.streams.admin import ensure_topics
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.settings import load_settings
-from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.join_log import latest_entries
 from model_monitoring.tables.keys import BaselineKey, PartialKey, is_partial_key
 from model_monitoring.tables.partial import PartialState

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 
 from model_monitoring.commands.simulate import reference_records
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 
 MODELS = ("risk-scoring", "churn")
 

@@ -12,7 +12,7 @@ from model_monitoring.commands.simulate import Scenario, StreamConfig, generate,
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
 from model_monitoring.streams.settings import load_settings
-from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.histogram import count_batch
 from model_monitoring.tables.partial import PartialState
 

@@ -17,7 +17,7 @@ from model_monitoring.schemas.validation import Validators, decode_json, split_e
 from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.histogram import count_batch
-from model_monitoring.tables.ingest import names_only
+from model_monitoring.tables.ingest_partials import names_only
 from model_monitoring.tables.keys import PartialKey, is_partial_key
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.record_state import Scored

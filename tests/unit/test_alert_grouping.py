@@ -15,7 +15,8 @@ import orjson
 from model_monitoring.commands.simulate import Scenario, StreamConfig, generate, reference_records
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.tables.alert_grouping import group_drift
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation_state import merge_segments
 from model_monitoring.tables.histogram import count_batch

@@ -10,7 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from model_monitoring.tables.baseline import Baseline, BaselineError, SparseBins, build_baseline, sparse_bins
+from model_monitoring.tables.baseline import Baseline, BaselineError
+from model_monitoring.tables.baseline_build import SparseBins, build_baseline, sparse_bins
 from model_monitoring.tables.binning import FeatureBins
 
 CONTRACT_EXAMPLE: dict[str, Any] = {

@@ -15,7 +15,7 @@ from river import drift
 
 from bench.continuous_streams import minutes
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.change_detector import DetectorState
 from model_monitoring.tables.continuous_detection import DetectionPolicy, ModelDetectors, apply, replay
 from model_monitoring.tables.continuous_events import incident_key, publish

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_monitoring.commands.simulate import reference_records
-from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.histogram import count_batch, count_groups
 
 BASELINE = build_baseline(reference_records("churn", n=1000, seed=4), model_id="churn",

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_monitoring.commands.simulate import reference_records
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.histogram import FeatureHistogram
 from model_monitoring.tables.partial import PartialState
 from model_monitoring.tables.psi import FeatureVerdicts, evaluate_feature, feature_verdicts

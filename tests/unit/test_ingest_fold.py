@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.baseline import build_baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.ingest import join_key
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import PartialKey, is_arrival_key, is_partial_key

@@ -14,7 +14,8 @@ import pytest
 from model_monitoring.commands.offline import main, render_table
 from model_monitoring.schemas.timestamps import parse_timestamp_ms
 from model_monitoring.schemas.validation import Validators
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.error_sums import PerformanceSums
 from model_monitoring.tables.evaluation import evaluate_snapshot
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch

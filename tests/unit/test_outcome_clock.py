@@ -14,7 +14,8 @@ import pytest
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.validation import Validators
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.calibration import ReliabilityBins, ece_test
 from model_monitoring.tables.evaluation_state import merge_segments
 from model_monitoring.tables.expiry import expired_partials, partials_to_trim

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_monitoring.tables.baseline import Baseline, build_baseline
+from model_monitoring.tables.baseline import Baseline
+from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.error_sums import ErrorSums, PerformanceSums, exact_units, exact_units_sum
 from model_monitoring.tables.histogram import FeatureHistogram, count_batch
 from model_monitoring.tables.psi import psi
