@@ -151,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from model_monitoring.commands.demo import add_demo_parsers
     from model_monitoring.commands.offline import add_offline_parsers
+    from model_monitoring.commands.simulate_command import add_simulate_parser
     from model_monitoring.commands.tail import add_tail_parser
 
     add_offline_parsers(sub)
     add_demo_parsers(sub)
+    add_simulate_parser(sub)
     add_tail_parser(sub)
     return parser
 

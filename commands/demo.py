@@ -1,4 +1,5 @@
-"""`model-monitoring demo` (the README's first command) and `model-monitoring simulate`.
+"""`model-monitoring demo`, the README's first command (what it reads back and prints:
+commands/demo_report.py).
 
 The demo runs the whole job on the embedded default: the bundled broker, a worker, baselines
 built from a reference sample, a clean week then three weeks of traffic with one drift and one
@@ -23,14 +24,22 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from model_monitoring.commands.broker import EmbeddedBroker, free_port
-from model_monitoring.commands.harness import WorkerProcess, consumed, produce, read_topic, service_env, until_ingested
+from model_monitoring.commands.demo_report import (
+    checks_table,
+    early_alerts,
+    lifecycle,
+    lifecycle_line,
+    print_run,
+    run_events,
+    wait_for_run,
+)
+from model_monitoring.commands.harness import WorkerProcess, produce, service_env, until_ingested
 from model_monitoring.commands.simulate import (
     DAY_MS,
     Message,
@@ -83,103 +92,7 @@ async def stream_messages(bootstrap: str, s: Settings, messages: list[Message],
                 await asyncio.sleep(ahead)
 
 
-async def wait_for_run(bootstrap: str, s: Settings, job_run_id: str, timeout: float = 180.0
-                       ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for topic in (s.completed_topic, s.failed_topic):
-            for rec in await read_topic(bootstrap, topic, timeout=0.5):
-                doc = orjson.loads(rec.value)
-                if doc.get("jobRunId") == job_run_id:
-                    return {"topic": topic, **doc}
-        await asyncio.sleep(1.0)
-    raise TimeoutError(f"run {job_run_id} did not finish within {timeout}s")
-
-
 BACKFILL_IDLE_MINUTES = 200 * 24 * 60  # longer than the replayed history (20 weeks of sales)
-
-
-async def early_alerts(bootstrap: str, s: Settings, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """The continuous detectors' events (jobRunId null), read once the detectors have consumed
-    every closed minute the ingest sent them."""
-    if not s.continuous_enabled:
-        return []
-    deadline = time.monotonic() + timeout
-    while not await consumed(bootstrap, s.app_id, [s.detector_buckets_topic]) and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    out = []
-    for topic in (s.drift_topic, s.degraded_topic):
-        out += [d for d in (orjson.loads(r.value) for r in await read_topic(bootstrap, topic, timeout=0.5))
-                if d.get("jobRunId") is None]
-    return sorted(out, key=lambda d: d["detectedAt"])
-
-
-async def events_of(bootstrap: str, topic: str, job_run_id: str) -> list[dict[str, Any]]:
-    out = [orjson.loads(r.value) for r in await read_topic(bootstrap, topic, timeout=0.5)]
-    return [d for d in out if d.get("jobRunId") == job_run_id]
-
-
-def checks_table(snapshots: list[dict[str, Any]]) -> str:
-    rows = [("tenant:model", "ver", "feature/metric", "value", "status", "severity", "n")]
-    for snap in sorted(snapshots, key=lambda d: (d["tenantId"], d["modelId"], d["modelVersion"])):
-        if snap["segment"] is not None:
-            continue
-        who = f"{snap['tenantId']}:{snap['modelId']}"
-        for name, v in sorted(snap["features"].items()):
-            value = "-" if v.get("value") is None else f"{v['value']:.4f}"
-            rows.append((who, snap["modelVersion"], name, value, v["status"], v.get("severity") or "",
-                         str(v.get("sampleSize", ""))))
-        for name, v in sorted((snap.get("performance") or {}).items()):
-            if not v:
-                continue
-            value = "-" if v.get("value") is None else f"{v['value']:.4f}"
-            rows.append((who, snap["modelVersion"], name, value, v["status"], "", str(v.get("sampleSize", ""))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows)
-
-
-RUN_KINDS = ("drift", "degraded", "resolved", "recovered")
-
-
-def run_events(bootstrap: str, s: Settings, job_run_id: str) -> dict[str, list[dict[str, Any]]]:
-    topics = {"snapshot": s.snapshot_topic, "drift": s.drift_topic, "degraded": s.degraded_topic,
-              "resolved": s.drift_resolved_topic, "recovered": s.performance_recovered_topic}
-    return {kind: asyncio.run(events_of(bootstrap, topic, job_run_id)) for kind, topic in topics.items()}
-
-
-def lifecycle_line(kind: str, e: dict[str, Any]) -> str:
-    """One published event, as the on-call engineer would read it."""
-    who = f"{e['tenantId']}:{e['modelId']} v{e['modelVersion']}" + (f" segment={e['segment']}" if e["segment"] else "")
-    incident = f"incident {e['incidentId'][:8]}"
-    if kind in ("resolved", "recovered"):
-        name = e.get("feature") or e["metric"]
-        lower = e.get("psiLower", e.get("valueLower"))
-        if e["resolution"] != "cleared":
-            how = f"{e['quietRuns']} runs in a row no longer in breach"
-        elif e["value"] < e["clearThreshold"]:
-            how = f"{e['value']:.4f} < clear {e['clearThreshold']:.4f}"
-        else:
-            how = f"{e['value']:.4f}, its 95% lower bound {lower:.4f} < clear {e['clearThreshold']:.4f}"
-        return f"  {kind.upper():<9}          {who} {name} {how} (opened {e['openedAt']})  {incident}"
-    status = e["incidentStatus"]
-    page = "ALERT" if status in ("opened", "escalated") else "update"
-    segments = ", ".join(seg["segment"] for seg in e.get("segments", [])) or "none"
-    if kind == "drift":
-        what = (f"DRIFT {e['severity']:<8} {who} {e['feature']} psi={e['value']:.4f} "
-                f"psiLower={e['psiLower']:.4f} threshold={e['threshold']}")
-    else:
-        what = (f"DEGRADED {who} {e['metric']}={e['value']:.4f} baseline={e['baseline']:.4f} "
-                f"threshold={e['threshold']:.4f}")
-    return f"  {status.upper():<9} {page:<6}   {what} n={e['sampleSize']}; segments also in breach: {segments}  {incident}"
-
-
-def print_run(week: int, job_run_id: str, how: str, events: dict[str, list[dict[str, Any]]]) -> None:
-    alerts = sum(1 for k in ("drift", "degraded") for e in events[k] if e["incidentStatus"] in ("opened", "escalated"))
-    counts = ", ".join(f"{len(events[k])} {k}" for k in RUN_KINDS)
-    print(f"\nWeek {week}: {how} jobRunId={job_run_id} -> {counts} ({alerts} alerts)")
-    for kind in RUN_KINDS:
-        for e in events[kind]:
-            print(lifecycle_line(kind, e))
 
 
 def trigger_week(bootstrap: str, s: Settings, job_run_id: str, window_end_ms: int) -> None:
@@ -372,75 +285,6 @@ def outcome_clock_demo(bootstrap: str, s: Settings, today: int, sales: tuple[Sal
           "view catches the model that went wrong, and the score drift pages the week it happens.")
 
 
-def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]]) -> list[str]:
-    """Per incident, what each week's run said about it."""
-    steps: dict[str, list[str]] = {}
-    names: dict[str, str] = {}
-    for week, (_, events) in enumerate(weeks, start=1):
-        for kind in RUN_KINDS:
-            for e in events[kind]:
-                status = e.get("incidentStatus") or kind
-                steps.setdefault(e["incidentId"], []).append(f"{status} (week {week})")
-                seg = f" segment={e['segment']}" if e["segment"] else ""
-                names[e["incidentId"]] = f"{e['tenantId']}:{e['modelId']}{seg} {e.get('feature') or e['metric']}"
-    return [f"{incident[:8]} {names[incident]:<40} " + " -> ".join(path) for incident, path in steps.items()]
-
-
-def run_simulate(args: argparse.Namespace) -> int:
-    if args.reference:
-        records = reference_records(args.models[0], n=args.reference_size, seed=args.seed)
-        Path(args.reference).write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
-        print(f"wrote {len(records):,} reference records of {args.models[0]} to {args.reference}")
-        return 0
-    s = load_settings(os.environ, None, **({"kafka_bootstrap_servers": args.bootstrap} if args.bootstrap else {}))
-    end = args.end_ms or (int(time.time() * 1000) // DAY_MS) * DAY_MS
-    if args.scenario == "sales":
-        return _simulate_sales(args, s, end)
-    scenario = {"none": Scenario(), "drift": Scenario(numeric_shift=(f"{args.tenants[0]}:{args.models[0]}",)),
-                "accuracy": Scenario(accuracy_drop=(f"{args.tenants[0]}:{args.models[-1]}",)),
-                "demo": DEMO_SCENARIO}[args.scenario]
-    cfg = StreamConfig(tenants=tuple(args.tenants), models=tuple(args.models), events_per_key=args.events_per_key,
-                       days=args.days, end_ms=end, seed=args.seed, scenario=scenario,
-                       envelope_size=args.envelope_size)
-    if args.output:  # files instead of a broker: for `check` and for other tools
-        messages = list(generate(cfg))
-        feats = [m.value for m in messages if m.kind == "features"]
-        outs = [m.value for m in messages if m.kind == "outcomes"]
-        Path(args.output).write_bytes(b"\n".join(feats) + b"\n")
-        if args.outcomes_output:
-            Path(args.outcomes_output).write_bytes(b"\n".join(outs) + b"\n")
-        print(f"wrote {len(feats):,} inference records to {args.output}"
-              + (f" and {len(outs):,} outcomes to {args.outcomes_output}" if args.outcomes_output else ""))
-        return 0
-    asyncio.run(ensure_topics(s))
-    if args.baselines:
-        asyncio.run(produce(s.kafka_bootstrap_servers, [
-            (s.baselines_topic, b.key().encode(), orjson.dumps(b.to_dict())) for b in demo_baselines(args.models)]))
-    messages = list(generate(cfg))
-    asyncio.run(stream_messages(s.kafka_bootstrap_servers, s, messages, rate=args.rate))
-    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, UTC).isoformat()}).decode())
-    return 0
-
-
-def _simulate_sales(args: argparse.Namespace, s: Settings, end: int) -> int:
-    cfg = SalesConfig(end_ms=end, seed=args.seed)
-    messages = list(generate_sales(cfg))
-    if args.output:
-        Path(args.output).write_bytes(b"\n".join(m.value for m in messages if m.kind == "features") + b"\n")
-        if args.outcomes_output:
-            Path(args.outcomes_output).write_bytes(b"\n".join(m.value for m in messages if m.kind == "outcomes") + b"\n")
-        print(f"wrote the sales scenario ({len(messages):,} messages) to {args.output}")
-        return 0
-    asyncio.run(ensure_topics(s))
-    if args.baselines:
-        baseline = sales_baseline(cfg)
-        asyncio.run(produce(s.kafka_bootstrap_servers, [(s.baselines_topic, baseline.key().encode(),
-                                                         orjson.dumps(baseline.to_dict()))]))
-    asyncio.run(stream_messages(s.kafka_bootstrap_servers, s, messages, rate=args.rate))
-    print(orjson.dumps({"messages": len(messages), "end": datetime.fromtimestamp(end / 1000, UTC).isoformat()}).decode())
-    return 0
-
-
 def sales_baseline(cfg: SalesConfig, n: int = 20_000) -> Baseline:
     return build_baseline(reference_records(cfg.model, n=n, seed=101, version=cfg.version), model_id=cfg.model,
                           model_version=cfg.version, tenant_id=None, task="classification")
@@ -456,24 +300,3 @@ def add_demo_parsers(sub: Any) -> None:
     p.add_argument("--keep-running", action="store_true")
     p.add_argument("--keep-files", action="store_true")
     p.set_defaults(func=run_demo)
-
-    p = sub.add_parser("simulate", help="stream realistic traffic to a broker")
-    p.add_argument("--bootstrap")
-    p.add_argument("--tenants", nargs="+", default=["acme", "globex", "initech"])
-    p.add_argument("--models", nargs="+", default=["risk-scoring", "churn"])
-    p.add_argument("--events-per-key", type=int, default=2000)
-    p.add_argument("--days", type=int, default=14)
-    p.add_argument("--end-ms", type=int)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--rate", type=float, help="messages per second (default: as fast as possible)")
-    p.add_argument("--envelope-size", type=int, default=1)
-    p.add_argument("--scenario", choices=["none", "drift", "accuracy", "demo", "sales"], default="demo",
-                   help="sales: one deal-scoring model over 20 weeks, outcomes 2-120 days late, degraded "
-                        "from week 12, scores moving in week 20 (--days and --events-per-key are per day here)")
-    p.add_argument("--baselines", action="store_true", help="also publish baselines for the models")
-    p.add_argument("--reference", metavar="FILE",
-                   help="only write a reference sample (JSON Lines with outcomes) of the first model")
-    p.add_argument("--reference-size", type=int, default=20_000)
-    p.add_argument("--output", metavar="FILE", help="write the inference records to a JSON Lines file instead")
-    p.add_argument("--outcomes-output", metavar="FILE", help="with --output: also write the outcomes")
-    p.set_defaults(func=run_simulate)

@@ -18,7 +18,7 @@ import pytest
 
 from model_monitoring.commands.broker import Broker
 from model_monitoring.commands.harness import WorkerProcess, read_topic, service_env
-from model_monitoring.commands.offline import render_table
+from model_monitoring.commands.offline_render import render_table
 from model_monitoring.commands.tail_format import format_event
 from model_monitoring.streams.settings import load_settings
 from tests.support.waiting import until_consumed

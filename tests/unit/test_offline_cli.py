@@ -11,7 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from model_monitoring.commands.offline import main, render_table
+from model_monitoring.commands.offline import main
+from model_monitoring.commands.offline_render import render_table
 from model_monitoring.schemas.timestamps import parse_timestamp_ms
 from model_monitoring.schemas.validation import Validators
 from model_monitoring.tables.baseline import Baseline
