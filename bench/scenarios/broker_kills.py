@@ -16,10 +16,10 @@ from typing import TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from bench.scenarios.common import OUTPUT_KINDS, ScenarioFailed, progress, run_async, wait_until
+from bench.scenarios.common import ScenarioFailed, progress, run_async, wait_until
 from bench.scenarios.context import Context
 from bench.scenarios.faults import alive, consumed, start_ingest, verify
-from bench.scenarios.runs import MANY_TENANTS, STAGES, finish_run, freeze_at, prepared
+from bench.scenarios.runs import MANY_TENANTS, STAGES, finish_run, kill_at_stages, prepared
 from bench.scenarios.service import Service
 
 T = TypeVar("T")
@@ -166,30 +166,16 @@ def broker_killed_mid_run(ctx: Context) -> None:
     rng = random.Random(ctx.seed + 10)
     r.load = f"{records:,} records, 12 keys"
     svc, fold, refs = prepared(ctx, "brokerkillrun", records, tenants=MANY_TENANTS)
-    kills, midway = 0, 0
-    for i, stage in enumerate(stages):
-        for attempt in range(3):
-            job_run_id = f"broker-kill-{i}-{attempt}"
-            worker = svc.worker
-            pid = worker.process.pid  # type: ignore[union-attr]
-            reached = run_async(freeze_at(svc, pid, job_run_id, stage))
-            if reached and not svc.completions(job_run_id):
-                out = svc.outputs(job_run_id)
-                published = sum(len(out[k]) for k in OUTPUT_KINDS)
-                midway += published > 0
-                down = rng.uniform(0.5, 5.0)
-                ctx.broker.kill()
-                os.kill(pid, signal.SIGCONT)  # the worker runs on into a dead broker
-                restart_broker(ctx, down)
-                progress(f"  broker killed at the {stage} of {job_run_id}, {published} events out, "
-                         f"down {down:.1f}s")
-                completed_reviving(ctx, svc, job_run_id)
-                finish_run(ctx, svc, fold, refs, job_run_id, settle=5.0)
-                kills += 1
-                break
-            os.kill(pid, signal.SIGCONT)
-            progress(f"  {job_run_id}: the {stage} came {'after completion' if reached else 'never'}; again")
-            finish_run(ctx, svc, fold, refs, job_run_id, settle=0.5)
+    def kill(job_run_id: str, stage: str, pid: int, published: int) -> None:
+        down = rng.uniform(0.5, 5.0)
+        ctx.broker.kill()
+        os.kill(pid, signal.SIGCONT)  # the worker runs on into a dead broker
+        restart_broker(ctx, down)
+        progress(f"  broker killed at the {stage} of {job_run_id}, {published} events out, down {down:.1f}s")
+        completed_reviving(ctx, svc, job_run_id)
+        finish_run(ctx, svc, fold, refs, job_run_id, settle=5.0)
+
+    kills, midway = kill_at_stages(ctx, svc, fold, refs, "broker-kill", stages, kill)
     r.check(kills == len(stages), f"{len(stages) - kills} stage(s) never reached before completion")
     exits = len(r.notes.get("worker_exits", []))
     r.faults = (f"{kills} broker SIGKILL between trigger and completion, {midway} mid-publication; "

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -98,6 +99,32 @@ async def freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout
         await consumer.stop()
 
 
+def kill_at_stages(ctx: Context, svc: Service, fold: Any, refs: Any, name: str, stages: list[str],
+                   kill: Callable[[str, str, int, int], None]) -> tuple[int, int]:
+    """For each stage: a run, its worker frozen there (SIGSTOP), then `kill(job run, stage, the
+    frozen worker's pid, events it had published)` — which ends the run. A freeze that came
+    after the completion (or never) is retried with a new run, up to three times. Returns the
+    kills done and how many of them came mid-publication."""
+    kills, midway = 0, 0
+    for i, stage in enumerate(stages):
+        for attempt in range(3):
+            job_run_id = f"{name}-{i}-{attempt}"
+            pid = svc.worker.process.pid  # type: ignore[union-attr]
+            reached = run_async(freeze_at(svc, pid, job_run_id, stage))
+            if reached and not svc.completions(job_run_id):
+                out = svc.outputs(job_run_id)
+                published = sum(len(out[k]) for k in OUTPUT_KINDS)
+                midway += published > 0
+                kill(job_run_id, stage, pid, published)
+                kills += 1
+                break
+            os.kill(pid, signal.SIGCONT)
+            progress(f"  {job_run_id}: the freeze at the {stage} came "
+                     f"{'after completion' if reached else 'never'}; again")
+            finish_run(ctx, svc, fold, refs, job_run_id, settle=0.5)
+    return kills, midway
+
+
 def crash_during_run(ctx: Context) -> None:
     """Kill the worker at a stage of a run (frozen there with SIGSTOP first, so that the moment is
     known to lie before the completion), restart it, and check the run against the oracle. A
@@ -107,27 +134,13 @@ def crash_during_run(ctx: Context) -> None:
     stages = ["published event"] if ctx.quick else list(STAGES)
     r.load = f"{records:,} records, 12 keys"
     svc, fold, refs = prepared(ctx, "crashrun", records, tenants=MANY_TENANTS)
-    kills, midway = 0, 0
-    for i, stage in enumerate(stages):
-        for attempt in range(3):
-            job_run_id = f"crash-run-{i}-{attempt}"
-            worker = svc.worker
-            pid = worker.process.pid  # type: ignore[union-attr]
-            reached = run_async(freeze_at(svc, pid, job_run_id, stage))
-            if reached and not svc.completions(job_run_id):
-                worker.kill()  # SIGKILL a stopped process: it dies where it stood
-                out = svc.outputs(job_run_id)
-                before = sum(len(out[k]) for k in OUTPUT_KINDS)
-                midway += before > 0
-                progress(f"  killed at the {stage} of {job_run_id}, {before} events out")
-                svc.start_worker(0)
-                finish_run(ctx, svc, fold, refs, job_run_id)
-                kills += 1
-                break
-            os.kill(pid, signal.SIGCONT)
-            progress(f"  {job_run_id}: the freeze at the {stage} came "
-                     f"{'after completion' if reached else 'never'}; again")
-            finish_run(ctx, svc, fold, refs, job_run_id, settle=0.5)
+    def kill(job_run_id: str, stage: str, pid: int, published: int) -> None:
+        svc.worker.kill()  # SIGKILL a stopped process: it dies where it stood
+        progress(f"  killed at the {stage} of {job_run_id}, {published} events out")
+        svc.start_worker(0)
+        finish_run(ctx, svc, fold, refs, job_run_id)
+
+    kills, midway = kill_at_stages(ctx, svc, fold, refs, "crash-run", stages, kill)
     r.check(kills == len(stages), f"{len(stages) - kills} stage(s) never killed before completion")
     r.faults = f"{kills} SIGKILL between fan-out and completion, {midway} mid-publication"
     r.notes["kills"], r.notes["stages"] = kills, stages
