@@ -14,12 +14,11 @@ import orjson
 import pytest
 
 from model_monitoring.commands.broker import Broker
-from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic
 from model_monitoring.commands.simulate import reference_records
 from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import Settings, load_settings
-from tests.support.baselines import baseline_message, build_baselines
+from model_monitoring.streams.settings import Settings
+from tests.support.baselines import build_baselines, provisioned
 from tests.support.waiting import until_consumed, wait_for_baselines, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,12 +46,9 @@ def records() -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, WorkerProcess]]:
     tmp = tmp_path_factory.mktemp("continuous")
-    env = service_env(broker, tmp / "data", app_id="continuous-mm", topic_prefix="continuous.",
-                      extra={"MODEL_MONITORING_PARTITIONS": "2", "MODEL_MONITORING_CRON_ENABLED": "false"})
-    s = load_settings(env)
-    asyncio.run(ensure_topics(s))
-    baseline = build_baselines()[("risk-scoring", "3")]
-    asyncio.run(produce(broker.bootstrap, [(s.baselines_topic, *baseline_message(baseline))]))
+    key = ("risk-scoring", "3")
+    env, s, _ = provisioned(broker, tmp / "data", "continuous", partitions=2,
+                            baselines={key: build_baselines()[key]})
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         worker.wait_ready()

@@ -18,12 +18,11 @@ import orjson
 import pytest
 
 from model_monitoring.commands.broker import Broker, free_port
-from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic
 from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.streams.settings import Settings
 from model_monitoring.streams.tokens import mint_token
-from tests.support.baselines import baseline_message, build_baselines
+from tests.support.baselines import provisioned
 from tests.support.waiting import until_consumed, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -77,12 +76,7 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     tmp = tmp_path_factory.mktemp("caller")
-    env = service_env(broker, tmp / "a", app_id="caller-mm", topic_prefix="caller.",
-                      extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false"})
-    s = load_settings(env)
-    asyncio.run(ensure_topics(s))
-    asyncio.run(produce(broker.bootstrap, [(s.baselines_topic, *baseline_message(b))
-                                           for b in build_baselines().values()]))
+    env, s, _ = provisioned(broker, tmp / "a", "caller")
     second = dict(env, MODEL_MONITORING_DATA_DIR=str(tmp / "b"), MODEL_MONITORING_WEB_PORT=str(free_port()))
     workers = [WorkerProcess(env, tmp / "a.log").start(), WorkerProcess(second, tmp / "b.log").start()]
     p = Platform(broker, s, workers)

@@ -14,12 +14,11 @@ import orjson
 import pytest
 
 from model_monitoring.commands.broker import Broker
-from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic
 from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
 from model_monitoring.schemas.timestamps import format_timestamp
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import Settings, load_settings
-from tests.support.baselines import baseline_message, build_baselines
+from model_monitoring.streams.settings import Settings
+from tests.support.baselines import provisioned
 from tests.support.waiting import feed, wait_for_baselines
 
 pytestmark = pytest.mark.integration
@@ -56,15 +55,10 @@ class Runs:
 @pytest.fixture(scope="module")
 def runs(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     tmp = tmp_path_factory.mktemp("incidents")
-    env = service_env(broker, tmp / "data", app_id="incidents-mm", topic_prefix="incidents.",
-                      extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false",
-                             # the week's predictions: with outcomes up to 5 days late, the outcome
-                             # view would still see the accuracy drop in week 3 (tests/integration/test_outcome_clock.py)
-                             "MODEL_MONITORING_PERFORMANCE_WINDOW": "prediction"})
-    s = load_settings(env)
-    asyncio.run(ensure_topics(s))
-    baselines = build_baselines()
-    asyncio.run(produce(broker.bootstrap, [(s.baselines_topic, *baseline_message(b)) for b in baselines.values()]))
+    # the week's predictions: with outcomes up to 5 days late, the outcome view would still see
+    # the accuracy drop in week 3 (tests/integration/test_outcome_clock.py)
+    env, s, baselines = provisioned(broker, tmp / "data", "incidents",
+                                    extra={"MODEL_MONITORING_PERFORMANCE_WINDOW": "prediction"})
     messages = list(generate(StreamConfig(tenants=("acme",), events_per_key=3000, days=21, end_ms=END_MS,
                                           seed=5, scenario=SCENARIO)))
     worker = WorkerProcess(env, tmp / "worker.log").start()

@@ -18,12 +18,10 @@ import orjson
 import pytest
 
 from model_monitoring.commands.broker import Broker
-from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic
 from model_monitoring.commands.simulate import Scenario, StreamConfig, generate
 from model_monitoring.schemas.timestamps import format_timestamp
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import load_settings
-from tests.support.baselines import baseline_message, build_baselines
+from tests.support.baselines import provisioned
 from tests.support.dashboards import (
     DASHBOARD_FILES,
     Query,
@@ -83,12 +81,7 @@ def prometheus_bin() -> str:
 def scraped(prometheus_bin: str, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """A worker scraped by Prometheus from its start through traffic and one weekly run."""
     tmp = tmp_path_factory.mktemp("prometheus")
-    env = service_env(broker, tmp / "data", app_id="prom-mm", topic_prefix="prom.",
-                      extra={"MODEL_MONITORING_PARTITIONS": "2", "MODEL_MONITORING_CRON_ENABLED": "false"})
-    s = load_settings(env)
-    asyncio.run(ensure_topics(s))
-    asyncio.run(produce(broker.bootstrap, [(s.baselines_topic, *baseline_message(b))
-                                           for b in build_baselines().values()]))
+    env, s, _ = provisioned(broker, tmp / "data", "prom", partitions=2)
     messages = list(generate(StreamConfig(events_per_key=800, days=14, end_ms=END_MS, seed=5,
                                           scenario=SCENARIO)))
     worker = WorkerProcess(env, tmp / "worker.log").start()

@@ -19,13 +19,12 @@ import orjson
 import pytest
 
 from model_monitoring.commands.broker import Broker
-from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
+from model_monitoring.commands.harness import WorkerProcess, produce, read_topic
 from model_monitoring.commands.simulate import DAY_MS, Scenario, StreamConfig, generate
 from model_monitoring.schemas.timestamps import format_timestamp, parse_timestamp_ms
-from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.streams.settings import Settings
 from model_monitoring.streams.tokens import mint_token
-from tests.support.baselines import baseline_message, build_baselines
+from tests.support.baselines import provisioned
 from tests.support.waiting import feed, until_consumed, wait_for_baselines
 
 pytestmark = pytest.mark.integration
@@ -81,12 +80,7 @@ class Service:
 @pytest.fixture(scope="module")
 def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("weekly")
-    env = service_env(broker, tmp / "data", app_id="weekly-mm", topic_prefix="weekly.",
-                      extra={"MODEL_MONITORING_PARTITIONS": "4", "MODEL_MONITORING_CRON_ENABLED": "false"})
-    s = load_settings(env)
-    asyncio.run(ensure_topics(s))
-    baselines = build_baselines()
-    asyncio.run(produce(broker.bootstrap, [(s.baselines_topic, *baseline_message(b)) for b in baselines.values()]))
+    env, s, baselines = provisioned(broker, tmp / "data", "weekly")
     messages = list(generate(StreamConfig(events_per_key=3000, days=14, end_ms=END_MS, seed=3,
                                           scenario=SCENARIO)))
     worker = WorkerProcess(env, tmp / "worker.log").start()

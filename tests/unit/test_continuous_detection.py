@@ -15,24 +15,19 @@ from river import drift
 
 from bench.continuous_streams import minutes
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.change_detector import DetectorState
 from model_monitoring.tables.continuous_detection import DetectionPolicy, ModelDetectors, apply, replay
 from model_monitoring.tables.continuous_events import incident_key, publish
 from model_monitoring.tables.health_buckets import MINUTE_MS, BucketBook, BucketTracker, ClosedBuckets
 from model_monitoring.tables.incidents import Check, IncidentBook, IncidentPolicy, RunRef, fold
 from model_monitoring.tables.ingest import IngestFold
+from tests.support.baselines import two_feature_baseline
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % MINUTE_MS
 
 
 def _baseline():
-    rng = np.random.default_rng(0)
-    recs = [{"predictionId": f"r{i}", "tenantId": "*", "modelId": "m", "modelVersion": "1",
-             "timestamp": "2026-10-01T00:00:00Z", "prediction": 0.5,
-             "features": {"x": float(rng.normal()), "c": str(rng.choice(["a", "b"]))}}
-            for i in range(2000)]
-    return build_baseline(recs, model_id="m", model_version="1", tenant_id=None, task="classification")
+    return two_feature_baseline(2000)
 
 
 BASELINE = _baseline()

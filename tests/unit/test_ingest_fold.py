@@ -7,16 +7,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
-from model_monitoring.tables.baseline_build import build_baseline
 from model_monitoring.tables.ingest import join_key
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.keys import PartialKey, is_arrival_key, is_partial_key
 from model_monitoring.tables.partial import PartialState
+from tests.support.baselines import two_feature_baseline
 from tests.support.fold_store import FoldStore
 
 DAY = 86_400_000
@@ -25,13 +24,7 @@ TTL = 10 * DAY  # short, so that a log of a few days holds outcomes on both side
 
 
 def baseline():
-    rng = np.random.default_rng(0)
-    recs = [{"predictionId": f"r{i}", "tenantId": "*", "modelId": "m", "modelVersion": "1",
-             "timestamp": "2026-10-01T00:00:00Z", "prediction": 0.5,
-             "features": {"x": float(rng.normal()), "c": str(rng.choice(["a", "b"]))}}
-            for i in range(500)]
-    return build_baseline(recs, model_id="m", model_version="1", tenant_id=None,
-                          task="classification")
+    return two_feature_baseline(500)
 
 
 BASELINE = baseline()
