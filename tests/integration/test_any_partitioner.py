@@ -143,14 +143,14 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
         pytest.skip(f"exactly_once needs transactions; {broker.engine} has none (MM_TEST_BROKER=kafka)")
     service = Service(broker, unique, tmp_path, extra={"MODEL_MONITORING_BATCH_SIZE": "50",
                                                        "MODEL_MONITORING_PROCESSING_GUARANTEE": guarantee})
-    cfg = StreamConfig(events_per_key=700, seed=29, envelope_size=10, scenario=Scenario(
+    cfg = StreamConfig(events_per_key=450, seed=29, envelope_size=10, scenario=Scenario(
         duplicate_rate=0.03, early_outcome_rate=0.05, malformed_rate=0.01))
     messages = list(generate(cfg))
     outcomes = sum(1 for m in messages if m.kind == "outcomes")
     worker = service.start("worker-1")
     try:
         service.produce(messages, ("features", "outcomes"), partitioner=Crc32Partitioner())
-        wait_until(lambda: worker.metric(MISPARTITIONED, topic=service.s.features_topic) >= 1200, 120,
+        wait_until(lambda: worker.metric(MISPARTITIONED, topic=service.s.features_topic) >= 800, 120,
                    every=0.1, failure=worker.log_tail)
         forwarded_before_kill = {kind: worker.metric(MISPARTITIONED, topic=service.topic_of[kind])
                                  for kind in ("features", "outcomes")}
@@ -165,7 +165,7 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
     finally:
         restarted.stop()
     figures = service.check([m for m in messages if not m.key.startswith(b"bad-")])
-    assert figures.outcomes > 2500 and forwarded_before_kill["features"] > 0
+    assert figures.outcomes > 1800 and forwarded_before_kill["features"] > 0
     expected = offline_fold(messages, service.baselines)
     s = service.s
     # dead letters go outside transactions: at least once, counted by distinct source position
