@@ -100,11 +100,13 @@ async def freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout
 
 
 def kill_at_stages(ctx: Context, svc: Service, fold: Any, refs: Any, name: str, stages: list[str],
-                   kill: Callable[[str, str, int, int], None]) -> tuple[int, int]:
-    """For each stage: a run, its worker frozen there (SIGSTOP), then `kill(job run, stage, the
-    frozen worker's pid, events it had published)` — which ends the run. A freeze that came
-    after the completion (or never) is retried with a new run, up to three times. Returns the
-    kills done and how many of them came mid-publication."""
+                   kill: Callable[[str, str, int, int], None],
+                   halt: Callable[[], None] | None = None) -> tuple[int, int]:
+    """For each stage: a run, its worker frozen there (SIGSTOP), `halt()` at once (when given),
+    the events published by then counted, then `kill(job run, stage, the frozen worker's pid,
+    that count)` — which ends the run. A freeze that came after the completion (or never) is
+    retried with a new run, up to three times. Returns the kills done and how many of them came
+    mid-publication."""
     kills, midway = 0, 0
     for i, stage in enumerate(stages):
         for attempt in range(3):
@@ -112,6 +114,8 @@ def kill_at_stages(ctx: Context, svc: Service, fold: Any, refs: Any, name: str, 
             pid = svc.worker.process.pid  # type: ignore[union-attr]
             reached = run_async(freeze_at(svc, pid, job_run_id, stage))
             if reached and not svc.completions(job_run_id):
+                if halt is not None:
+                    halt()
                 out = svc.outputs(job_run_id)
                 published = sum(len(out[k]) for k in OUTPUT_KINDS)
                 midway += published > 0
@@ -135,12 +139,13 @@ def crash_during_run(ctx: Context) -> None:
     r.load = f"{records:,} records, 12 keys"
     svc, fold, refs = prepared(ctx, "crashrun", records, tenants=MANY_TENANTS)
     def kill(job_run_id: str, stage: str, pid: int, published: int) -> None:
-        svc.worker.kill()  # SIGKILL a stopped process: it dies where it stood
         progress(f"  killed at the {stage} of {job_run_id}, {published} events out")
         svc.start_worker(0)
         finish_run(ctx, svc, fold, refs, job_run_id)
 
-    kills, midway = kill_at_stages(ctx, svc, fold, refs, "crash-run", stages, kill)
+    # SIGKILL the stopped process at once: it dies where it stood
+    kills, midway = kill_at_stages(ctx, svc, fold, refs, "crash-run", stages, kill,
+                                   halt=lambda: svc.worker.kill())
     r.check(kills == len(stages), f"{len(stages) - kills} stage(s) never killed before completion")
     r.faults = f"{kills} SIGKILL between fan-out and completion, {midway} mid-publication"
     r.notes["kills"], r.notes["stages"] = kills, stages
