@@ -17,6 +17,7 @@ from faust.types import EventT
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.per_event import per_event_agent
+from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.tables.continuous_detection import ModelDetectors, apply
 from model_monitoring.tables.continuous_events import publish
 from model_monitoring.tables.health_buckets import ClosedBuckets
@@ -64,7 +65,7 @@ class Detectors:
         # then cleared. Killed before the save, the input is redelivered and decides again;
         # after it, the redelivery finds the outbox and sends what it holds.
         t.detectors[key] = replace(book, outbox=tuple(events)).to_bytes()
-        await self.m.app.producer.flush()
+        await flush_durably(self.m.app)
         for i, (kind, message) in enumerate(events):
             try:
                 self.m.validators.validate(kind, message)
@@ -78,7 +79,7 @@ class Detectors:
             if message["incidentStatus"] == "opened" and i >= resent:
                 self.m.metrics.alerts.labels("drift" if kind == "drift" else "degraded",
                                              str(message.get("severity") or "degraded")).inc()
-        await self.m.app.producer.flush()
+        await flush_durably(self.m.app)
         t.detectors[key] = replace(book, outbox=()).to_bytes()
 
 

@@ -27,6 +27,7 @@ from model_monitoring.schemas.validation import Validators, decode_json, split_e
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.batches import take_batches
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
+from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.streams.repartition import Outgoing, send_forwards
 from model_monitoring.streams.write_gate import write_gate
 from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
@@ -157,7 +158,7 @@ class IngestShell:
         t = self.m.tables
         self.m.joins.append(partition, [entry_of(key, entry) for key, entry in result.joins.items()])
         if result.joins and result.partials:
-            await self.m.app.producer.flush()
+            await flush_durably(self.m.app)
         for key, state in result.partials.items():
             t.partials[key] = state.to_bytes()
         await self.write_buckets(partition, result)
@@ -172,7 +173,7 @@ class IngestShell:
         if result.closed_buckets and topic is not None:
             for closed in result.closed_buckets:
                 await topic.send(key=closed.model_key.encode(), value=closed.to_bytes())
-            await self.m.app.producer.flush()
+            await flush_durably(self.m.app)
         table = self.m.tables.detect_buckets
         if table is not None:
             for model_key, book in result.bucket_books.items():

@@ -20,6 +20,7 @@ from model_monitoring.schemas.validation import decode_json
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.per_event import per_event_agent
+from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.streams.topics import evaluator_partition
 from model_monitoring.tables import job_run as tracker
 from model_monitoring.tables.job_run import Complete, Evaluate, Fail, FanOut, JobRun
@@ -120,7 +121,7 @@ class Tracker:
         await self.perform(run, actions)
         self.save(key, run)
         if terminal is not None:
-            await self.m.app.producer.flush()  # the outbox is durable before the event goes out
+            await flush_durably(self.m.app)  # the outbox is durable before the event goes out
             await self.perform(run, [terminal])
             self.save(key, replace(run, outbox=None))
 

@@ -21,6 +21,7 @@ from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.partitioned import partition_items
 from model_monitoring.streams.per_event import per_event_agent
+from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.streams.topics import evaluator_partition
 from model_monitoring.tables.evaluation_state import Evaluation, PartsGather
 from model_monitoring.tables.incidents import IncidentBook
@@ -214,7 +215,7 @@ class Evaluator:
                 self.save(partition, ev)
                 t.incidents[book_key] = report.incidents.to_bytes()
                 reports.append((ev, report, frozenset()))
-            await self.m.app.producer.flush()  # the marks and the incidents are out before any event
+            await flush_durably(self.m.app)  # the marks and the incidents are out before any event
         if resumed:
             since = min(ev.publishing_since_ms or 0 for ev in resumed)
             published = await already_published(self.m.settings, resumed[0].job_run_id,

@@ -29,6 +29,7 @@ from faust.types import TP
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from model_monitoring.streams.partitioned import PartitionKeyedTable, partition_items
+from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.tables.join_buffer import JoinEntry
 from model_monitoring.tables.join_log import (
     Entry,
@@ -233,7 +234,7 @@ class JoinLogTable(PartitionKeyedTable):
 def create_join_store(app: Any, log_table: JoinLogTable, legacy_table: Any, index_dir: Path | None) -> JoinStore:
     """The join store over the app's tables, told of every rebalance by the log table."""
     async def flush() -> None:
-        await app.producer.flush()
+        await flush_durably(app)
 
     store = JoinStore(log_table, lambda p: partition_items(log_table, p), flush, index_dir,
                       legacy_table, lambda p: partition_items(legacy_table, p))

@@ -19,6 +19,7 @@ hands the buffer over in its own commit (streams/transactions.py, defect 1)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from faust.transport.producer import ProducerBuffer
@@ -70,3 +71,34 @@ async def publish_pending(buffer: ProducerBuffer) -> None:
         fut = pending.get_nowait()
         await fut.message.channel.publish_message(fut, wait=False)
         buffer.message_sent.set()
+
+
+log = logging.getLogger("model_monitoring.producer")
+
+DURABLE_WAIT = 10.0  # seconds per drain attempt, and a warning each time it runs out
+DURABLE_ATTEMPTS = 12
+
+
+async def flush_durably(app: Any) -> None:
+    """Every message sent or queued before the call is with the broker: the ordering barrier of
+    "this table write before that event". faust's `producer.flush()` alone is not one: its buffer
+    flush returns with table writes still queued when a send waits longer than 0.1 s (a loaded
+    machine, a full batch), and an event sent after it could reach the broker before the write it
+    must follow — killed in between, a restarted worker found no publishing mark and published
+    the run's events again. Drained (`drain`) and then flushed; a buffer that does not drain in
+    DURABLE_ATTEMPTS × DURABLE_WAIT seconds is a broker problem: RuntimeError (the input is
+    redelivered after the restart), never an event out of order."""
+    buffer = getattr(app.producer, "buffer", None)
+    if buffer is None or buffer.state != "running":
+        # no buffer task to overtake (a producer without one, or not running): its own flush
+        # publishes what waits, or says why it cannot
+        await app.producer.flush()
+        return
+    for attempt in range(1, DURABLE_ATTEMPTS + 1):
+        if await drain(buffer, timeout=DURABLE_WAIT):
+            break
+        log.warning("the producer buffer has not drained after %.0f s (%d queued)",
+                    attempt * DURABLE_WAIT, buffer.size)
+    else:
+        raise RuntimeError(f"the producer buffer did not drain in {DURABLE_ATTEMPTS * DURABLE_WAIT:.0f} s")
+    await app.producer.flush()

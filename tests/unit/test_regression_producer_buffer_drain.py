@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.transport.producer import ProducerBuffer
 
-from model_monitoring.streams.producer_buffer import drain
+from model_monitoring.streams.producer_buffer import drain, flush_durably
 
 
 class SlowDestination:
@@ -83,3 +83,34 @@ def test_drain_of_a_buffer_not_running_publishes_what_waits_in_order() -> None:
         return dest.sent
 
     assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_flush_durably_is_an_ordering_barrier_where_fausts_flush_is_not() -> None:
+    """The evaluator's "marks before events" (and the join log's "entries before partials"):
+    everything queued before `flush_durably` is with the destination when it returns, and then
+    the client's own flush ran — faust's `producer.flush()` came back with writes still queued."""
+    async def scenario() -> tuple[int, list[int], int, list[str]]:
+        dest = SlowDestination(0.2)
+        buffer = _buffer()
+        calls: list[str] = []
+
+        async def client_flush() -> None:
+            await buffer.flush()  # what faust's Producer.flush does first: gives up early
+            calls.append(f"client flush after {len(dest.sent)} sent")
+
+        app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer, flush=client_flush))
+        await buffer.start()
+        try:
+            for n in range(5):
+                buffer.put(_message(n, dest))
+            await app.producer.flush()
+            left_by_faust = buffer.size
+            await flush_durably(app)
+            return left_by_faust, list(dest.sent), buffer.size, calls
+        finally:
+            await buffer.stop()
+
+    left_by_faust, sent, left, calls = asyncio.run(scenario())
+    assert left_by_faust > 0  # the defect: an event sent now would overtake these writes
+    assert sent == list(range(5)) and left == 0
+    assert calls[-1] == "client flush after 5 sent"  # drained first, then the client's flush
