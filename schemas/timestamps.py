@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from model_monitoring.schemas.rejection import SCHEMA, MessageRejected
 
@@ -46,7 +46,26 @@ def parse_timestamp_ms(value: str | int) -> int:
     return ms
 
 
+# The form this service writes (format_timestamp) and most producers send, validated by a narrower
+# pattern (hours 00-23, minutes and seconds 00-59, ASCII digits) and read in C by `fromisoformat`:
+# the same value as the general way, about 3× faster (tests/unit/test_timestamps.py). Anything
+# else — another form of the pattern, a leap second, a date that does not exist — goes the
+# general way, which reads it or says what is wrong.
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def _parse_iso_ms(text: str) -> int:
+    if _CANONICAL.fullmatch(text) is not None:
+        try:
+            return (datetime.fromisoformat(text) - _EPOCH) // _MS
+        except ValueError:
+            pass  # no such date: the general way says so
+    return _parse_iso_general(text)
+
+
+def _parse_iso_general(text: str) -> int:
     match = _ISO_ZONED.fullmatch(text)
     if match is None:
         raise MessageRejected(SCHEMA, "timestamp: must be an ISO-8601 date-time with a zone, e.g. 2026-11-20T10:00:00Z")

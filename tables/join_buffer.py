@@ -7,16 +7,18 @@ from a genuine duplicate (same predictionId, another message)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
 import orjson
+from msgspec.structs import replace
 
 Source = tuple[str, int, int]  # (topic slot, offset, index within an envelope)
 
 
-@dataclass(frozen=True)
-class Prediction:
+# Frozen msgspec Structs rather than frozen dataclasses: a few are built and replaced per record
+# on the hot path, each ~10× faster (no `object.__setattr__` per field).
+class Prediction(msgspec.Struct, frozen=True, gc=False):
     tenant_id: str
     model_id: str
     model_version: str
@@ -26,8 +28,7 @@ class Prediction:
     source: Source
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True, gc=False):
     tenant_id: str
     model_id: str
     outcome: float
@@ -35,8 +36,7 @@ class Outcome:
     source: Source
 
 
-@dataclass(frozen=True)
-class JoinEntry:
+class JoinEntry(msgspec.Struct, frozen=True, gc=False):
     prediction: Prediction | None = None
     outcome: Outcome | None = None
     matched_by: Source | None = None  # the event whose arrival completed the pair
