@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import pairwise, repeat
 from typing import Literal, cast
 
 import numpy as np
@@ -37,6 +37,8 @@ class FeatureBins:
     categories: tuple[str, ...] = ()
     _edge_array: np.ndarray = field(init=False, repr=False, compare=False, hash=False)
     _category_index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    # categorical: each category's code, and None's (missing), for `bin_codes`' one-lookup path
+    _code_of: dict[str | None, int] = field(init=False, repr=False, compare=False, hash=False)
     _labels: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +51,7 @@ class FeatureBins:
             object.__setattr__(self, "edges", tuple(float(e) for e in self.edges))
             object.__setattr__(self, "_edge_array", edges)
             object.__setattr__(self, "_category_index", {})
+            object.__setattr__(self, "_code_of", {})
         elif self.kind == "categorical":
             if self.edges:
                 raise ValueError(f"{self.name}: a categorical feature has no edges")
@@ -59,6 +62,7 @@ class FeatureBins:
             object.__setattr__(self, "categories", tuple(self.categories))
             object.__setattr__(self, "_edge_array", np.empty(0))
             object.__setattr__(self, "_category_index", {c: i for i, c in enumerate(self.categories)})
+            object.__setattr__(self, "_code_of", {**self._category_index, None: self.missing_index})
         else:
             raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
 
@@ -97,8 +101,8 @@ class FeatureBins:
         `bin_values` counts, per value, so that one call can serve many groups of records."""
         if self.kind == "numeric":
             if set(map(type, values)) <= _NUMERIC_FAST_TYPES:
-                try:
-                    numbers = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+                try:  # numpy reads None as NaN for a float64 array
+                    numbers = np.array(values, dtype=np.float64).reshape(len(values))
                     mismatch = np.zeros(len(values), dtype=bool)
                 except OverflowError:
                     numbers, mismatch = _numeric_with_mask(values)
@@ -109,6 +113,11 @@ class FeatureBins:
             codes[is_missing] = self.missing_index
             return codes.astype(np.int64), mismatch
         other, missing_code = len(self.categories), self.missing_index
+        if set(map(type, values)) <= _CATEGORICAL_FAST_TYPES:  # strings and None: one lookup each
+            n = len(values)
+            code_of = cast(Callable[[object, int], int], self._code_of.get)  # a str or None, by the check
+            codes = np.fromiter(map(code_of, values, repeat(other, n)), dtype=np.int64, count=n)
+            return codes, np.zeros(n, dtype=bool)
         index = self._category_index
         codes = np.empty(len(values), dtype=np.int64)
         mismatch = np.zeros(len(values), dtype=bool)
