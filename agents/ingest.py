@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgspec
@@ -104,6 +105,21 @@ def direct_slot(kind: str) -> str:
     return FEATURES if kind == "features" else OUTCOMES
 
 
+@dataclass
+class Unwritten:
+    """What the folds of one write have computed and not yet stored: the later folds read it
+    before the tables (`IngestShell.fold_logs`)."""
+
+    result: FoldResult = field(default_factory=FoldResult)
+
+    def add(self, fold: FoldResult) -> None:
+        r = self.result
+        r.partials.update(fold.partials)
+        r.joins.update(fold.joins)
+        r.bucket_books.update(fold.bucket_books)
+        r.closed_buckets += fold.closed_buckets
+
+
 class IngestShell:
     """Binds one partition's fold to the tables."""
 
@@ -114,14 +130,18 @@ class IngestShell:
         self.fast = {kind: FastDecoder(kind, s.max_features, s.max_message_bytes) for kind in ("features", "outcomes")}
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
-                meta: dict[str, int], slot: str) -> FoldResult:
-        """The pure fold over the current table values (reads only)."""
+                meta: dict[str, int], slot: str, unwritten: Unwritten | None = None) -> FoldResult:
+        """The pure fold over the current values (reads only): `unwritten`'s, where an earlier
+        fold of the same write left them, else the tables'."""
         s, t = self.m.settings, self.m.tables
+        left = unwritten or Unwritten()
         tracker = None
         if s.continuous_enabled and t.detect_buckets is not None:
             books = t.detect_buckets
 
             def get_book(model_key: str) -> BucketBook | None:
+                if model_key in left.result.bucket_books:
+                    return left.result.bucket_books[model_key]
                 raw = books.get(IncidentBookKey(partition, model_key).encode())
                 return BucketBook.from_bytes(raw) if raw is not None else None
 
@@ -131,12 +151,16 @@ class IngestShell:
                           buckets=tracker)
 
         def get_partial(k: bytes) -> PartialState | None:
+            if k in left.result.partials:
+                return left.result.partials[k]
             raw = t.partials.get(k)
             return PartialState.from_bytes(raw) if raw is not None else None
 
         joins = self.m.joins
 
         def get_join(k: bytes) -> JoinEntry | None:
+            if k in left.result.joins:
+                return left.result.joins[k]
             raw = joins.get(partition, k)
             return JoinEntry.from_bytes(raw) if raw is not None else None
 
@@ -148,8 +172,8 @@ class IngestShell:
         return fold.fold_outcomes(records, get_partial, get_join, high_water, s.join_ttl_ms,
                                   partition_high_water, slot=slot)
 
-    async def write(self, partition: int, slot: str, result: FoldResult, meta: dict[str, int],
-                    mark: int = -1) -> None:
+    async def write(self, partition: int, result: FoldResult, meta: dict[str, int],
+                    marks: dict[str, int]) -> None:
         """Join entries first (batches of the join log, streams/join_store.py), acknowledged,
         then the partials: a partial that survives a crash then always has the join entries that
         explain it, so a replay can tell a counted pair from an uncounted one
@@ -162,8 +186,9 @@ class IngestShell:
         for key, state in result.partials.items():
             t.partials[key] = state.to_bytes()
         await self.write_buckets(partition, result)
-        if max(result.max_event_ms, mark) > meta.get(slot, -1):
-            meta[slot] = max(result.max_event_ms, mark)
+        moved = {slot: mark for slot, mark in marks.items() if mark > meta.get(slot, -1)}
+        if moved:  # the logs' event-time marks, last
+            meta.update(moved)
             t.partials[meta_key(partition)] = orjson.dumps(meta)
 
     async def write_buckets(self, partition: int, result: FoldResult) -> None:
@@ -184,19 +209,40 @@ class IngestShell:
         """Fold records of one log (`slot`: the partition's own, by default, or a forwarded
         source partition's) into `partition`'s tables; `mark`: the slot's event-time mark
         moved by the records forwarded from it too (`admit_on_arrival`)."""
-        slot = slot or direct_slot(kind)
+        [folded] = await self.fold_logs(partition, kind, [(slot or direct_slot(kind), records, mark)])
+        return folded
+
+    async def fold_logs(self, partition: int, kind: str,
+                        logs: Sequence[tuple[str, list[tuple[int, int, Any]], int]]
+                        ) -> list[tuple[FoldResult, Rejected]]:
+        """`fold` of several logs' records (slot, records, mark) — a forwarded batch holds those
+        of every source partition — one log after another, each over the values the previous
+        left, then written once: as if folded and written one by one, for one write per batch.
+        A write costs a value and a changelog message per partial key the fold touched, and each
+        source partition's fold touches the same keys (tenant, model, version, segment, day)."""
         async with self.m.partition_locks.lock(partition):
             meta = _read_meta(self.m.tables.partials, partition)
             # the partition's join index, rebuilt from the join log on its first fold here
             await self.m.joins.ensure(partition, max(meta.values(), default=-1), self.m.settings.join_ttl_ms)
+            unwritten, results, marks = Unwritten(), [], {}
             try:
-                result = self.compute(partition, kind, records, meta, slot)
+                for slot, records, mark in logs:
+                    result = self.compute(partition, kind, records, meta, slot, unwritten)
+                    unwritten.add(result)
+                    marks[slot] = max(result.max_event_ms, mark)
+                    if marks[slot] > meta.get(slot, -1):
+                        meta[slot] = marks[slot]  # the next log's fold reads it, as after a write
+                    results.append(result)
             except Exception:  # a defect must not take the partition down: isolate the record
                 log.exception("batch fold failed on %s partition %d; folding record by record",
                               kind, partition)
-                return await self._one_by_one(partition, kind, records, meta, slot, mark)
-            await self.write(partition, slot, result, meta, mark)
-            return result, [(r.offset, r.index, r.reason, r.detail) for r in result.rejected]
+                folded = []
+                for slot, records, mark in logs:  # nothing was written: from the tables again
+                    meta = _read_meta(self.m.tables.partials, partition)
+                    folded.append(await self._one_by_one(partition, kind, records, meta, slot, mark))
+                return folded
+            await self.write(partition, unwritten.result, _read_meta(self.m.tables.partials, partition), marks)
+            return [(r, [(x.offset, x.index, x.reason, x.detail) for x in r.rejected]) for r in results]
 
     async def _one_by_one(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                           meta: dict[str, int], slot: str, mark: int) -> tuple[FoldResult, Rejected]:
@@ -207,7 +253,7 @@ class IngestShell:
             except Exception as exc:  # noqa: BLE001 - recorded in the DLQ with its repr
                 rejected.append((rec[0], rec[1], "internal_error", repr(exc)[:300]))
                 continue
-            await self.write(partition, slot, one, meta, mark)
+            await self.write(partition, one, meta, {slot: max(one.max_event_ms, mark)})
             total.counts.update(one.counts)
             total.label_lags_ms += one.label_lags_ms
             rejected += [(r.offset, r.index, r.reason, r.detail) for r in one.rejected]
@@ -283,10 +329,11 @@ class IngestShell:
         source_topic = s.features_topic if kind == "features" else s.outcomes_topic
         batch = parse_forwarded(events, kind, source_topic, self.m, make, self.fast[kind])
         partition = events[0].message.partition
+        sources = list(batch.by_source)
+        folded = await self.fold_logs(partition, kind, [
+            (forwarded_slot(direct_slot(kind), source), batch.by_source[source], -1) for source in sources])
         results = []
-        for source_partition, records in batch.by_source.items():
-            slot = forwarded_slot(direct_slot(kind), source_partition)
-            result, rejected = await self.fold(partition, kind, records, slot)
+        for source_partition, (result, rejected) in zip(sources, folded, strict=True):
             results.append(result)
             batch.letters += [batch.dead_letter(source_partition, offset, index, reason, detail)
                               for offset, index, reason, detail in rejected]

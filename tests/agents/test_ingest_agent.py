@@ -186,3 +186,57 @@ async def test_records_of_another_partition_are_forwarded_counted_and_folded_onc
     assert sample(monitor, "model_monitoring_ingest_events_total", kind="records") == 5
     assert sample(monitor, "model_monitoring_records_consumed_total", topic=s.features_topic) == 5
     assert dead_lettered(monitor) == 0
+
+
+@pytest.mark.integration
+async def test_a_forwarded_batch_folded_in_one_write_equals_one_fold_per_source(
+        tmp_path: Path, broker: Broker, unique: str) -> None:
+    """`fold_logs` (each source partition's forwarded records folded over what the previous
+    left, written once) leaves the tables exactly as one `fold` and one write per source did:
+    partials, join entries, the detectors' books and the marks — with records of several days
+    and minutes, a predictionId forwarded from two sources (a duplicate), and a source's records
+    delivered again (skipped)."""
+    from model_monitoring.tables.partial import FEATURES, forwarded_slot
+
+    baseline = build_baseline(reference_records("churn", n=500, seed=1), model_id="churn",
+                              model_version="3", tenant_id=None, task="classification")
+    day_ms, minute_ms = 86_400_000, 60_000
+    start = 1_795_000_000_000
+
+    def rec(i: int, pid: str, at: int) -> InferenceRecord:
+        return InferenceRecord.from_dict(dict(record(i), predictionId=pid, timestamp=at))
+
+    logs = [
+        (forwarded_slot(FEATURES, 0), [(o, 0, rec(o, f"a{o}", start + o * minute_ms)) for o in range(40)], -1),
+        (forwarded_slot(FEATURES, 2), [(o, i, rec(o + i, f"b{o}-{i}", start + day_ms + (o + i) * minute_ms))
+                                       for o in range(20) for i in range(3)]
+         + [(20, 0, rec(1, "a3", start + 2 * minute_ms))], -1),  # a3 again, from another source
+        (forwarded_slot(FEATURES, 3), [(o, 0, rec(o, f"c{o}", start + 2 * day_ms + o * 7 * minute_ms))
+                                       for o in range(30)], -1),
+    ]
+    logs.append((logs[0][0], logs[0][1][:10], -1))  # source 0's first records delivered again
+
+    async def tables_after(name: str, one_write: bool) -> tuple[Any, ...]:
+        monitor = make_monitor(tmp_path / name, f"{unique}{name}", broker.bootstrap)
+        await ensure_topics(monitor.settings)
+        monitor.tables.baselines.data[BaselineKey(None, "churn", "3").encode()] = orjson.dumps(baseline.to_dict())
+        shell = IngestShell(monitor)
+        await monitor.app.producer.start()
+        try:
+            if one_write:
+                folded = await shell.fold_logs(1, "features", logs)
+            else:
+                folded = [await shell.fold(1, "features", records, slot, mark) for slot, records, mark in logs]
+        finally:
+            await monitor.app.producer.stop()
+        books = monitor.tables.detect_buckets
+        return (dict(monitor.tables.partials.data.items()), join_entries(monitor),
+                dict(books.data.items()) if books is not None else None,
+                [(dict(r.counts), rejected) for r, rejected in folded])
+
+    separately, together = await tables_after("a", False), await tables_after("b", True)
+    assert together == separately
+    partial_values, joins, books, counts = together
+    assert sum(PartialState.from_bytes(v).histogram.n for k, v in partial_values.items() if is_partial_key(k)) == 130
+    assert len(joins) == 130 and books
+    assert counts[1][0]["duplicate_predictions"] == 1 and counts[3][0]["redelivered_skipped"] == 10
