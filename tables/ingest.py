@@ -23,7 +23,7 @@ from model_monitoring.tables.expiry import error_retention_ms, expirable
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker, ClosedBuckets, error_of
 from model_monitoring.tables.ingest_partials import PendingPartial, SlotKey, finish_partials
 from model_monitoring.tables.join_buffer import JoinEntry, Outcome, Prediction, Source
-from model_monitoring.tables.keys import ArrivalKey, JoinKey, MetaKey, PartialKey
+from model_monitoring.tables.keys import ArrivalKey, MetaKey, PartialKey, join_key_bytes
 from model_monitoring.tables.partial import FEATURES, NO_SEGMENT, OUTCOMES, PartialState, pair_slot
 
 PartialGetter = Callable[[bytes], PartialState | None]
@@ -39,7 +39,7 @@ R = TypeVar("R", bound=_Timed)
 
 
 def join_key(partition: int, prediction_id: str) -> bytes:
-    return JoinKey(partition, prediction_id).encode()
+    return join_key_bytes(partition, prediction_id)
 
 
 def meta_key(partition: int) -> bytes:
@@ -128,6 +128,9 @@ class IngestFold:
         out = FoldResult(max_event_ms=high_water_ms)
         self.partition_high_water_ms = partition_high_water_ms
         pending: dict[SlotKey, PendingPartial] = {}
+        # (tenant, model, version, segment, day) -> its pending partial: a tuple hashes ~10× faster
+        # than building and hashing a PartialKey per record
+        by_day: dict[tuple[str, str, str, str, int], PendingPartial] = {}
         for offset, _index, rec, source in _admitted(out, records, slot, self.retention_ms,
                                                      "prediction older than the retention"):
             jkey, entry = self._entry(out, get_join, rec.prediction_id)
@@ -138,8 +141,11 @@ class IngestFold:
                               rec.segment or NO_SEGMENT, rec.timestamp_ms, float(rec.prediction),
                               source)
             entry = entry.with_prediction(pred)
-            pkey = self._key_for(pred)
-            pending_partial = self._pending(pending, pkey, get_partial)
+            day_of = (pred.tenant_id, pred.model_id, pred.model_version, pred.segment,
+                      pred.timestamp_ms // self.bucket_ms)
+            pending_partial = by_day.get(day_of)
+            if pending_partial is None:
+                pending_partial = by_day[day_of] = self._pending(pending, self._key_for(pred), get_partial)
             hid = -1 if self.buckets is None else self.buckets.admit_prediction(
                 f"{rec.tenant_id}:{rec.model_id}", rec.model_version, offset, rec.timestamp_ms,
                 pred.prediction, slot=slot)

@@ -49,6 +49,14 @@ def _encode(partition: int, *fields: str) -> bytes:
     return SEP.join((str(partition), *map(escape, fields))).encode()
 
 
+def join_key_bytes(partition: int, prediction_id: str) -> bytes:
+    """`JoinKey(partition, prediction_id).encode()` without the object: one per record on the
+    ingest path (`_encode`'s format, for one field)."""
+    if "%" in prediction_id or SEP in prediction_id:
+        prediction_id = escape(prediction_id)
+    return f"{partition}{SEP}{prediction_id}".encode()
+
+
 def _fields(raw: bytes) -> tuple[int, list[str]]:
     head, *rest = raw.decode().split(SEP)
     if not head.isdigit():
@@ -168,7 +176,7 @@ class JoinKey:
     prediction_id: str
 
     def encode(self) -> bytes:
-        return _encode(self.partition, self.prediction_id)
+        return join_key_bytes(self.partition, self.prediction_id)
 
     @classmethod
     def decode(cls, raw: bytes) -> JoinKey:

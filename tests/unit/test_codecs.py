@@ -356,3 +356,11 @@ def test_expired_evaluations_take_dropped_and_orphaned_chunks_and_old_gathers() 
              gather_entry("old", old), (chunk("old", 0), b"{}"), (chunk("gone", 0), b"{}")]
     assert set(expired_evaluations(items, before_ms=100)) == {
         chunk("new", 0), gather_entry("old", old)[0], chunk("old", 0), chunk("gone", 0)}
+
+
+@given(PARTITION, TEXT | st.sampled_from(["a|b", "50%", "%7C|%25", "|", "%"]))
+def test_join_key_bytes_is_the_general_encoding(partition: int, prediction_id: str) -> None:
+    """The ingest path's join key, built without a JoinKey, is the table key's encoding."""
+    assert keys_module.join_key_bytes(partition, prediction_id) == keys_module._encode(partition, prediction_id)
+    assert keys_module.JoinKey.decode(keys_module.join_key_bytes(partition, prediction_id)) == \
+        keys_module.JoinKey(partition, prediction_id)
