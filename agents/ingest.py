@@ -31,6 +31,7 @@ from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.streams.repartition import Outgoing, send_forwards
 from model_monitoring.streams.write_gate import write_gate
+from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
@@ -129,6 +130,22 @@ class IngestShell:
         s = monitor.settings
         self.fast = {kind: FastDecoder(kind, s.max_features, s.max_message_bytes) for kind in ("features", "outcomes")}
 
+    def _baselines_of_one_fold(self) -> Callable[[str, str, str], Baseline | None]:
+        """`BaselineCache.lookup`, each (tenant, model, version) read once per fold: the cache
+        reads the table's value to see whether it changed, a copy of the whole baseline out of
+        the store (tens of µs), and the fold asks per key, twice. The table cannot change
+        within one fold (no await in it)."""
+        seen: dict[tuple[str, str, str], Baseline | None] = {}
+        lookup = self.baselines.lookup
+
+        def baseline_for(tenant: str, model: str, version: str) -> Baseline | None:
+            key = (tenant, model, version)
+            if key not in seen:
+                seen[key] = lookup(tenant, model, version)
+            return seen[key]
+
+        return baseline_for
+
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int], slot: str, unwritten: Unwritten | None = None) -> FoldResult:
         """The pure fold over the current values (reads only): `unwritten`'s, where an earlier
@@ -147,7 +164,7 @@ class IngestShell:
 
             tracker = BucketTracker(partition, s.continuous_lateness_seconds * 1000, get_book)
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
-                          baseline_for=self.baselines.lookup, join_ttl_ms=s.join_ttl_ms,
+                          baseline_for=self._baselines_of_one_fold(), join_ttl_ms=s.join_ttl_ms,
                           buckets=tracker)
 
         def get_partial(k: bytes) -> PartialState | None:
