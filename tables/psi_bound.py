@@ -239,5 +239,11 @@ def _no_drift_moments(e: np.ndarray, m: np.ndarray, where: np.ndarray, epsilon: 
         first = (pmf * term).sum(axis=1)
         mean[rows, cols] = first
         var[rows, cols] = np.maximum((pmf * term * term).sum(axis=1) - first**2, 0.0)
-    chosen = where[:, columns]
-    return (mean[row_of] * chosen).sum(axis=1), (var[row_of] * chosen).sum(axis=1)
+    # summed over every bin, in place, zeros where a row's bin is not in `where`: a row's sums then
+    # add the same terms at the same positions however many rows share the call (numpy's pairwise
+    # summation groups terms by position, and the columns computed above depend on the batch)
+    full_mean = np.zeros((distinct.size, e.size))
+    full_var = np.zeros((distinct.size, e.size))
+    full_mean[:, columns], full_var[:, columns] = mean, var
+    return (np.where(where, full_mean[row_of], 0.0).sum(axis=1),
+            np.where(where, full_var[row_of], 0.0).sum(axis=1))

@@ -37,7 +37,9 @@ def rows_for(n_bins: int) -> st.SearchStrategy[list[list[int]]]:
         st.lists(st.integers(0, 12), min_size=n_bins, max_size=n_bins),
         st.lists(st.integers(0, 2000), min_size=n_bins, max_size=n_bins),
         st.tuples(st.integers(0, n_bins - 1), st.integers(100, 5000)).map(
-            lambda iv: [iv[1] if i == iv[0] else 1 for i in range(n_bins)]))
+            lambda iv: [iv[1] if i == iv[0] else 1 for i in range(n_bins)]),
+        st.tuples(st.integers(0, n_bins - 1), st.integers(100, 5000)).map(  # all in one bin
+            lambda iv: [iv[1] if i == iv[0] else 0 for i in range(n_bins)]))
     return st.lists(row, min_size=1, max_size=12)
 
 
@@ -84,3 +86,17 @@ def test_keys_evaluated_with_verdicts_worked_out_ahead_publish_the_same(data: st
         assert ahead.events == alone.events and ahead.counts == alone.counts
     # every feature check of every snapshot was answered from the one pass
     assert verdicts.answered == len(keys) * 2 * len(base.features)
+
+
+def test_regression_a_row_batched_with_rows_sparse_elsewhere_gets_its_own_bound() -> None:
+    """Found by the property below in CI (hypothesis): one row with every bin but one at 1 and
+    one with everything in the last bin, checked together, gave the first a psiLower, pValue and
+    gate one ulp off its own (3.878879196970609 against 3.87887919697061). The exact no-drift
+    moments were summed over the columns sparse in *any* row of the batch, so a row's terms sat
+    at other positions than alone, and numpy's pairwise summation grouped them otherwise."""
+    base = baseline()
+    feature = base.features["age_days"]
+    rows = [[1, 1, 1, 1, 1, 202, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100]]
+    together = feature_verdicts(feature, np.array(rows), base.sample_size, THRESHOLDS, "churn")
+    assert together == [evaluate_feature(feature, np.array(r), base.sample_size, THRESHOLDS, "churn")
+                        for r in rows]
