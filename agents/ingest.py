@@ -31,7 +31,6 @@ from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.streams.repartition import Outgoing, send_forwards
 from model_monitoring.streams.write_gate import write_gate
-from model_monitoring.tables.baseline import Baseline
 from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
@@ -130,22 +129,6 @@ class IngestShell:
         s = monitor.settings
         self.fast = {kind: FastDecoder(kind, s.max_features, s.max_message_bytes) for kind in ("features", "outcomes")}
 
-    def _baselines_of_one_fold(self) -> Callable[[str, str, str], Baseline | None]:
-        """`BaselineCache.lookup`, each (tenant, model, version) read once per fold: the cache
-        reads the table's value to see whether it changed, a copy of the whole baseline out of
-        the store (tens of µs), and the fold asks per key, twice. The table cannot change
-        within one fold (no await in it)."""
-        seen: dict[tuple[str, str, str], Baseline | None] = {}
-        lookup = self.baselines.lookup
-
-        def baseline_for(tenant: str, model: str, version: str) -> Baseline | None:
-            key = (tenant, model, version)
-            if key not in seen:
-                seen[key] = lookup(tenant, model, version)
-            return seen[key]
-
-        return baseline_for
-
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int], slot: str, unwritten: Unwritten | None = None) -> FoldResult:
         """The pure fold over the current values (reads only): `unwritten`'s, where an earlier
@@ -164,7 +147,7 @@ class IngestShell:
 
             tracker = BucketTracker(partition, s.continuous_lateness_seconds * 1000, get_book)
         fold = IngestFold(partition, bucket_ms=s.bucket_ms, retention_ms=s.retention_ms,
-                          baseline_for=self._baselines_of_one_fold(), join_ttl_ms=s.join_ttl_ms,
+                          baseline_for=self.baselines.once(), join_ttl_ms=s.join_ttl_ms,
                           buckets=tracker)
 
         def get_partial(k: bytes) -> PartialState | None:
@@ -241,6 +224,7 @@ class IngestShell:
             meta = _read_meta(self.m.tables.partials, partition)
             # the partition's join index, rebuilt from the join log on its first fold here
             await self.m.joins.ensure(partition, max(meta.values(), default=-1), self.m.settings.join_ttl_ms)
+            stored = dict(meta)  # the marks as stored: `meta` follows the folds below
             unwritten, results, marks = Unwritten(), [], {}
             try:
                 for slot, records, mark in logs:
@@ -254,11 +238,11 @@ class IngestShell:
                 log.exception("batch fold failed on %s partition %d; folding record by record",
                               kind, partition)
                 folded = []
-                for slot, records, mark in logs:  # nothing was written: from the tables again
-                    meta = _read_meta(self.m.tables.partials, partition)
+                meta = stored  # nothing was written; each record's write moves it from here
+                for slot, records, mark in logs:
                     folded.append(await self._one_by_one(partition, kind, records, meta, slot, mark))
                 return folded
-            await self.write(partition, unwritten.result, _read_meta(self.m.tables.partials, partition), marks)
+            await self.write(partition, unwritten.result, stored, marks)
             return [(r, [(x.offset, x.index, x.reason, x.detail) for x in r.rejected]) for r in results]
 
     async def _one_by_one(self, partition: int, kind: str, records: list[tuple[int, int, Any]],

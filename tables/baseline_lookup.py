@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from model_monitoring.schemas.validation import decode_json
@@ -34,3 +35,18 @@ class BaselineCache:
             self._parsed[key] = (raw, baseline)
             return baseline
         return None
+
+    def once(self) -> Callable[[str, str, str], Baseline | None]:
+        """`lookup`, each (tenant, model, version) read once: for one pass in which the table
+        cannot change (a fold: no await in it). `lookup` reads the stored value to see whether it
+        changed — a copy of the whole baseline out of the store, tens of µs — and a fold asks
+        per partial key, twice."""
+        seen: dict[tuple[str, str, str], Baseline | None] = {}
+
+        def lookup_once(tenant: str, model: str, version: str) -> Baseline | None:
+            key = (tenant, model, version)
+            if key not in seen:
+                seen[key] = self.lookup(tenant, model, version)
+            return seen[key]
+
+        return lookup_once
