@@ -10,11 +10,22 @@ of the batch that were not folded yet were lost for good — a range of one part
 with every count after it exact, since the watermarks (tables/partial.py) only skip what is at
 or below what was folded.
 
-`take_batches` is faust's `take_events` (faust-streaming 0.15.3) with one change: the events of
-a batch are acknowledged when the agent asks for the next batch, that is after its body ran to
-the end; a batch the agent left by an exception, a cancellation or a close stays unacknowledged,
-so its offsets are not committed and a restarted worker reads it again (streams/agent.py stops
-the worker when an actor fails)."""
+`take_batches` acknowledges the events of a batch when the agent asks for the next batch, that
+is after its body ran to the end; a batch the agent left by an exception, a cancellation or a
+close stays unacknowledged, so its offsets are not committed and a restarted worker reads it
+again (streams/agent.py stops the worker when an actor fails).
+
+How: it reads the stream's channel queue itself — the queue faust's conductor puts each event
+in — and does, per event, only what the stream's own iterator (faust-streaming 0.15.3
+`Stream._py_aiter`, and its compiled twin) does that matters here: skip the events of an older
+consumer generation or delivered while flow is stopped (a rebalance: acknowledged, as faust
+does, and not processed), and track the message of an acking topic as unacknowledged (what
+`Consumer.track_message` does; the offsets committed are the acknowledged ones). It leaves out
+faust's per-event machinery that the batch does not use — the stream's passive drainer task,
+its processor chain, the current-event context (this service's tables take their partition from
+the key: streams/partitioned.py) and the per-event sensor calls (nothing here reads faust's
+Monitor sensor; the service's metrics are its own) — which cost the worker more CPU per single-
+record message than the fold (bench/ingest.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +35,10 @@ from typing import Any, cast
 
 from faust import Stream
 from faust.types import EventT, StreamT
-from mode.utils.futures import notify
+
+# While a batch fills, the queue's length is looked at this often: the conductor puts events
+# in without a signal, and a wake-up per event would cost more than the event.
+FILL_POLL_SECONDS = 0.005
 
 
 def take_batches(stream: StreamT, max_: int, within: float) -> AsyncGenerator[list[EventT], None]:
@@ -36,58 +50,61 @@ def take_batches(stream: StreamT, max_: int, within: float) -> AsyncGenerator[li
 
 
 async def _take_batches(stream: Stream, max_: int, within: float) -> AsyncGenerator[list[EventT], None]:
-    events: list[EventT] = []
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future[None] | None = None
-    channel_it = aiter(stream.channel)
+    channel: Any = aiter(stream.channel)  # the iterating clone: a topic's is the conductor's
+    queue = channel.queue
+    app = stream.app
+    consumer = app.consumer
+    flow_active = app.flow_control.is_active
+    acking_topics = app.topics.acking_topics
+    add_unacked = consumer.unacked.add
+    loop = asyncio.get_running_loop()
+    # a batch is full at `max_`, or once the queue is under pressure (the fetcher pauses the
+    # partition there, and the queue would grow no further)
+    full_at = max(1, min(max_, getattr(queue, "pressure_high_size", max_) or max_))
 
-    async def add_to_buffer(value: Any) -> Any:
-        # the stream's processor: runs in its passive drainer, once per event
-        nonlocal buffer_consuming
-        try:
-            if buffer_consuming is not None:  # a batch is being processed: wait for it
-                try:
-                    await buffer_consuming
-                finally:
-                    buffer_consuming = None
-            event = stream.current_event
-            if event is None:
-                raise RuntimeError("Take buffer found current_event is None")
-            events.append(event)
-            if len(events) >= max_:
-                buffer_full.set()
-                buffer_consumed.clear()
-                await stream.wait(buffer_consumed)  # type: ignore[arg-type]
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            stream.log.exception("Error adding to take buffer: %r", exc)
-            await stream.crash(exc)
-        return value
+    def admit(events: list[EventT], event: EventT) -> None:
+        message = event.message
+        # the generation now, not when the batch began: a rebalance may come between two events
+        if not flow_active() or message.generation_id != app.consumer_generation_id:
+            event.ack()  # skipped, and acknowledged, as the stream's iterator does
+            return
+        if message.topic in acking_topics and not message.tracked:
+            message.tracked = True
+            add_unacked(message)
+        events.append(event)
 
-    stream_enable_acks = stream.enable_acks
-    stream.enable_acks = False  # the events are acknowledged here, batch by batch
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(cast(Any, channel_it))
+    def take_queued(events: list[EventT]) -> None:
+        get = queue.get_nowait  # raises what was thrown into the channel
+        while len(events) < max_ and not queue.empty():
+            admit(events, get())
+
+    started_by_us = await stream.maybe_start()
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_full, timeout=within)  # type: ignore[arg-type]
-            if not events:
-                continue
-            batch = list(events)
-            events.clear()
-            buffer_consuming = asyncio.get_running_loop().create_future()
-            try:
-                yield batch
-                # the agent asks for the next batch: it has processed this one
-                for event in batch:
-                    await stream.ack(event)
-            finally:
-                # processed or not, the drainer may add to the buffer again
-                notify(buffer_consuming)
-                buffer_full.clear()
-                buffer_consumed.set()
+            events: list[EventT] = []
+            deadline = loop.time() + within
+            while len(events) < max_ and not stream.should_stop:
+                take_queued(events)
+                remaining = deadline - loop.time()
+                if len(events) >= max_ or remaining <= 0:
+                    break
+                if not events and queue.empty():
+                    # idle: one wait for the first event (or the deadline, or the stop)
+                    got = await stream.wait_first(queue.get(), timeout=remaining)
+                    if got.results and not stream.should_stop:
+                        admit(events, got.results[0])
+                    continue
+                # filling: look again shortly, unless the queue already holds the rest
+                if len(events) + queue.qsize() < full_at:
+                    await asyncio.sleep(min(FILL_POLL_SECONDS, remaining))
+            if not events or stream.should_stop:
+                continue  # stopping: what was taken stays unacknowledged
+            yield events
+            # the agent asks for the next batch: it has processed this one
+            for event in events:
+                event.ack()
     finally:
-        stream.enable_acks = stream_enable_acks
-        stream._processors.remove(add_to_buffer)
+        stream._channel_stop_iteration(channel)
+        if started_by_us:
+            await stream.stop()
+            stream.service_reset()
