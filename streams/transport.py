@@ -27,6 +27,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, cast
 
 import faust
+from faust.transport import conductor as faust_conductor
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
@@ -336,11 +337,85 @@ class Consumer(faust_aiokafka.Consumer):
             unset_flag(flag_consumer_fetching)
 
 
+class Conductor(faust_conductor.Conductor):
+    """faust's conductor, with a lighter handler for a partition whose channels all carry raw
+    bytes (every topic of this service: streams/topics.py). Per message, faust's handler decodes
+    key and value through the schema and its codec registry (for `raw` and `bytes`, the bytes as
+    they are) and builds the event through `app.create_event`, and asks the producer buffer its
+    size through `app.conf` — three settings lookups and a codec round per message. This one
+    builds the same event from the message's own key, value and headers, and reads the buffer's
+    queue length directly; flow control, the producer buffer's ebb, the reference count, the
+    queues' pressure callbacks and a full queue's wait are faust-streaming 0.15.3's
+    `ConductorCompiler.build`, unchanged. A partition with any other channel keeps faust's."""
+
+    def _build_handler(self, tp: TP, channels: Any) -> Any:
+        if channels and all(_raw_bytes(chan) for chan in channels):
+            return _raw_handler(self, tp, channels)
+        return super()._build_handler(tp, channels)
+
+
+def _raw_bytes(channel: Any) -> bool:
+    """The channel decodes to the message's own bytes: key and value typed `bytes` (or
+    untyped), both with the `raw` serializer."""
+    schema = getattr(channel, "schema", None)
+    return (schema is not None
+            and schema.key_type in (None, bytes) and schema.value_type in (None, bytes)
+            and schema.key_serializer == "raw" and schema.value_serializer == "raw")
+
+
+def _raw_handler(conductor: faust_conductor.Conductor, tp: TP, channels: Any) -> Callable[[Message], Coroutine[Any, Any, None]]:
+    app = conductor.app
+    consumer_on_buffer_full = app.consumer.on_buffer_full
+    consumer_on_buffer_drop = app.consumer.on_buffer_drop
+    acquire_flow_control = app.flow_control.acquire
+    buffer = app.producer.buffer
+    wait_until_producer_ebb = buffer.wait_until_ebb
+    threaded = bool(app.conf.producer_threaded)  # its size is another queue's: ask it
+    pending = buffer.pending._queue  # type: ignore[attr-defined]  # the deque `size` measures
+    max_messages = buffer.max_messages
+    on_topic_buffer_full = app.sensors.on_topic_buffer_full
+    event_type: Any = app.conf.Event
+    len_ = len
+
+    def on_pressure_high() -> None:
+        on_topic_buffer_full(tp)
+        consumer_on_buffer_full(tp)
+
+    def on_pressure_drop() -> None:
+        consumer_on_buffer_drop(tp)
+
+    async def on_message(message: Message) -> None:
+        await acquire_flow_control()
+        if threaded or len_(pending) > max_messages:
+            await wait_until_producer_ebb()
+        channels_n = len_(channels)
+        if not channels_n:
+            return
+        message.incref(channels_n)
+        event = event_type(app, message.key, message.value, message.headers, message)
+        full: list[Any] = []
+        for chan in channels:
+            queue = chan.queue
+            if queue.full():
+                full.append(chan)
+                continue
+            queue.put_nowait_enhanced(event, on_pressure_high=on_pressure_high,
+                                      on_pressure_drop=on_pressure_drop)
+        if full:
+            for _ in full:
+                on_topic_buffer_full(tp)
+            await asyncio.wait([asyncio.ensure_future(chan.put(event)) for chan in full],
+                               return_when=asyncio.ALL_COMPLETED)
+
+    return on_message
+
+
 class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport with the project's consumer (`mmkafka://`) and, for
     exactly_once, the project's transaction manager."""
 
     Consumer = Consumer
+    Conductor = Conductor
     TransactionManager = TransactionManager
 
 

@@ -15,14 +15,15 @@ from typing import Any
 import faust
 import pytest
 from aiokafka.structs import ConsumerRecord
+from faust.transport import conductor as faust_conductor
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 from mode import Service
 
 import model_monitoring.streams.transport
 from model_monitoring.agents.service import build_app
 from model_monitoring.streams.settings import load_settings
-from model_monitoring.streams.transport import Consumer, SuspendedDelivery, Transport
+from model_monitoring.streams.transport import Conductor, Consumer, SuspendedDelivery, Transport
 from model_monitoring.streams.write_gate import write_gate
 from tests.support.waiting import until
 
@@ -445,3 +446,53 @@ async def test_a_revocation_closes_the_writers_gate_and_waits_for_the_writes_und
     await asyncio.wait_for(revoking, 5)
     await task
     assert events == ["write done", "faust revokes, gate open=False, busy=0"]
+
+
+def raw_message(offset: int, key: bytes | None, value: bytes | None) -> Message:
+    return Message(TOPIC, 0, offset, 1_700_000_000.0, 0, {"h": b"1"}, key, value, None)
+
+
+@pytest.mark.parametrize(("key", "value"), [(b"k", b'{"a": 1}'), (None, b"v"), (b"k", None), (b"", b"")])
+async def test_raw_partitions_get_the_same_events_as_fausts_handler(key: bytes | None, value: bytes | None) -> None:
+    """The conductor's handler for a partition of raw-bytes channels gives each channel the
+    event faust's own handler gives: same key, value, headers and message, referenced once per
+    channel. A partition with a channel of any other schema keeps faust's handler."""
+    app = faust.App("conductor-test", broker="mmkafka://127.0.0.1:1", store="memory://")
+    app.flow_control.resume()
+    conductor = app.topics
+    assert isinstance(conductor, Conductor)
+    raw = app.topic(TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    ours_chans = {raw.clone(is_iterator=True), raw.clone(is_iterator=True)}
+    faust_chans = {raw.clone(is_iterator=True), raw.clone(is_iterator=True)}
+    ours = conductor._build_handler(TP0, ours_chans)
+    fausts = faust_conductor.ConductorCompiler().build(conductor, TP0, faust_chans)
+    m1, m2 = raw_message(7, key, value), raw_message(7, key, value)
+    await ours(m1)
+    await fausts(m2)
+    assert m1.refcount == m2.refcount == 2
+    for mine, theirs in zip((c.queue.get_nowait() for c in ours_chans),
+                            (c.queue.get_nowait() for c in faust_chans), strict=True):
+        assert type(mine) is type(theirs)
+        assert (mine.key, mine.value, mine.headers) == (theirs.key, theirs.value, theirs.headers)
+        assert mine.message is m1 and theirs.message is m2
+    other = app.topic(TOPIC, value_type=str, value_serializer="raw")
+    handler = conductor._build_handler(TP0, {raw.clone(is_iterator=True), other.clone(is_iterator=True)})
+    assert getattr(handler, "__qualname__", None) != ours.__qualname__ == "_raw_handler.<locals>.on_message"
+
+
+async def test_a_full_channel_queue_waits_for_room() -> None:
+    """A message for a channel whose queue is full waits until the stream takes one out."""
+    app = faust.App("conductor-test-full", broker="mmkafka://127.0.0.1:1", store="memory://",
+                    stream_buffer_maxsize=2)
+    app.flow_control.resume()
+    chan = app.topic(TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw").clone(is_iterator=True)
+    handler = app.topics._build_handler(TP0, {chan})
+    await handler(raw_message(0, b"k", b"0"))
+    await handler(raw_message(1, b"k", b"1"))
+    third = asyncio.create_task(handler(raw_message(2, b"k", b"2")))
+    await asyncio.sleep(0.05)
+    assert not third.done() and chan.queue.qsize() == 2
+    assert chan.queue.get_nowait().value == b"0"
+    await asyncio.wait_for(third, 5)
+    assert [chan.queue.get_nowait().value for _ in range(2)] == [b"1", b"2"]
