@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
+from typing import cast
 
 import numpy as np
 
@@ -117,16 +118,22 @@ def feature_columns(feature_dicts: Sequence[Mapping[str, object]], names: Sequen
         return []
     if not feature_dicts:
         return [() for _ in names]
+    if len(names) == 1:
+        [name] = names
+        return [[features.get(name) for features in feature_dicts]]
     getter = itemgetter(*names)
+    try:
+        rows = list(map(getter, feature_dicts))  # every record has every feature: no Python frame
+    except KeyError:  # some record lacks one: missing there
 
-    def row(features: Mapping[str, object]) -> tuple[object, ...]:
-        try:
-            values = getter(features)
-        except KeyError:  # a feature absent from this record: missing
-            return tuple(map(features.get, names))
-        return values if len(names) > 1 else (values,)
+        def row(features: Mapping[str, object]) -> tuple[object, ...]:
+            try:
+                return cast(tuple[object, ...], getter(features))
+            except KeyError:
+                return tuple(map(features.get, names))
 
-    return list(zip(*map(row, feature_dicts), strict=True))
+        rows = list(map(row, feature_dicts))
+    return list(zip(*rows, strict=True))
 
 
 def count_groups(baseline: Baseline, feature_dicts: Sequence[Mapping[str, object]],
