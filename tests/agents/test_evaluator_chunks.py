@@ -123,3 +123,18 @@ async def test_a_chunk_missing_when_its_key_is_evaluated_is_an_error_not_a_small
     monitor.tables.evaluations.pop(PartsChunkKey(0, "run-1", 1, 0).encode())
     with pytest.raises(RuntimeError, match="in no chunk kept"):
         await evaluator.handle(event(first))
+
+
+async def test_a_pass_over_the_keys_reads_each_baseline_once(monitor: Any) -> None:
+    """Each read of the baselines table copies the whole stored baseline out of the store: a pass
+    over a batch of keys (merge, the feature checks ahead, the evaluations) reads each
+    (tenant, model, version)'s once (`BaselineCache.once`), not once per use per key."""
+    sources = parts_by_source(monitor)
+    sent = chunks(sources, max_bytes=1 << 20)
+    evaluator = snapshot.Evaluator(monitor)
+    stored = monitor.stored_baselines
+    for message in sent:
+        await evaluator.handle(event(message))
+    assert {d["tenantId"] for d in monitor.recorder.sent("snapshot")} == {"acme", "globex", "initech"}
+    # three tenants, one version each: the tenant's own key (absent), then the `*` one
+    assert stored.reads == 2 * len(KEYS)

@@ -1,5 +1,6 @@
 """An evaluator (`agents/snapshot.py` `Evaluator`) on plain dicts for tables and a recorder for
-its sends and flushes, and a drifting week's part to evaluate."""
+its sends and flushes, its baselines read through the service's `BaselineCache` (each read of
+the table counted), and a drifting week's part to evaluate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from model_monitoring.schemas.validation import Validators
 from model_monitoring.streams.metrics import Metrics
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.baseline_build import build_baseline
+from model_monitoring.tables.baseline_lookup import BaselineCache
 from model_monitoring.tables.histogram import count_batch
+from model_monitoring.tables.keys import BaselineKey
 from model_monitoring.tables.partial import PartialState
 
 END = 1_795_046_400_000
@@ -37,16 +40,27 @@ class Recorder:
         return [doc for topic, doc in self.calls if topic == name]
 
 
+class CountedTable(dict[bytes, bytes]):
+    """The baselines table: a dict whose `get`s are counted (each copies a stored baseline)."""
+
+    reads = 0
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
 def evaluator_monitor() -> Any:
     baseline = build_baseline(reference_records("churn", n=2000, seed=11), model_id="churn",
                               model_version="3", tenant_id=None, task="classification")
     rec = Recorder()
+    stored = CountedTable({BaselineKey(None, "churn", "3").encode(): orjson.dumps(baseline.to_dict())})
     topics = SimpleNamespace(**{n: rec.topic(n) for n in ("snapshot", "drift", "degraded", "resolved",
                                                           "recovered", "runs")})
     return SimpleNamespace(
         settings=load_settings({"MODEL_MONITORING_JWT_SECRET": "x" * 32}), topics=topics,
         tables=SimpleNamespace(evaluations={}, incidents={}), validators=Validators(), metrics=Metrics(),
-        baselines=SimpleNamespace(lookup=lambda t, m, v: baseline),
+        baselines=BaselineCache(stored), stored_baselines=stored,
         app=SimpleNamespace(producer=rec), recorder=rec, baseline=baseline)
 
 
