@@ -103,6 +103,11 @@ async def _take_batches(stream: Stream, max_: int, within: float) -> AsyncGenera
             # the agent asks for the next batch: it has processed this one
             for event in events:
                 event.ack()
+    except StopAsyncIteration:
+        # the channel ended (faust throws this into its queue when the app stops): the
+        # stream's iterator returns there, and so does this; what was taken stays
+        # unacknowledged
+        return
     finally:
         stream._channel_stop_iteration(channel)
         if started_by_us:

@@ -121,3 +121,21 @@ async def test_a_rebalance_while_a_batch_fills_keeps_the_new_generations_events(
     assert not after.message.acked
     await batches.aclose()
     await stream.stop()
+
+
+async def test_the_channel_ending_ends_the_batches_without_an_error(app: faust.App) -> None:
+    """faust throws StopAsyncIteration into a channel's queue when the app stops: the batches
+    end there, as the stream's own iterator does (in an async generator it would otherwise
+    become a RuntimeError that crashes the actor), and the batch taken stays unacknowledged."""
+    channel = app.channel()
+    it = aiter(channel)
+    stream = app.stream(it)
+    batches = take_batches(stream, 10, 0.2)
+    first = put(it, 0, app.consumer_generation_id)
+    batch = await asyncio.wait_for(anext(batches), 5)
+    assert batch == [first]
+    await it.throw(StopAsyncIteration())
+    with pytest.raises(StopAsyncIteration):  # the generator ended; no RuntimeError
+        await asyncio.wait_for(anext(batches), 5)
+    assert first.message.acked  # the batch before was processed: asked for the next
+    await stream.stop()
