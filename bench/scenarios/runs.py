@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,10 +65,39 @@ def finish_run(ctx: Context, svc: Service, fold: Any, refs: Any, job_run_id: str
 STAGES = ("fan-out", "snapshot part", "published event")
 
 
+class Throttle:
+    """The worker run `on` seconds in every `period` (SIGCONT, SIGSTOP) from a thread, until
+    `stop`, which leaves it stopped or running. Why: a run's events go out in one or two produce
+    requests (512 KiB batches) and its completion follows within milliseconds on the embedded
+    broker, faster than this process sees the first event and stops the worker; slowed down
+    five-fold, the run is still between its first event and its completion when the freeze lands
+    (each step of the run is the worker's, so the order of its steps is unchanged)."""
+
+    def __init__(self, pid: int, on: float = 0.002, period: float = 0.010) -> None:
+        self.pid, self.on, self.off = pid, on, period - on
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            os.kill(self.pid, signal.SIGCONT)
+            if self.done.wait(self.on):
+                break
+            os.kill(self.pid, signal.SIGSTOP)
+            self.done.wait(self.off)
+
+    def stop(self, leave_stopped: bool) -> None:
+        self.done.set()
+        self.thread.join()
+        os.kill(self.pid, signal.SIGSTOP if leave_stopped else signal.SIGCONT)
+
+
 async def freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout: float = 60
                      ) -> bool:
     """Trigger the run and SIGSTOP the worker as soon as the run reaches `stage` (seen on the
-    topic the stage writes); True if it got there in time."""
+    topic the stage writes); True if it got there in time. For the published events the worker
+    runs throttled (`Throttle`) from the trigger to the freeze."""
     topic = {"fan-out": svc.s.snapshot_requests_topic, "snapshot part": svc.s.snapshot_parts_topic,
              "published event": svc.s.snapshot_topic}[stage]
     consumer = AIOKafkaConsumer(bootstrap_servers=svc.broker.bootstrap, enable_auto_commit=False,
@@ -79,22 +109,31 @@ async def freeze_at(svc: Service, pid: int, job_run_id: str, stage: str, timeout
         await consumer.seek_to_end(*tps)
         for tp in tps:
             await consumer.position(tp)
-        producer = AIOKafkaProducer(bootstrap_servers=svc.broker.bootstrap)
-        await producer.start()
+        throttle: Throttle | None = None
+        frozen = False
         try:
-            doc = {"job": "model-monitoring", "jobRunId": job_run_id,
-                   "metadata": {"windowEnd": format_timestamp(END_MS)}}
-            await producer.send_and_wait(svc.s.trigger_topic, orjson.dumps(doc), key=job_run_id.encode())
+            producer = AIOKafkaProducer(bootstrap_servers=svc.broker.bootstrap)
+            await producer.start()
+            try:
+                doc = {"job": "model-monitoring", "jobRunId": job_run_id,
+                       "metadata": {"windowEnd": format_timestamp(END_MS)}}
+                throttle = Throttle(pid) if stage == "published event" else None
+                await producer.send_and_wait(svc.s.trigger_topic, orjson.dumps(doc), key=job_run_id.encode())
+            finally:
+                await producer.stop()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not frozen:
+                batch = await consumer.getmany(timeout_ms=5)
+                for records in batch.values():
+                    if any(job_run_id.encode() in (r.value or b"") for r in records):
+                        frozen = True
+                        break
         finally:
-            await producer.stop()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=5)
-            for records in batch.values():
-                if any(job_run_id.encode() in (r.value or b"") for r in records):
-                    os.kill(pid, signal.SIGSTOP)
-                    return True
-        return False
+            if throttle is not None:
+                throttle.stop(leave_stopped=frozen)  # running again unless frozen
+            elif frozen:
+                os.kill(pid, signal.SIGSTOP)
+        return frozen
     finally:
         await consumer.stop()
 
