@@ -26,6 +26,13 @@ async def app() -> AsyncIterator[faust.App]:
     yield app
 
 
+def iterated(app: faust.App) -> tuple[faust.ChannelT, faust.StreamT]:
+    """A channel's iterating clone and a stream over it: take_batches iterates that same clone
+    (aiter of an iterator is itself), so what `put` puts there is what it reads."""
+    it = aiter(app.channel())
+    return it, app.stream(it)
+
+
 def put(channel: faust.ChannelT, offset: int, generation_id: int) -> EventT:
     """An event as faust's conductor delivers it: its message referenced once, in the queue."""
     message = Message("t", 0, offset, time.time(), 0, {}, b"k", b"v", None, generation_id=generation_id)
@@ -36,9 +43,7 @@ def put(channel: faust.ChannelT, offset: int, generation_id: int) -> EventT:
 
 
 async def test_a_batch_is_acknowledged_when_the_next_is_asked_for_and_not_when_left(app: faust.App) -> None:
-    channel = app.channel()
-    it = aiter(channel)  # take_batches iterates this same clone: aiter of an iterator is itself
-    stream = app.stream(it)
+    it, stream = iterated(app)
     events = [put(it, i, app.consumer_generation_id) for i in range(5)]
     batches = take_batches(stream, 2, 0.05)
     first = await anext(batches)
@@ -53,9 +58,7 @@ async def test_a_batch_is_acknowledged_when_the_next_is_asked_for_and_not_when_l
 
 
 async def test_what_arrived_within_the_window_is_a_batch(app: faust.App) -> None:
-    channel = app.channel()
-    it = aiter(channel)
-    stream = app.stream(it)
+    it, stream = iterated(app)
     batches = take_batches(stream, 100, 0.1)
     put(it, 0, app.consumer_generation_id)
     started = time.monotonic()
@@ -77,9 +80,7 @@ async def test_what_arrived_within_the_window_is_a_batch(app: faust.App) -> None
 
 
 async def test_events_of_an_older_generation_are_skipped_and_acknowledged(app: faust.App) -> None:
-    channel = app.channel()
-    it = aiter(channel)
-    stream = app.stream(it)
+    it, stream = iterated(app)
     now = app.consumer_generation_id
     old = put(it, 0, now - 1)  # delivered before a rebalance
     new = put(it, 1, now)
@@ -92,9 +93,7 @@ async def test_events_of_an_older_generation_are_skipped_and_acknowledged(app: f
 
 
 async def test_an_error_thrown_into_the_channel_reaches_the_agent(app: faust.App) -> None:
-    channel = app.channel()
-    it = aiter(channel)
-    stream = app.stream(it)
+    it, stream = iterated(app)
     batches = take_batches(stream, 10, 0.05)
     await it.throw(RuntimeError("broken channel"))
     with pytest.raises(RuntimeError, match="broken channel"):
@@ -103,9 +102,7 @@ async def test_an_error_thrown_into_the_channel_reaches_the_agent(app: faust.App
 
 
 async def test_a_rebalance_while_a_batch_fills_keeps_the_new_generations_events(app: faust.App) -> None:
-    channel = app.channel()
-    it = aiter(channel)
-    stream = app.stream(it)
+    it, stream = iterated(app)
     batches = take_batches(stream, 10, 0.2)
     before = put(it, 0, app.consumer_generation_id)
 
@@ -127,9 +124,7 @@ async def test_the_channel_ending_ends_the_batches_without_an_error(app: faust.A
     """faust throws StopAsyncIteration into a channel's queue when the app stops: the batches
     end there, as the stream's own iterator does (in an async generator it would otherwise
     become a RuntimeError that crashes the actor), and the batch taken stays unacknowledged."""
-    channel = app.channel()
-    it = aiter(channel)
-    stream = app.stream(it)
+    it, stream = iterated(app)
     batches = take_batches(stream, 10, 0.2)
     first = put(it, 0, app.consumer_generation_id)
     batch = await asyncio.wait_for(anext(batches), 5)
