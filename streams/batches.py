@@ -58,9 +58,6 @@ async def _take_batches(stream: Stream, max_: int, within: float) -> AsyncGenera
     acking_topics = app.topics.acking_topics
     add_unacked = consumer.unacked.add
     loop = asyncio.get_running_loop()
-    # a batch is full at `max_`, or once the queue is under pressure (the fetcher pauses the
-    # partition there, and the queue would grow no further)
-    full_at = max(1, min(max_, getattr(queue, "pressure_high_size", max_) or max_))
 
     def admit(events: list[EventT], event: EventT) -> None:
         message = event.message
@@ -94,8 +91,9 @@ async def _take_batches(stream: Stream, max_: int, within: float) -> AsyncGenera
                     if got.results and not stream.should_stop:
                         admit(events, got.results[0])
                     continue
-                # filling: look again shortly, unless the queue already holds the rest
-                if len(events) + queue.qsize() < full_at:
+                # filling: look again shortly, unless the queue already holds the rest (events
+                # leave the queue as they are taken, so a batch may be larger than the queue)
+                if len(events) + queue.qsize() < max_:
                     await asyncio.sleep(min(FILL_POLL_SECONDS, remaining))
             if not events or stream.should_stop:
                 continue  # stopping: what was taken stays unacknowledged

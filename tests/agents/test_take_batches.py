@@ -134,3 +134,31 @@ async def test_the_channel_ending_ends_the_batches_without_an_error(app: faust.A
         await asyncio.wait_for(anext(batches), 5)
     assert first.message.acked  # the batch before was processed: asked for the next
     await stream.stop()
+
+
+async def test_a_batch_larger_than_the_queue_fills_from_the_queue_as_it_refills() -> None:
+    """`max_` above the channel queue's size: the batch takes events out as the conductor puts
+    them in, and yields to the event loop while it waits (a batch that waited for the queue
+    alone to hold the rest would spin, blocking the loop that refills it)."""
+    app = faust.App("take-batches-small", broker="kafka://127.0.0.1:1", store="memory://",
+                    autodiscover=False, stream_buffer_maxsize=8)
+    app.finalize()
+    app.flow_control.resume()
+    it, stream = iterated(app)
+    batches = take_batches(stream, 20, 2.0)
+
+    async def conductor() -> None:  # puts as the queue has room, as the conductor does
+        for offset in range(20):
+            message = Message("t", 0, offset, time.time(), 0, {}, b"k", b"v", None,
+                              generation_id=app.consumer_generation_id)
+            message.incref()
+            await it.queue.put(Event(app, b"k", b"v", {}, message))
+
+    task = asyncio.create_task(conductor())
+    try:
+        batch = await asyncio.wait_for(anext(batches), 10)
+        assert [e.message.offset for e in batch] == list(range(20))
+    finally:
+        task.cancel()  # done already when the batch took all 20
+        await batches.aclose()
+        await stream.stop()
