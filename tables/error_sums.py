@@ -66,6 +66,8 @@ def units_to_text(units: int) -> str:
 
 def units_from_text(text: object) -> int:
     """Inverse of :func:`units_to_text`; raises ValueError on anything else."""
+    if text == "0x0p0":  # the empty sums of every partial without outcomes
+        return 0
     if not isinstance(text, str) or not _EXACT_TEXT.fullmatch(text):
         raise ValueError(f"not an exact sum: {text!r}")
     sign = -1 if text.startswith("-") else 1

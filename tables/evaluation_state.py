@@ -20,7 +20,7 @@ from model_monitoring.tables.keys import (
     PartsChunkKey,
     decode_evaluations_key,
 )
-from model_monitoring.tables.partial import PartialState, VersionSegment
+from model_monitoring.tables.partial import PartialState, VersionSegment, decode_part_rows
 
 EVENT_NAMESPACE = uuid.UUID("6b2f3c1e-58a4-4c1b-9a53-0d7c2f0e9b11")
 ALL_SEGMENTS = None  # the segment of the evaluation over all events
@@ -58,7 +58,14 @@ def store_part(states: Mapping[VersionSegment, PartialState]) -> bytes:
 
 def load_part(stored: bytes | Sequence[Sequence[Any]]) -> dict[VersionSegment, PartialState]:
     """A part from its stored form (bytes, or the list an evaluation of an older release kept)."""
-    rows = orjson.loads(stored) if isinstance(stored, bytes | bytearray | memoryview) else stored
+    rows: Sequence[Sequence[Any]]
+    if isinstance(stored, bytes | bytearray | memoryview):
+        typed = decode_part_rows(stored)  # the written form, decoded and checked in C
+        if typed is not None:
+            return {(v, s): state for v, s, state in typed}
+        rows = orjson.loads(stored)
+    else:
+        rows = stored
     return {(str(v), str(s)): PartialState.from_json(doc) for v, s, doc in rows}
 
 

@@ -109,19 +109,22 @@ def feature_verdicts(
         p_value = bound.p_value(warning)
         gate = bound.gate(warning, thresholds.confidence)
     position = {int(i): j for j, i in enumerate(tested)}
-    for k, row in enumerate(live):
-        size = int(sizes[k])
-        value = float(values[k])
-        observed = counts[k] / size
+    # numbers leave numpy once per array (`tolist`: Python ints and floats, the same values as
+    # int() and float() of each element), not one numpy scalar at a time
+    expected_floats = [float(e) for e in expected]
+    observed_rows = (counts / sizes[:, None]).tolist()  # each row / its size, element-wise
+    contribution_rows = contributions.tolist()
+    lower_list, p_list, gate_list = lower.tolist(), p_value.tolist(), gate.tolist()
+    for k, (row, size, value) in enumerate(zip(live.tolist(), sizes.tolist(), values.tolist(), strict=True)):
         bins = tuple(
-            {"bin": b, "expected": float(e), "actual": float(a), "contribution": float(c)}
-            for b, e, a, c in zip(labels, expected, observed, contributions[k], strict=True)
+            {"bin": b, "expected": e, "actual": a, "contribution": c}
+            for b, e, a, c in zip(labels, expected_floats, observed_rows[k], contribution_rows[k], strict=True)
         )
         j = position.get(k)
         if j is None:
             out[row] = FeatureVerdict(value, "insufficient_data", None, warning, None, size, bins)
             continue
-        low, p, g = float(lower[j]), float(p_value[j]), float(gate[j])
+        low, p, g = lower_list[j], p_list[j], gate_list[j]
         if low >= critical:
             out[row] = FeatureVerdict(value, "drift", "critical", critical, g, size, bins, low, p)
         elif low >= warning:
