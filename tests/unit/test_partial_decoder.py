@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from model_monitoring.tables.evaluation_state import load_part, store_part
 from model_monitoring.tables.partial import PartialState, decode_part_rows, decode_partial
+from tests.support.documents import paths
 from tests.unit.test_codecs import PARTIALS, STATES
 
 SETTINGS = settings(max_examples=300, deadline=None)
@@ -22,18 +23,6 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["0", "1", "k", "b", "n"]), inner,
                                                                 max_size=3),
     max_leaves=6)
-
-
-def paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every place in a document: its object members and list items, nested."""
-    out = [prefix] if prefix else []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += paths(v, (*prefix, k))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out += paths(v, (*prefix, i))
-    return out
 
 
 def mutated(doc: Any, path: tuple[Any, ...], how: str, value: Any) -> Any:

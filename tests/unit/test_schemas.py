@@ -36,6 +36,7 @@ from model_monitoring.schemas.validation import (
     load_schema,
     split_envelope,
 )
+from tests.support.documents import paths as json_paths
 
 # Copied verbatim from CONTRACT.md, in its order (test_examples_match_contract checks the copy).
 CONTRACT_EXAMPLES: dict[str, str] = {
@@ -898,17 +899,6 @@ json_values = st.recursive(
 )
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*prefix, index))
-    return found
-
-
 def _validate_or_reject(kind: str, obj: object) -> bool:
     """True if `obj` is valid; a rejection must be a short, named MessageRejected."""
     try:
@@ -961,7 +951,7 @@ def test_arbitrary_objects_raise_only_message_rejected(kind: str, obj: Any) -> N
 def test_mutated_examples_raise_only_message_rejected(kind: str, data: st.DataObject) -> None:
     message = example(kind)
     for _ in range(data.draw(st.integers(1, 3))):
-        paths = _paths(message)
+        paths = json_paths(message)
         assume(paths)
         path = data.draw(st.sampled_from(paths))
         action = data.draw(st.sampled_from(["replace", "delete", "add key"]))
