@@ -206,14 +206,18 @@ def _merge_counts(a: PartialState, b: PartialState, merged: FeatureHistogram) ->
 
 
 # The typed form of a stored partial (`PartialState.to_json`), decoded and checked by msgspec in
-# C: a weekly run reads tens of thousands of partials, and orjson + `from_json` cost ~100 µs
-# each, the typed decoder ~15. It accepts a subset of what `from_json` accepts and gives the
-# same value (tests/unit/test_partial_decoder.py); a document outside it (an optional field
-# null, a count written as a float, ...) goes the general way, which reads it or raises its own
-# error. Optional fields are UNSET when absent, so an explicit null is not mistaken for absence.
-_Count = Annotated[int, msgspec.Meta(ge=0)]
+# C: a weekly run reads tens of thousands of partials, and orjson + `from_json` cost ~60–100 µs
+# each, the typed decoder ~30 (decoding ~15, building the values the rest). It accepts a subset
+# of what `from_json` accepts and gives the same value (tests/unit/test_partial_decoder.py); a
+# document outside it (an optional field null, a count written as a float, ...) goes the
+# general way, which reads it or raises its own error. Optional fields are UNSET when absent, so
+# an explicit null is not mistaken for absence. Integers are bounded to int64: orjson reads
+# integers beyond 64 bits as floats, which the general way refuses or rounds, and msgspec's
+# bounds stop at int64 (the few between go the general way, which reads them as orjson does).
+_Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _Sums = tuple[_Count, str, str]  # ErrorSums: [n, Σe, Σe²], the sums as exact text
-_Lags = dict[int, int]
+_Lags = dict[_Int, _Int]
 
 
 class _HistogramDoc(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -229,24 +233,24 @@ class _PerformanceDoc(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class _BinsDoc(msgspec.Struct, gc=False):
-    b: dict[int, tuple[int, str, str, str, str]]
-    k: int = N_BINS
+    b: dict[_Int, tuple[_Int, str, str, str, str]]
+    k: _Int = N_BINS
 
 
 class _PartialDoc(msgspec.Struct, gc=False):
     h: _HistogramDoc
     p: _PerformanceDoc
-    w: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
-    d: int | msgspec.UnsetType = msgspec.UNSET
+    w: dict[str, _Int] | msgspec.UnsetType = msgspec.UNSET
+    d: _Int | msgspec.UnsetType = msgspec.UNSET
     s: _Sums | msgspec.UnsetType = msgspec.UNSET
-    sc: tuple[int, ...] | msgspec.UnsetType = msgspec.UNSET
+    sc: tuple[_Int, ...] | msgspec.UnsetType = msgspec.UNSET
     cb: _BinsDoc | msgspec.UnsetType = msgspec.UNSET
     lg: _Lags | msgspec.UnsetType = msgspec.UNSET
     ap: _PerformanceDoc | msgspec.UnsetType = msgspec.UNSET
     acb: _BinsDoc | msgspec.UnsetType = msgspec.UNSET
     alg: _Lags | msgspec.UnsetType = msgspec.UNSET
-    co: dict[int, tuple[int, _Lags]] | msgspec.UnsetType = msgspec.UNSET
-    xo: int | msgspec.UnsetType = msgspec.UNSET
+    co: dict[_Int, tuple[_Int, _Lags]] | msgspec.UnsetType = msgspec.UNSET
+    xo: _Int | msgspec.UnsetType = msgspec.UNSET
 
 
 _PARTIAL_DECODER = msgspec.json.Decoder(_PartialDoc)
