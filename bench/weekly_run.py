@@ -32,6 +32,14 @@ bench-K, bench-K-r2, ...: the same window, so the same work; the incidents the f
 opened go on); the table shows the median round and the JSON adds `seconds_rounds`, every
 round's seconds per measurement (these machines are noisy).
 
+After each round, while the worker idles, the same evaluation is measured without broker or
+faust (`bench/weekly_pure.py`: the service's pure steps in the bench process, over the partials
+and baselines the worker stored, read back once from their changelogs): `ref s` is its CPU
+seconds (median round) and `ratio` the median over rounds of ref s / run seconds — the share of
+the run that is the evaluation's own work, which the machine's speed of the hour moves alike
+(`--no-reference` skips it). Its counts are held against the first round's completion; a
+difference is printed, and `reference_matches` in the JSON says false.
+
 Besides the sizes, one size (`--heavy-keys`, 1,000) is measured again with `--heavy-factor` (10)
 times the events per key: the run should grow with keys, not with the events behind them.
 `partials` in the table is the number of state cells in the window ((partition, tenant, model,
@@ -45,7 +53,8 @@ completion's `driftChecked` (keys x features when every key was evaluated); `bro
 broker's RSS at the end of the measurement.
 
 Progress goes to stderr; stdout holds the table and, as its last line, one JSON object
-{"keys", "seconds", "events_behind", "duration_ms", ...} with one entry per measurement, in
+{"keys", "seconds", "events_behind", "duration_ms", ..., "reference_seconds", "reference_ratio"}
+with one entry per measurement, in
 order (null where a measurement did not complete); with `--engine both`, a table per broker,
 one of seconds side by side, and {"engines": {"tansu": {...}, "kafka": {...}}}. Every phase has
 a timeout; everything started is stopped in `finally` blocks, by PID.
@@ -70,13 +79,17 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from bench.processes import PySpyRecord, proc_cpu_s, proc_rss_mb, py_spy_dump
 from bench.weekly_data import END_MS, MODELS, WINDOW_DAYS, baseline_messages, envelopes
+from bench.weekly_pure import PureRun, pure_run
 from bench.weekly_trigger import log_phases, trigger_and_wait
 from model_monitoring.commands.broker import ENGINES, Broker, make_broker
-from model_monitoring.commands.harness import WorkerProcess, consumed, produce, service_env
+from model_monitoring.commands.harness import WorkerProcess, consumed, latest_values, produce, service_env
 from model_monitoring.commands.kafka_broker import BrokerUnavailable
 from model_monitoring.schemas.timestamps import format_timestamp
 from model_monitoring.streams.admin import ensure_topics
-from model_monitoring.streams.settings import load_settings
+from model_monitoring.streams.settings import Settings, load_settings
+from model_monitoring.streams.topics import changelog_topic
+from model_monitoring.tables.job_run import COUNT_FIELDS
+from model_monitoring.tables.trigger import window_for
 
 
 def progress(message: str) -> None:
@@ -115,6 +128,14 @@ class Measurement:
     phases: dict[str, Any] = field(default_factory=dict)
     completion: dict[str, Any] | None = None
     rounds: list[tuple[float, float, Any, dict[str, Any]]] = field(default_factory=list)  # s, cpu s, doc, phases
+    pure: list[PureRun] = field(default_factory=list)  # the reference, measured after each round
+    pure_s: float | None = None      # its median round's CPU seconds
+    pure_ratio: float | None = None  # median over rounds of reference seconds / run seconds
+    pure_matches: bool | None = None  # its counts equal the first round's completion
+
+    @property
+    def pure_ratio_rounds(self) -> list[float]:
+        return [p.seconds / r[0] for p, r in zip(self.pure, self.rounds, strict=False) if r[0] > 0]
 
     @property
     def keys_per_s(self) -> float | None:
@@ -179,6 +200,7 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
         progress(f"{name}: ingested in {result.ingest_s:.1f}s ({produced.records / result.ingest_s:,.0f} records/s);"
                  f" {produced.cells} partials in the window; triggering")
 
+        reference = Reference.read(broker.bootstrap, s) if args.reference else None
         base_id = f"bench-{keys}" + (f"-x{events_per_key}" if events_per_key != args.events_per_key else "")
         for round_no in range(1, args.rounds + 1):
             # the same window again: the same work (the incidents the first round opened go on)
@@ -203,6 +225,8 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
             if kind != "completed":
                 result.status = kind
                 break
+            if reference is not None:  # right after the round, while the worker idles
+                result.pure.append(reference.measure(name))
         else:
             result.status = "completed"
         if result.rounds:  # the median round's figures (by seconds)
@@ -212,6 +236,15 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
             result.duration_ms = int(doc["durationMs"]) if doc and "durationMs" in doc else None
             progress(f"{name}: {result.status}; seconds per round "
                      f"{[round(r[0], 2) for r in result.rounds]}, median {seconds:.2f}s; {result.phases}")
+        if result.pure:
+            result.pure_s = sorted(p.seconds for p in result.pure)[(len(result.pure) - 1) // 2]
+            ratios = sorted(result.pure_ratio_rounds)
+            result.pure_ratio = ratios[(len(ratios) - 1) // 2]
+            first = result.rounds[0][2] or {}
+            result.pure_matches = all(result.pure[0].counts.get(f, 0) == first.get(f) for f in COUNT_FIELDS)
+            if not result.pure_matches:
+                progress(f"{name}: THE REFERENCE DID OTHER WORK: its counts {result.pure[0].counts} against "
+                         f"the first round's completion {first}")
     finally:
         worker.stop()
         process = getattr(broker, "process", None)  # both engines are BrokerProcess; the Protocol has no pid
@@ -219,6 +252,28 @@ def measure(broker: Broker, workdir: Path, result: Measurement, args: argparse.N
             result.broker_rss_mb = proc_rss_mb(process.pid)
         if not args.keep:
             shutil.rmtree(workdir / name, ignore_errors=True)
+
+
+class Reference:
+    """The run's own work without broker or faust (`bench/weekly_pure.py`), on the partials and
+    baselines the worker stored, read back from their changelogs once (not timed)."""
+
+    def __init__(self, s: Settings, partials: dict[bytes, bytes], baselines: dict[bytes, bytes]) -> None:
+        self.s, self.partials, self.baselines = s, partials, baselines
+        self.window = window_for(END_MS, s.window_ms, s.bucket_ms)
+
+    @classmethod
+    def read(cls, bootstrap: str, s: Settings) -> Reference:
+        partials = asyncio.run(latest_values(bootstrap, changelog_topic(s, "partials")))
+        baselines = asyncio.run(latest_values(bootstrap, changelog_topic(s, "baselines")))
+        return cls(s, partials, baselines)
+
+    def measure(self, name: str) -> PureRun:
+        pure = pure_run(self.partials, self.baselines, self.s, *self.window)
+        progress(f"{name}: reference (no broker, no faust): {pure.seconds:.2f} s CPU for {pure.keys} keys "
+                 f"({', '.join(f'{k} {v:.2f}' for k, v in pure.stages.items())}); {pure.events:,} events, "
+                 f"{pure.event_bytes / 1e6:.0f} MB; {pure.counts}")
+        return pure
 
 
 # ------------------------------------------------------------------ output
@@ -229,7 +284,8 @@ def fmt(value: Any, spec: str) -> str:
 def table(results: list[Measurement]) -> str:
     head = (f"{'keys':>6} {'ev/key':>6} {'events behind':>13} {'partials':>8} {'status':>9} "
             f"{'seconds':>8} {'durationMs':>10} {'keys/s':>8} | {'->1st eval':>10} {'eval span':>9} "
-            f"{'->done':>7} {'eval s':>7} {'cpu s':>6} {'checked':>8} {'ingest s':>8} {'broker MB':>9}")
+            f"{'->done':>7} {'eval s':>7} {'cpu s':>6} {'checked':>8} {'ingest s':>8} {'broker MB':>9} | "
+            f"{'ref s':>6} {'ratio':>6}")
     lines = [head, "-" * len(head)]
     for r in results:
         p = r.phases
@@ -239,7 +295,8 @@ def table(results: list[Measurement]) -> str:
             f"{fmt(p.get('to_first_eval_s'), '.2f'):>10} {fmt(p.get('eval_span_s'), '.2f'):>9} "
             f"{fmt(p.get('last_eval_to_done_s'), '.2f'):>7} {fmt(p.get('eval_sum_s'), '.2f'):>7} "
             f"{r.cpu_s:>6.1f} {fmt((r.completion or {}).get('driftChecked'), 'd'):>8} {r.ingest_s:>8.1f} "
-            f"{r.broker_rss_mb:>9.0f}")
+            f"{r.broker_rss_mb:>9.0f} | {fmt(r.pure_s, '.2f'):>6} {fmt(r.pure_ratio, '.3f'):>6}"
+            + ("" if r.pure_matches is not False else "  (the reference's counts differ!)"))
     return "\n".join(lines)
 
 
@@ -264,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a service setting of the worker, e.g. MODEL_MONITORING_PROCESSING_GUARANTEE=exactly_once")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep data dirs (logs are always kept in the workdir)")
+    ap.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="skip the reference (the run's own work without broker or faust, after each round)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="py-spy record the worker from trigger to completion, one file per measurement in DIR")
     ap.add_argument("--profile-format", choices=("svg", "txt"), default="svg",
@@ -345,6 +404,12 @@ def summary(results: list[Measurement]) -> dict[str, list[Any]]:
         "partials": [r.partials for r in results],
         "status": [r.status for r in results],
         "seconds_rounds": [[round(x[0], 3) for x in r.rounds] for r in results],
+        # the reference (bench/weekly_pure.py), measured after each round: its CPU seconds, and
+        # reference seconds / run seconds (1.0: the run costs no more than its own evaluation)
+        "reference_seconds": [round(r.pure_s, 3) if r.pure_s is not None else None for r in results],
+        "reference_ratio": [round(r.pure_ratio, 3) if r.pure_ratio is not None else None for r in results],
+        "reference_ratio_rounds": [[round(x, 3) for x in r.pure_ratio_rounds] for r in results],
+        "reference_matches": [r.pure_matches for r in results],
     }
 
 
