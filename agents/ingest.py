@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import orjson
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, EventT, StreamT, TopicT
 
 from model_monitoring.agents.forwarded import parse_forwarded
 from model_monitoring.schemas.fast_decode import FastDecoder
@@ -31,7 +31,7 @@ from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.producer_buffer import flush_durably
 from model_monitoring.streams.repartition import Outgoing, send_forwards
 from model_monitoring.streams.write_gate import write_gate
-from model_monitoring.tables.forwarding import Forward, Origin, admit_on_arrival, envelope_of, route
+from model_monitoring.tables.forwarding import Forward, InPlace, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
 from model_monitoring.tables.ingest import FoldResult, IngestFold, meta_key
 from model_monitoring.tables.join_buffer import JoinEntry
@@ -128,6 +128,8 @@ class IngestShell:
         self.baselines = monitor.baselines
         s = monitor.settings
         self.fast = {kind: FastDecoder(kind, s.max_features, s.max_message_bytes) for kind in ("features", "outcomes")}
+        self.in_place = InPlace()  # the forwards folded here, not sent (streams/repartition.py)
+        self.gate = write_gate(monitor.app)
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int], slot: str, unwritten: Unwritten | None = None) -> FoldResult:
@@ -293,18 +295,74 @@ class IngestShell:
         admitted, late, mark = admit_on_arrival(records, high_water, horizon, why)
         own, forwards = route(admitted, partition, s.partitions)
         by_offset = {e.message.offset: e.message for e in events}
+        here, forwards = await self.split_in_place(kind, topic, partition, forwards)
         if forwards:
-            await self.forward(topic, partition, forwards, by_offset, envelopes)
-        result, rejected = await self.fold(partition, kind, own, slot, mark)
+            await self.forward(kind, topic, partition, forwards, by_offset, envelopes)
+        results, rejected = await self.fold_in_place(kind, topic, partition, here, admitted)
+        result, own_rejected = await self.fold(partition, kind, own, slot, mark)
+        results.append(result)
+        rejected += own_rejected
         rejected += [(r.offset, r.index, r.reason, r.detail) for r in late]
         for offset, index, reason, detail in rejected:
             msg = by_offset[offset]
             value, at = _record_bytes(msg.value, index)
             letters.append(DeadLetter(msg.topic, msg.partition, offset, msg.key, value, reason,
                                       detail, at))
-        await self.account(topic, len(records), [result], letters, dlq, started)
+        await self.account(topic, len(records), results, letters, dlq, started)
 
-    async def forward(self, topic: str, partition: int, forwards: list[Forward],
+    async def split_in_place(self, kind: str, topic: str, partition: int, forwards: list[Forward]
+                             ) -> tuple[list[Forward], list[Forward]]:
+        """(the forwards folded here, those sent): a forward goes in place when this worker
+        holds its destination and `InPlace` says the destination's earlier forwards of this
+        source are folded (streams/repartition.py, "Folded in place"). At least once only:
+        exactly once, a forward belongs to the source partition's transaction."""
+        s, app = self.m.settings, self.m.app
+        if not forwards or not s.forward_in_place or s.processing_guarantee != "at_least_once":
+            return [], forwards
+        state = self.in_place
+        state.begin(self.gate.generation)
+        repartition = s.repartition_topic(topic)
+        held = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == repartition}
+        targets = sorted({f.target for f in forwards} & held)
+        if not targets:
+            return [], forwards
+        unread = [TP(repartition, t) for t in targets if state.wants_end(kind, t)]
+        if unread:
+            for tp, end in (await app.consumer.highwaters(*unread)).items():
+                state.saw_end(kind, tp.partition, end)
+        committed = getattr(app.consumer, "_committed_offset", {})
+        chosen = {t for t in targets
+                  if state.decide(kind, partition, t, committed.get(TP(repartition, t)))}
+        if not chosen:
+            return [], forwards
+        return [f for f in forwards if f.target in chosen], [f for f in forwards if f.target not in chosen]
+
+    async def fold_in_place(self, kind: str, topic: str, partition: int, here: list[Forward],
+                            admitted: list[tuple[int, int, Any]]) -> tuple[list[FoldResult], Rejected]:
+        """Fold the records of `here` into their destinations' tables, each under the forwarded
+        slot of this source partition, with its source offsets: what the destination's reading
+        of the repartition topic would do with them."""
+        if not here:
+            return [], []
+        target_of = {(f.offset, index): f.target for f in here for index in f.indexes}
+        by_target: dict[int, list[tuple[int, int, Any]]] = {}
+        for offset, index, rec in admitted:  # in source order
+            target = target_of.get((offset, index))
+            if target is not None:
+                by_target.setdefault(target, []).append((offset, index, rec))
+        slot = forwarded_slot(direct_slot(kind), partition)
+        results: list[FoldResult] = []
+        rejected: Rejected = []
+        for target in sorted(by_target):
+            result, rejects = await self.fold(target, kind, by_target[target], slot)
+            results.append(result)
+            rejected += rejects
+        n = len(target_of)
+        self.m.metrics.mispartitioned.labels(topic).inc(n)
+        self.m.metrics.folded_in_place.labels(topic).inc(n)
+        return results, rejected
+
+    async def forward(self, kind: str, topic: str, partition: int, forwards: list[Forward],
                       by_offset: dict[int, Any], envelopes: dict[int, list[Any]]) -> None:
         """Send each (message, destination)'s records to the destination's repartition partition,
         with their origin; return once the broker has them all (streams/repartition.py)."""
@@ -318,7 +376,11 @@ class IngestShell:
                 value, indexes = envelope_of(envelope_items([items[i] for i in f.indexes])), f.indexes
             outgoing.append(Outgoing(f.target, msg.key, value,
                                      Origin(topic, partition, f.offset, indexes).headers()))
-        await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic, partition, outgoing)
+        acknowledged = await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic,
+                                           partition, outgoing)
+        self.in_place.begin(self.gate.generation)
+        for target, offset in acknowledged.items():  # what an in-place fold there waits for
+            self.in_place.forwarded(kind, target, offset)
         self.m.metrics.mispartitioned.labels(topic).inc(sum(len(f.indexes) for f in forwards))
 
     async def handle_forwarded_chunk(self, events: Sequence[EventT], kind: str, dlq: TopicT) -> None:
@@ -333,6 +395,8 @@ class IngestShell:
         sources = list(batch.by_source)
         folded = await self.fold_logs(partition, kind, [
             (forwarded_slot(direct_slot(kind), source), batch.by_source[source], -1) for source in sources])
+        self.in_place.begin(self.gate.generation)
+        self.in_place.folded_to(kind, partition, events[-1].message.offset + 1)
         results = []
         for source_partition, (result, rejected) in zip(sources, folded, strict=True):
             results.append(result)

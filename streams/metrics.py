@@ -49,7 +49,13 @@ class Metrics:
         self.mispartitioned = Counter(
             "model_monitoring_mispartitioned_records_total",
             "Records that arrived on another partition than their predictionId's (murmur2) and were "
-            "forwarded to it through the repartition topic, by source topic.", ["topic"], registry=r)
+            "forwarded to it (through the repartition topic, or folded in place where this worker holds "
+            "that partition), by source topic.", ["topic"], registry=r)
+        self.folded_in_place = Counter(
+            "model_monitoring_folded_in_place_records_total",
+            "Mispartitioned records folded into their partition's tables by the worker they arrived at, "
+            "which holds that partition too: no trip through the repartition topic, by source topic.",
+            ["topic"], registry=r)
         self.ingest_events = Counter(
             "model_monitoring_ingest_events_total",
             "Ingest outcomes: records, duplicate_predictions, duplicate_outcomes, early_outcomes, "
@@ -122,6 +128,7 @@ class Metrics:
                 self.dlq.labels(topic, reason)
         for topic in self.joined_topics:
             self.mispartitioned.labels(topic)
+            self.folded_in_place.labels(topic)
 
     def set_capped(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
         """Set a per-model gauge unless that would exceed the cardinality cap."""

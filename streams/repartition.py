@@ -87,10 +87,11 @@ class Outgoing:
 
 
 async def send_forwards(app: faust.App, topic: str, source_topic: str, source_partition: int,
-                        messages: Sequence[Outgoing]) -> None:
-    """Send in order and wait until the broker has acknowledged every one."""
+                        messages: Sequence[Outgoing]) -> dict[int, int]:
+    """Send in order and wait until the broker has acknowledged every one; returns the highest
+    offset each destination partition acknowledged (what `InPlace` waits to see folded)."""
     if not messages:
-        return
+        return {}
     if app.in_transaction:
         transactions = cast(TransactionManager, app.consumer.transactions)
         pending = [await transactions.send_for_source(source_topic, source_partition, topic, m.key,
@@ -101,4 +102,9 @@ async def send_forwards(app: faust.App, topic: str, source_topic: str, source_pa
         producer = app.producer
         pending = [await producer.send(topic, m.key, m.value, m.partition, None, m.headers)
                    for m in messages]
-    await asyncio.gather(*pending)
+    highest: dict[int, int] = {}
+    for message, meta in zip(messages, await asyncio.gather(*pending), strict=True):
+        offset = getattr(meta, "offset", None)
+        if isinstance(offset, int):
+            highest[message.partition] = max(highest.get(message.partition, -1), offset)
+    return highest

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     retention_days: float = Field(35.0, gt=0, validation_alias=_env("MODEL_MONITORING_RETENTION_DAYS", "retention_days"))
     join_ttl_days: float = Field(90.0, gt=0, validation_alias=_env("MODEL_MONITORING_JOIN_TTL_DAYS", "join_ttl_days"))
     batch_size: int = Field(2000, ge=1, validation_alias=_env("MODEL_MONITORING_BATCH_SIZE", "batch_size"))
+    # fold a mispartitioned record in place when this worker holds its partition (at least once;
+    # streams/repartition.py, "Folded in place"); false: always through the repartition topic
+    forward_in_place: bool = Field(True, validation_alias=_env("MODEL_MONITORING_FORWARD_IN_PLACE", "forward_in_place"))
     max_records_per_fold: int = Field(10000, ge=1, validation_alias=_env("MODEL_MONITORING_MAX_RECORDS_PER_FOLD", "max_records_per_fold"))
     batch_within_seconds: float = Field(0.2, gt=0, validation_alias=_env("MODEL_MONITORING_BATCH_WITHIN_SECONDS", "batch_within_seconds"))
     maintenance_interval_seconds: float = Field(300.0, gt=0, validation_alias=_env("MODEL_MONITORING_MAINTENANCE_INTERVAL_SECONDS", "maintenance_interval_seconds"))

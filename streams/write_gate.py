@@ -37,6 +37,7 @@ class WriteGate:
         self._idle = asyncio.Event()
         self._idle.set()
         self._busy = 0
+        self.generation = 0  # rebalances the gate has been through: one more at each reopening
 
     @property
     def is_open(self) -> bool:
@@ -51,6 +52,8 @@ class WriteGate:
         self._open.clear()
 
     def open(self) -> None:
+        if not self._open.is_set():
+            self.generation += 1
         self._open.set()
 
     @asynccontextmanager

@@ -12,7 +12,7 @@ The reasoning is in `streams/repartition.py`."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import orjson
@@ -119,3 +119,60 @@ class Origin:
         if origin.partition < 0 or origin.offset < 0 or (origin.indexes is not None and not origin.indexes):
             raise BadOrigin(f"forwarded message with an invalid origin {origin}")
         return origin
+
+
+@dataclass
+class InPlace:
+    """Which forwards a worker folds in place: the records of a source partition bound for a
+    partition `target` that the same worker holds, folded straight into that partition's tables
+    under the forwarded slot of their source (as the repartition topic's consumer would), instead
+    of a trip through the broker. The reasoning is in `streams/repartition.py`, "Folded in place".
+
+    Per rebalance generation (a new one starts afresh): (kind, source, target) goes in place once
+    the worker has folded every forwarded record of `target` that could precede the in-place ones
+    in their slot — everything on the repartition partition up to its end offset as first read in
+    this generation (`end`), and up to after the last remote forward this worker sent there
+    (`sent`) — and then stays in place for the rest of the generation. `folded` is the offset
+    after the last repartition record folded in this generation; a committed offset counts too."""
+
+    generation: int = -1
+    in_place: set[tuple[str, int, int]] = field(default_factory=set)
+    end: dict[tuple[str, int], int] = field(default_factory=dict)
+    sent: dict[tuple[str, int], int] = field(default_factory=dict)
+    folded: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def begin(self, generation: int) -> None:
+        """The state of `generation`: all that an earlier one decided or saw goes."""
+        if generation != self.generation:
+            self.generation = generation
+            self.in_place, self.end, self.sent, self.folded = set(), {}, {}, {}
+
+    def wants_end(self, kind: str, target: int) -> bool:
+        """The repartition partition's end offset is still to be read in this generation."""
+        return (kind, target) not in self.end
+
+    def saw_end(self, kind: str, target: int, end: int) -> None:
+        self.end.setdefault((kind, target), end)
+
+    def forwarded(self, kind: str, target: int, offset: int) -> None:
+        """A remote forward acknowledged at `offset` of the repartition partition."""
+        self.sent[(kind, target)] = max(self.sent.get((kind, target), 0), offset + 1)
+
+    def folded_to(self, kind: str, target: int, next_offset: int) -> None:
+        """The repartition partition's records before `next_offset` are folded."""
+        self.folded[(kind, target)] = max(self.folded.get((kind, target), 0), next_offset)
+
+    def decide(self, kind: str, source: int, target: int, committed: int | None) -> bool:
+        """Fold this (source, target)'s records in place now? The caller holds `target` and has
+        read its end offset (`saw_end`); `committed` is the group's committed offset there."""
+        key = (kind, source, target)
+        if key in self.in_place:
+            return True
+        end = self.end.get((kind, target))
+        if end is None:
+            return False
+        done = max(self.folded.get((kind, target), 0), committed or 0)
+        if done >= max(end, self.sent.get((kind, target), 0)):
+            self.in_place.add(key)
+            return True
+        return False

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 8
 MISPARTITIONED = "model_monitoring_mispartitioned_records_total"
+IN_PLACE = "model_monitoring_folded_in_place_records_total"
 CONSUMED = "model_monitoring_records_consumed_total"
 
 
@@ -129,20 +130,27 @@ def test_crc32_outcomes_join_murmur2_features_exactly(broker: Broker, unique: st
           f"Brier {figures.brier!r} (numpy {figures.brier_numpy!r}), forwarded {forwarded}")
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+@pytest.mark.parametrize(("guarantee", "in_place"), [("at_least_once", True), ("at_least_once", False),
+                                                     ("exactly_once", False)],
+                         ids=["at_least_once", "at_least_once-through_the_broker", "exactly_once"])
 # its own waits are bounded (240 s to consume, 240 s for exactly once's changelogs to hold the
 # fold): the suite's 300 s hang guard is below their sum on a loaded machine
 @pytest.mark.timeout(900)
 def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Broker, unique: str,
-                                                                        tmp_path: Path, guarantee: str) -> None:
+                                                                        tmp_path: Path, guarantee: str,
+                                                                        in_place: bool) -> None:
     """Both topics CRC32-partitioned, features in envelopes of 10 keyed by their first record (so
     most envelopes are split over several partitions), duplicates, early and malformed
-    messages; SIGKILL while forwarding, restart, and the result is one offline pass. Exactly
-    once on a broker with transactions: forwards then commit with their source offsets."""
+    messages; SIGKILL while forwarding, restart, and the result is one offline pass. At least
+    once, the one worker holds every partition and folds the forwards in place (the repartition
+    topics only until each destination's earlier forwards are folded), or, with
+    MODEL_MONITORING_FORWARD_IN_PLACE=false, sends every one through the broker. Exactly once on
+    a broker with transactions: forwards then commit with their source offsets."""
     if guarantee == "exactly_once" and broker.engine != "kafka":
         pytest.skip(f"exactly_once needs transactions; {broker.engine} has none (MM_TEST_BROKER=kafka)")
     service = Service(broker, unique, tmp_path, extra={"MODEL_MONITORING_BATCH_SIZE": "50",
-                                                       "MODEL_MONITORING_PROCESSING_GUARANTEE": guarantee})
+                                                       "MODEL_MONITORING_PROCESSING_GUARANTEE": guarantee,
+                                                       "MODEL_MONITORING_FORWARD_IN_PLACE": str(in_place).lower()})
     cfg = StreamConfig(events_per_key=450, seed=29, envelope_size=10, scenario=Scenario(
         duplicate_rate=0.03, early_outcome_rate=0.05, malformed_rate=0.01))
     messages = list(generate(cfg))
@@ -154,6 +162,7 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
                    every=0.1, failure=worker.log_tail)
         forwarded_before_kill = {kind: worker.metric(MISPARTITIONED, topic=service.topic_of[kind])
                                  for kind in ("features", "outcomes")}
+        in_place_before_kill = worker.metric(IN_PLACE, topic=service.s.features_topic)
         worker.kill()
     finally:
         worker.kill()
@@ -162,10 +171,16 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
     try:
         service.wait_consumed(restarted, [m for m in messages if not m.key.startswith(b"bad-")])
         replayed = restarted.metric("model_monitoring_ingest_events_total", kind="redelivered_skipped")
+        in_place_after = {kind: restarted.metric(IN_PLACE, topic=service.topic_of[kind])
+                          for kind in ("features", "outcomes")}
     finally:
         restarted.stop()
     figures = service.check([m for m in messages if not m.key.startswith(b"bad-")])
     assert figures.outcomes > 1800 and forwarded_before_kill["features"] > 0
+    if in_place:  # the path under test ran, on both sides of the kill
+        assert in_place_before_kill > 0 and in_place_after["features"] > 0 and in_place_after["outcomes"] > 0
+    else:
+        assert in_place_before_kill == 0 and in_place_after == {"features": 0, "outcomes": 0}
     expected = offline_fold(messages, service.baselines)
     s = service.s
     # dead letters go outside transactions: at least once, counted by distinct source position
@@ -173,5 +188,6 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
     dead += asyncio.run(read_topic(broker.bootstrap, s.dlq_topic(s.outcomes_topic), timeout=60))
     assert len(dlq_positions(dead)) == expected.malformed > 0
     print(f"\n{broker.engine} {guarantee}: joined {figures.joined} of {figures.outcomes} outcomes after a SIGKILL, "
-          f"Brier {figures.brier!r}; forwarded before the kill {forwarded_before_kill}, "
+          f"Brier {figures.brier!r}; forwarded before the kill {forwarded_before_kill} "
+          f"({in_place_before_kill} features in place), in place after the restart {in_place_after}, "
           f"events skipped as already folded after the restart {replayed}")
