@@ -378,8 +378,10 @@ class IngestShell:
                                      Origin(topic, partition, f.offset, indexes).headers()))
         acknowledged = await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic,
                                            partition, outgoing)
+        # what an in-place fold there waits for (in the generation now: a forward sent across a
+        # rebalance is waited for in the new one too, which only ever delays folding in place)
         self.in_place.begin(self.gate.generation)
-        for target, offset in acknowledged.items():  # what an in-place fold there waits for
+        for target, offset in acknowledged.items():
             self.in_place.forwarded(kind, target, offset)
         self.m.metrics.mispartitioned.labels(topic).inc(sum(len(f.indexes) for f in forwards))
 
@@ -393,10 +395,12 @@ class IngestShell:
         batch = parse_forwarded(events, kind, source_topic, self.m, make, self.fast[kind])
         partition = events[0].message.partition
         sources = list(batch.by_source)
+        generation = self.gate.generation
         folded = await self.fold_logs(partition, kind, [
             (forwarded_slot(direct_slot(kind), source), batch.by_source[source], -1) for source in sources])
-        self.in_place.begin(self.gate.generation)
-        self.in_place.folded_to(kind, partition, events[-1].message.offset + 1)
+        if self.gate.generation == generation:  # folded in this generation (none began meanwhile)
+            self.in_place.begin(generation)
+            self.in_place.folded_to(kind, partition, events[-1].message.offset + 1)
         results = []
         for source_partition, (result, rejected) in zip(sources, folded, strict=True):
             results.append(result)

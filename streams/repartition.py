@@ -59,7 +59,30 @@ partition, so they take one path and keep their order: "the first prediction of 
 counts" still means the first in its source partition. Records without a key may be spread over
 partitions by their producer; then the first to reach the destination counts.
 
-Cost. A forwarded record crosses the broker once more and is decoded and validated again.
+Folded in place (at least once; `MODEL_MONITORING_FORWARD_IN_PLACE`, on by default). Where the
+worker that reads a source partition q also holds the destination p — a worker alone holds them
+all — it folds the records bound for p straight into p's tables, under p's partition lock, with
+the same slot (`f@q`), offsets and envelope indexes that the trip through the repartition topic
+would give them: the same event as far as the fold can tell, whichever way it came. So the two
+ways can replace each other at any rebalance, and a record folded in place before a crash and
+forwarded after it (p went elsewhere) is still counted once. What must not happen is the slot's
+watermark passing a forward still in p's repartition log: an in-place fold of q's offset 120
+before the log's copy of offset 110 is folded would make that copy look like a repeat, and it
+would be lost. So within one rebalance generation (`WriteGate.generation`), q's records go in
+place only once p's log is folded up to where it ended when this generation first looked
+(everything forwarded by q's earlier owners, acknowledged before they committed q, lies below)
+and past every forward this worker sent there itself; from then on they stay in place until the
+next rebalance, which starts afresh (`tables/forwarding.InPlace`; the property test
+tests/unit/test_in_place.py runs rebalances that move p to and fro, rewinds to the committed
+offsets and every interleaving of the two logs' batches: each record is applied once; folding in
+place whenever p is held loses records there). The folds write p's tables from q's actor; the
+commit of q's offsets waits for every table write queued before it (streams/producer_buffer.py),
+as for the direct path. Exactly once keeps the trip through the broker: the forwards belong to
+q's transaction. Counted in `model_monitoring_mispartitioned_records_total` as before, and in
+`model_monitoring_folded_in_place_records_total`.
+
+Cost. A forwarded record crosses the broker once more and is decoded and validated again; folded
+in place, it costs what a record that arrived on its own partition does.
 Every record's partition is computed, a batch's together (`partitions_of_predictions`: ~3 µs a
 record in a batch of 500, against ~35 µs one at a time in Python, measured on the shared test
 machine under load)."""
