@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from model_monitoring.commands.broker import Broker
+from model_monitoring.commands.broker import Broker, free_port
 from model_monitoring.commands.harness import WorkerProcess, produce, read_topic, service_env
 from model_monitoring.commands.simulate import Message, Scenario, StreamConfig, generate
 from model_monitoring.streams.admin import ensure_topics
@@ -50,10 +50,15 @@ class Service:
                                                for b in self.baselines.values()]))
         self.topic_of = {"features": self.s.features_topic, "outcomes": self.s.outcomes_topic}
 
-    def start(self, name: str, first: bool = True) -> WorkerProcess:
+    def start(self, name: str, first: bool = True, beside: bool = False) -> WorkerProcess:
         """A worker; the first one also waits for the baselines (a restarted one recovers them
-        from its table's changelog, reading none)."""
-        worker = WorkerProcess(self.env, self.tmp_path / f"{name}.log").start()
+        from its table's changelog, reading none). `beside`: one more worker of the group, with
+        its own data directory and web port."""
+        env = self.env
+        if beside:
+            env = {**env, "MODEL_MONITORING_DATA_DIR": str(self.tmp_path / f"data-{name}"),
+                   "MODEL_MONITORING_WEB_PORT": str(free_port())}
+        worker = WorkerProcess(env, self.tmp_path / f"{name}.log").start()
         try:
             worker.wait_ready()
             if first:
@@ -191,3 +196,46 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
           f"Brier {figures.brier!r}; forwarded before the kill {forwarded_before_kill} "
           f"({in_place_before_kill} features in place), in place after the restart {in_place_after}, "
           f"events skipped as already folded after the restart {replayed}")
+
+
+@pytest.mark.timeout(900)
+def test_two_workers_fold_forwards_in_place_and_through_the_broker_across_rebalances(
+        broker: Broker, unique: str, tmp_path: Path) -> None:
+    """Two workers in one group, each holding half the partitions: a forward to a partition its
+    worker holds is folded in place, the rest go through the repartition topics. One worker is
+    SIGKILLed mid-stream (the other takes every partition over: the forwards it sent to them,
+    and those of the dead one, are folded before it folds in place there), then a third joins
+    (the partitions are split again: what was in place goes through the broker). The result is
+    one offline pass."""
+    service = Service(broker, unique, tmp_path, extra={"MODEL_MONITORING_BATCH_SIZE": "50"})
+    cfg = StreamConfig(events_per_key=450, seed=31, envelope_size=10, scenario=Scenario(
+        duplicate_rate=0.03, early_outcome_rate=0.05))
+    messages = list(generate(cfg))
+    first = service.start("worker-1")
+    second = third = None
+    try:
+        second = service.start("worker-2", first=False, beside=True)
+        service.produce(messages, ("features", "outcomes"), partitioner=Crc32Partitioner())
+        wait_until(lambda: second.metric(MISPARTITIONED, topic=service.s.features_topic) >= 400, 120,
+                   every=0.1, failure=second.log_tail)
+        before_kill = {"in_place": [w.metric(IN_PLACE, topic=service.s.features_topic) for w in (first, second)],
+                       "forwarded": [w.metric(MISPARTITIONED, topic=service.s.features_topic) for w in (first, second)]}
+        second.kill()
+        wait_until(lambda: first.metric(IN_PLACE, topic=service.s.features_topic) > before_kill["in_place"][0] + 200,
+                   180, failure=first.log_tail)
+        third = service.start("worker-3", first=False, beside=True)
+        service.wait_consumed(first, messages)
+        in_place = [w.metric(IN_PLACE, topic=service.topic_of[kind]) for w in (first, third) for kind in service.topic_of]
+        forwarded = [w.metric(MISPARTITIONED, topic=service.topic_of[kind]) for w in (first, third)
+                     for kind in service.topic_of]
+    finally:
+        for worker in (first, second, third):
+            if worker is not None:
+                worker.kill()
+    figures = service.check(messages)
+    assert figures.outcomes > 1800
+    # both ways ran: in place where the worker held the destination, through the broker elsewhere
+    assert sum(before_kill["in_place"]) > 0 and sum(before_kill["forwarded"]) > sum(before_kill["in_place"])
+    assert sum(in_place) > 0 and sum(forwarded) > sum(in_place)
+    print(f"\n{broker.engine}: joined {figures.joined} of {figures.outcomes} outcomes across two rebalances, "
+          f"Brier {figures.brier!r}; before the kill {before_kill}; after it, in place {in_place} of {forwarded}")
