@@ -216,8 +216,10 @@ def test_two_workers_fold_forwards_in_place_and_through_the_broker_across_rebala
     try:
         second = service.start("worker-2", first=False, beside=True)
         service.produce(messages, ("features", "outcomes"), partitioner=Crc32Partitioner())
-        wait_until(lambda: second.metric(MISPARTITIONED, topic=service.s.features_topic) >= 400, 120,
-                   every=0.1, failure=second.log_tail)
+        # both ways under way: the first folding some forwards in place, the second sending
+        wait_until(lambda: first.metric(IN_PLACE, topic=service.s.features_topic) > 0
+                   and second.metric(MISPARTITIONED, topic=service.s.features_topic) >= 400, 120,
+                   every=0.1, failure=first.log_tail)
         before_kill = {"in_place": [w.metric(IN_PLACE, topic=service.s.features_topic) for w in (first, second)],
                        "forwarded": [w.metric(MISPARTITIONED, topic=service.s.features_topic) for w in (first, second)]}
         second.kill()
