@@ -17,7 +17,10 @@ worker on the same broker, and the JSON adds `scale_out` (K workers' records/s �
 envelopes) with their records/s and CPU µs/record. With `--rounds R` each shape is measured R
 times, the plain consumer and the worker(s) alternately: the table shows the round with the
 median ratio (the median scale-out for K workers), and the JSON adds each figure's rounds as
-`ratio_rounds`, `envelope_ratio_rounds` and `scale_out_rounds`. Stops all it starts."""
+`ratio_rounds`, `envelope_ratio_rounds` and `scale_out_rounds`. `cores busy` (and in the JSON
+`scale_out_cores_busy`, `scale_out_one_worker_cores_busy`) is the whole machine's busy cores while
+the worker(s) ingested (/proc/stat): what shows whether a scale-out was stopped by the machine.
+Stops all it starts."""
 
 from __future__ import annotations
 
@@ -185,6 +188,8 @@ def summary(n: int, results: Results, rounds: Rounds | None = None) -> dict[str,
             out["scale_out_workers"] = workers
             out["scale_out_worker_rps"] = round(many.rps)
             out["scale_out_worker_cpu_us"] = round(many.cpu_s / n * 1e6, 1)
+            out["scale_out_cores_busy"] = round(many.cores_busy, 2)
+            out["scale_out_one_worker_cores_busy"] = round(one[1].cores_busy, 2)
     if rounds and max(map(len, rounds.values()), default=0) > 1:
         for label, values in rounds.items():
             name = ("scale_out" if label.startswith("envelope x")
@@ -201,18 +206,20 @@ def print_rows(rows: Sequence[Sequence[str]]) -> None:
 
 def print_table(n: int, results: Results) -> None:
     rows = [("", "plain rec/s", "worker rec/s", "ratio", "first-to-last", "ready s",
-             "CPU µs/rec plain", "worker", "CPU ratio", "peak RSS MB", "binned")]
+             "CPU µs/rec plain", "worker", "CPU ratio", "peak RSS MB", "cores busy", "binned")]
     for label, (p, w) in results.items():
         plain_us, worker_us = p.cpu_s / n * 1e6, w.cpu_s / n * 1e6
         rows.append((label, f"{p.rps:,.0f}", f"{w.rps:,.0f}", f"{w.rps / p.rps:.3f}",
                      f"{w.rps_first_to_last:,.0f}", f"{w.ready_s:.1f}", f"{plain_us:.0f}",
                      f"{worker_us:.0f}", f"{plain_us / worker_us:.3f}", f"{w.peak_rss_mb:.0f}",
-                     f"{w.binned:,}/{n:,}"))
+                     f"{w.cores_busy:.2f}", f"{w.binned:,}/{n:,}"))
     print_rows(rows)
     print("plain: first record received to N committed. worker: N / (the /metrics poll that saw "
           "all N consumed - /readyz first 200); first-to-last: from the first poll that saw "
           "records (NaN: all in one lump). CPU: the consumer's process (worker: all its threads, "
-          "from ready) per record — steadier than rates on a shared machine.")
+          "from ready) per record — steadier than rates on a shared machine. cores busy: the "
+          "whole machine's (broker, bench and workers), from ready to all N consumed: at 2.0 the "
+          "2 cores are full and nothing more can run.")
 
 
 def print_side_by_side(n: int, by_engine: dict[str, Results]) -> None:

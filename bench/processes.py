@@ -24,6 +24,16 @@ def proc_status(pid: int) -> tuple[float, float]:
     return hwm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all the machine's cores have been busy since boot (/proc/stat: user, nice,
+    system, irq, softirq, steal): over an interval, busy seconds / wall seconds is the number of
+    cores in use — 2.0 on this 2-core machine means nothing more could run."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()

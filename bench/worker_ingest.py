@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.processes import proc_status
+from bench.processes import machine_busy_s, proc_status
 from model_monitoring.commands.broker import Broker, free_port
 from model_monitoring.commands.harness import WorkerProcess, latest_values, service_env
 from model_monitoring.tables.keys import is_partial_key
@@ -27,6 +27,7 @@ class WorkerRun:
     cpu_s: float          # CPU seconds of the worker process from ready to all N consumed
     peak_rss_mb: float
     binned: int           # records counted with the baseline's bins (from the partials changelog)
+    cores_busy: float = float("nan")  # the machine's busy cores over the same span (all processes)
 
 
 VARIANT = """
@@ -114,6 +115,7 @@ def measure_worker(broker: Broker | str, topic: str, baselines_topic: str, n: in
         ready_s = max(w.wait_ready(timeout=timeout) for w in started)
         pids = [w.process.pid for w in started if w.process is not None]
         t_ready, cpu_ready = time.monotonic(), sum(proc_status(pid)[1] for pid in pids)
+        busy_ready = machine_busy_s()
         samples: list[tuple[float, float]] = []  # (time, records consumed) from the first > 0
 
         def all_consumed() -> bool:
@@ -123,12 +125,14 @@ def measure_worker(broker: Broker | str, topic: str, baselines_topic: str, n: in
             return seen >= n
 
         poll(started, all_consumed, timeout)
+        busy, t_end = machine_busy_s() - busy_ready, time.monotonic()
         status = [proc_status(pid) for pid in pids]
         peak, cpu = max(st[0] for st in status), sum(st[1] for st in status) - cpu_ready
         (t0, c0), (t1, _) = samples[0], samples[-1]
         first_to_last = (n - c0) / (t1 - t0) if t1 > t0 else float("nan")
         binned = settled_binned(bootstrap, f"bench-{run}-partials-changelog", n)
-        return WorkerRun(n / (t1 - t_ready), first_to_last, ready_s, cpu, peak, binned)
+        return WorkerRun(n / (t1 - t_ready), first_to_last, ready_s, cpu, peak, binned,
+                         busy / max(t_end - t_ready, 1e-9))
     finally:
         for w in started:
             w.stop()
