@@ -315,6 +315,11 @@ class IngestShell:
                                       detail, at))
         await self.account(topic, len(records), results, letters, dlq, started)
 
+    def generation(self) -> tuple[int, frozenset[TP]]:
+        """The rebalance generation `InPlace` decides for: the write gate's count of rebalances,
+        and the assignment itself (a changed assignment is a new generation however it came)."""
+        return self.gate.generation, frozenset(self.m.app.assignor.assigned_actives())
+
     async def split_in_place(self, kind: str, topic: str, partition: int, forwards: list[Forward]
                              ) -> tuple[list[Forward], list[Forward]]:
         """(the forwards folded here, those sent): a forward goes in place when this worker
@@ -325,7 +330,7 @@ class IngestShell:
         if not forwards or not s.forward_in_place or s.processing_guarantee != "at_least_once":
             return [], forwards
         state = self.in_place
-        state.begin(self.gate.generation)
+        state.begin(self.generation())
         repartition = s.repartition_topic(topic)
         held = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == repartition}
         targets = sorted({f.target for f in forwards} & held)
@@ -392,7 +397,7 @@ class IngestShell:
         an in-place fold there waits for (in the generation now: a forward sent across a
         rebalance is waited for in the new one too, which only ever delays folding in place)."""
         acknowledged = await sent.acknowledged()
-        self.in_place.begin(self.gate.generation)
+        self.in_place.begin(self.generation())
         for target, offset in acknowledged.items():
             self.in_place.forwarded(kind, target, offset)
 
@@ -406,10 +411,10 @@ class IngestShell:
         batch = parse_forwarded(events, kind, source_topic, self.m, make, self.fast[kind])
         partition = events[0].message.partition
         sources = list(batch.by_source)
-        generation = self.gate.generation
+        generation = self.generation()
         folded = await self.fold_logs(partition, kind, [
             (forwarded_slot(direct_slot(kind), source), batch.by_source[source], -1) for source in sources])
-        if self.gate.generation == generation:  # folded in this generation (none began meanwhile)
+        if self.generation() == generation:  # folded in this generation (none began meanwhile)
             self.in_place.begin(generation)
             self.in_place.folded_to(kind, partition, events[-1].message.offset + 1)
         results = []

@@ -135,13 +135,13 @@ class InPlace:
     (`sent`) — and then stays in place for the rest of the generation. `folded` is the offset
     after the last repartition record folded in this generation; a committed offset counts too."""
 
-    generation: int = -1
+    generation: object = None  # any value that changes at every rebalance
     in_place: set[tuple[str, int, int]] = field(default_factory=set)
     end: dict[tuple[str, int], int] = field(default_factory=dict)
     sent: dict[tuple[str, int], int] = field(default_factory=dict)
     folded: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def begin(self, generation: int) -> None:
+    def begin(self, generation: object) -> None:
         """The state of `generation`: all that an earlier one decided or saw goes."""
         if generation != self.generation:
             self.generation = generation
