@@ -182,8 +182,10 @@ def test_crc32_envelopes_and_outcomes_with_sigkill_equal_offline_fold(broker: Br
         restarted.stop()
     figures = service.check([m for m in messages if not m.key.startswith(b"bad-")])
     assert figures.outcomes > 1800 and forwarded_before_kill["features"] > 0
-    if in_place:  # the path under test ran, on both sides of the kill
-        assert in_place_before_kill > 0 and in_place_after["features"] > 0 and in_place_after["outcomes"] > 0
+    if in_place:  # the path under test ran, on both sides of the kill (after the restart, each
+        # repartition partition's forwards from before the kill are folded first: a short rest of
+        # one input may go through the broker whole)
+        assert in_place_before_kill > 0 and sum(in_place_after.values()) > 0
     else:
         assert in_place_before_kill == 0 and in_place_after == {"features": 0, "outcomes": 0}
     expected = offline_fold(messages, service.baselines)
