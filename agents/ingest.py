@@ -296,17 +296,12 @@ class IngestShell:
         own, forwards = route(admitted, partition, s.partitions)
         by_offset = {e.message.offset: e.message for e in events}
         here, forwards = await self.split_in_place(kind, topic, partition, forwards)
-        sent = await self.forward(topic, partition, forwards, by_offset, envelopes)
-        # folded while the broker acknowledges the forwards; the batch ends after both
-        try:
-            results, rejected = await self.fold_in_place(kind, topic, partition, here, admitted)
-            result, own_rejected = await self.fold(partition, kind, own, slot, mark)
-        except BaseException:  # the batch fails (and is redelivered): the sends' outcomes still read
-            await sent.settled()
-            raise
+        if forwards:  # acknowledged before any fold, as they always were
+            await self.acknowledged(kind, await self.forward(topic, partition, forwards, by_offset, envelopes))
+        results, rejected = await self.fold_in_place(kind, topic, partition, here, admitted)
+        result, own_rejected = await self.fold(partition, kind, own, slot, mark)
         results.append(result)
         rejected += own_rejected
-        await self.acknowledged(kind, sent)
         rejected += [(r.offset, r.index, r.reason, r.detail) for r in late]
         for offset, index, reason, detail in rejected:
             msg = by_offset[offset]
@@ -375,7 +370,7 @@ class IngestShell:
     async def forward(self, topic: str, partition: int, forwards: list[Forward],
                       by_offset: dict[int, Any], envelopes: dict[int, list[Any]]) -> Sent:
         """Send each (message, destination)'s records to the destination's repartition partition,
-        with their origin; the batch awaits their acknowledgement (`acknowledged`) before it ends
+        with their origin; `acknowledged` waits until the broker has them all
         (streams/repartition.py)."""
         outgoing = []
         for f in forwards:

@@ -28,8 +28,7 @@ the fold can tell, whichever path or copy brought it. The repartition topic's ow
 not do: a second copy gets a new offset, and would be dropped as a genuine duplicate only while
 its join entry is still there, with the duplicate counters off.
 - A batch's forwards are acknowledged by the broker before this shell returns, so before its
-  events are acknowledged and their offsets can commit (the batch's own folds run meanwhile:
-  nothing they write depends on the forwards). A crash before that redelivers the
+  events are acknowledged and their offsets can commit (and before the batch's own folds). A crash before that redelivers the
   batch, which forwards the same records again with the same origin; forwards cannot be lost.
 - One producer sends a source partition's forwards in offset order, and keeps one request in
   flight per broker (aiokafka; a transactional producer is also idempotent), so each slot's
@@ -113,7 +112,7 @@ class Outgoing:
 async def send_forwards(app: faust.App, topic: str, source_topic: str, source_partition: int,
                         messages: Sequence[Outgoing]) -> Sent:
     """Hand the messages to the producer in order (waiting only for room in its buffer); the
-    caller awaits `Sent.acknowledged()` before its batch ends, and may fold meanwhile."""
+    caller awaits `Sent.acknowledged()`."""
     if not messages:
         return Sent([], [])
     if app.in_transaction:
@@ -135,10 +134,6 @@ class Sent:
 
     messages: list[Outgoing]
     pending: list[Any]
-
-    async def settled(self) -> None:
-        """Wait for every send to end, however it ends (a batch that failed meanwhile)."""
-        await asyncio.gather(*self.pending, return_exceptions=True)
 
     async def acknowledged(self) -> dict[int, int]:
         """Wait until the broker has acknowledged every one; the highest offset each destination
