@@ -29,7 +29,7 @@ from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.batches import take_batches
 from model_monitoring.streams.dlq import DeadLetter, send_dead_letters
 from model_monitoring.streams.producer_buffer import flush_durably
-from model_monitoring.streams.repartition import Outgoing, Sent, send_forwards
+from model_monitoring.streams.repartition import Outgoing, send_forwards
 from model_monitoring.streams.write_gate import write_gate
 from model_monitoring.tables.forwarding import Forward, InPlace, Origin, admit_on_arrival, envelope_of, route
 from model_monitoring.tables.health_buckets import BucketBook, BucketTracker
@@ -296,8 +296,8 @@ class IngestShell:
         own, forwards = route(admitted, partition, s.partitions)
         by_offset = {e.message.offset: e.message for e in events}
         here, forwards = await self.split_in_place(kind, topic, partition, forwards)
-        if forwards:  # acknowledged before any fold, as they always were
-            await self.acknowledged(kind, await self.forward(topic, partition, forwards, by_offset, envelopes))
+        if forwards:  # acknowledged before any fold
+            await self.forward(kind, topic, partition, forwards, by_offset, envelopes)
         results, rejected = await self.fold_in_place(kind, topic, partition, here, admitted)
         result, own_rejected = await self.fold(partition, kind, own, slot, mark)
         results.append(result)
@@ -367,11 +367,13 @@ class IngestShell:
         self.m.metrics.folded_in_place.labels(topic).inc(n)
         return results, rejected
 
-    async def forward(self, topic: str, partition: int, forwards: list[Forward],
-                      by_offset: dict[int, Any], envelopes: dict[int, list[Any]]) -> Sent:
+    async def forward(self, kind: str, topic: str, partition: int, forwards: list[Forward],
+                      by_offset: dict[int, Any], envelopes: dict[int, list[Any]]) -> None:
         """Send each (message, destination)'s records to the destination's repartition partition,
-        with their origin; `acknowledged` waits until the broker has them all
-        (streams/repartition.py)."""
+        with their origin; return once the broker has them all (streams/repartition.py), noting
+        where they are: what an in-place fold there waits for (in the generation now: a forward
+        sent across a rebalance is waited for in the new one too, which only ever delays folding
+        in place)."""
         outgoing = []
         for f in forwards:
             msg = by_offset[f.offset]
@@ -382,16 +384,9 @@ class IngestShell:
                 value, indexes = envelope_of(envelope_items([items[i] for i in f.indexes])), f.indexes
             outgoing.append(Outgoing(f.target, msg.key, value,
                                      Origin(topic, partition, f.offset, indexes).headers()))
-        sent = await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic,
-                                   partition, outgoing)
+        acknowledged = await send_forwards(self.m.app, self.m.settings.repartition_topic(topic), topic,
+                                           partition, outgoing)
         self.m.metrics.mispartitioned.labels(topic).inc(sum(len(f.indexes) for f in forwards))
-        return sent
-
-    async def acknowledged(self, kind: str, sent: Sent) -> None:
-        """Wait for the broker to acknowledge a batch's forwards, and note where they are: what
-        an in-place fold there waits for (in the generation now: a forward sent across a
-        rebalance is waited for in the new one too, which only ever delays folding in place)."""
-        acknowledged = await sent.acknowledged()
         self.in_place.begin(self.generation())
         for target, offset in acknowledged.items():
             self.in_place.forwarded(kind, target, offset)

@@ -28,7 +28,8 @@ the fold can tell, whichever path or copy brought it. The repartition topic's ow
 not do: a second copy gets a new offset, and would be dropped as a genuine duplicate only while
 its join entry is still there, with the duplicate counters off.
 - A batch's forwards are acknowledged by the broker before this shell returns, so before its
-  events are acknowledged and their offsets can commit (and before the batch's own folds). A crash before that redelivers the
+  events are acknowledged and their offsets can commit (and before the batch's own folds). A
+  crash before that redelivers the
   batch, which forwards the same records again with the same origin; forwards cannot be lost.
 - One producer sends a source partition's forwards in offset order, and keeps one request in
   flight per broker (aiokafka; a transactional producer is also idempotent), so each slot's
@@ -92,7 +93,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import faust
 
@@ -110,11 +111,11 @@ class Outgoing:
 
 
 async def send_forwards(app: faust.App, topic: str, source_topic: str, source_partition: int,
-                        messages: Sequence[Outgoing]) -> Sent:
-    """Hand the messages to the producer in order (waiting only for room in its buffer); the
-    caller awaits `Sent.acknowledged()`."""
+                        messages: Sequence[Outgoing]) -> dict[int, int]:
+    """Send in order and wait until the broker has acknowledged every one; returns the highest
+    offset each destination partition acknowledged (what `InPlace` waits to see folded)."""
     if not messages:
-        return Sent([], [])
+        return {}
     if app.in_transaction:
         transactions = cast(TransactionManager, app.consumer.transactions)
         pending = [await transactions.send_for_source(source_topic, source_partition, topic, m.key,
@@ -125,22 +126,9 @@ async def send_forwards(app: faust.App, topic: str, source_topic: str, source_pa
         producer = app.producer
         pending = [await producer.send(topic, m.key, m.value, m.partition, None, m.headers)
                    for m in messages]
-    return Sent(list(messages), pending)
-
-
-@dataclass
-class Sent:
-    """Forwards handed to the producer, not yet known to be acknowledged."""
-
-    messages: list[Outgoing]
-    pending: list[Any]
-
-    async def acknowledged(self) -> dict[int, int]:
-        """Wait until the broker has acknowledged every one; the highest offset each destination
-        partition acknowledged (what `InPlace` waits to see folded)."""
-        highest: dict[int, int] = {}
-        for message, meta in zip(self.messages, await asyncio.gather(*self.pending), strict=True):
-            offset = getattr(meta, "offset", None)
-            if isinstance(offset, int):
-                highest[message.partition] = max(highest.get(message.partition, -1), offset)
-        return highest
+    highest: dict[int, int] = {}
+    for message, meta in zip(messages, await asyncio.gather(*pending), strict=True):
+        offset = getattr(meta, "offset", None)
+        if isinstance(offset, int):
+            highest[message.partition] = max(highest.get(message.partition, -1), offset)
+    return highest
