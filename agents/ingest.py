@@ -10,6 +10,8 @@ partition can interleave."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -130,6 +132,7 @@ class IngestShell:
         self.fast = {kind: FastDecoder(kind, s.max_features, s.max_message_bytes) for kind in ("features", "outcomes")}
         self.in_place = InPlace()  # the forwards folded here, not sent (streams/repartition.py)
         self.gate = write_gate(monitor.app)
+        self.folded_signal = asyncio.Event()  # set (and replaced) whenever a repartition chunk is folded
 
     def compute(self, partition: int, kind: str, records: list[tuple[int, int, Any]],
                 meta: dict[str, int], slot: str, unwritten: Unwritten | None = None) -> FoldResult:
@@ -338,9 +341,41 @@ class IngestShell:
         committed = getattr(app.consumer, "_committed_offset", {})
         chosen = {t for t in targets
                   if state.decide(kind, partition, t, committed.get(TP(repartition, t)))}
+        if len(chosen) < len(targets) and await self.await_own_forwards(kind, repartition, set(targets) - chosen):
+            chosen = {t for t in targets
+                      if state.decide(kind, partition, t, committed.get(TP(repartition, t)))}
         if not chosen:
             return [], forwards
         return [f for f in forwards if f.target in chosen], [f for f in forwards if f.target not in chosen]
+
+    async def await_own_forwards(self, kind: str, repartition: str, targets: set[int]) -> bool:
+        """Wait, bounded, while the only forwards between `targets` and folding in place are this
+        worker's own (`InPlace.own_forwards_ahead`) for the repartition reader to fold them; at
+        steady load each batch would otherwise send more and move the mark again. True when it
+        waited. Leaves at once when the write gate closes (a rebalance: a new generation comes)."""
+        state, consumer = self.in_place, self.m.app.consumer
+        limit = max(1.0, 5 * self.m.settings.batch_within_seconds)  # the reader takes a batch within that
+        deadline = time.monotonic() + limit
+        waited = False
+        while self.gate.is_open:
+            committed = getattr(consumer, "_committed_offset", {})
+            waiting = [t for t in sorted(targets)
+                       if state.own_forwards_ahead(kind, t, committed.get(TP(repartition, t)))]
+            if not waiting:
+                return waited
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for t in waiting:
+                    state.give_up(kind, t)
+                log.info("%s forwards to %s partitions %s not folded within %.1fs: sent through the "
+                         "broker until the next rebalance or until its reader catches up", kind, repartition,
+                         waiting, limit)
+                return waited
+            waited = True
+            signal = self.folded_signal
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), remaining)
+        return waited
 
     async def fold_in_place(self, kind: str, topic: str, partition: int, here: list[Forward],
                             admitted: list[tuple[int, int, Any]]) -> tuple[list[FoldResult], Rejected]:
@@ -407,6 +442,8 @@ class IngestShell:
         if self.generation() == generation:  # folded in this generation (none began meanwhile)
             self.in_place.begin(generation)
             self.in_place.folded_to(kind, partition, events[-1].message.offset + 1)
+            self.folded_signal.set()  # to a batch waiting for its own forwards (await_own_forwards)
+            self.folded_signal = asyncio.Event()
         results = []
         for source_partition, (result, rejected) in zip(sources, folded, strict=True):
             results.append(result)

@@ -20,6 +20,8 @@ median ratio (the median scale-out for K workers), and the JSON adds each figure
 `ratio_rounds`, `envelope_ratio_rounds` and `scale_out_rounds`. `cores busy` (and in the JSON
 `scale_out_cores_busy`, `scale_out_one_worker_cores_busy`) is the whole machine's busy cores while
 the worker(s) ingested (/proc/stat): what shows whether a scale-out was stopped by the machine.
+`in place` (JSON `scale_out_in_place`, `scale_out_one_worker_in_place`) is the share of the
+mispartitioned records the worker(s) folded in place rather than through the repartition topic.
 Stops all it starts."""
 
 from __future__ import annotations
@@ -190,12 +192,18 @@ def summary(n: int, results: Results, rounds: Rounds | None = None) -> dict[str,
             out["scale_out_worker_cpu_us"] = round(many.cpu_s / n * 1e6, 1)
             out["scale_out_cores_busy"] = round(many.cores_busy, 2)
             out["scale_out_one_worker_cores_busy"] = round(one[1].cores_busy, 2)
+            out["scale_out_in_place"] = _share(many.in_place)
+            out["scale_out_one_worker_in_place"] = _share(one[1].in_place)
     if rounds and max(map(len, rounds.values()), default=0) > 1:
         for label, values in rounds.items():
             name = ("scale_out" if label.startswith("envelope x")
                     else "ratio" if label == "single" else "envelope_ratio")
             out[f"{name}_rounds"] = [round(v, 3) for v in values]
     return out
+
+
+def _share(value: float) -> float | None:
+    return None if value != value else round(value, 3)  # NaN: no record was mispartitioned
 
 
 def print_rows(rows: Sequence[Sequence[str]]) -> None:
@@ -206,20 +214,22 @@ def print_rows(rows: Sequence[Sequence[str]]) -> None:
 
 def print_table(n: int, results: Results) -> None:
     rows = [("", "plain rec/s", "worker rec/s", "ratio", "first-to-last", "ready s",
-             "CPU µs/rec plain", "worker", "CPU ratio", "peak RSS MB", "cores busy", "binned")]
+             "CPU µs/rec plain", "worker", "CPU ratio", "peak RSS MB", "cores busy", "in place", "binned")]
     for label, (p, w) in results.items():
         plain_us, worker_us = p.cpu_s / n * 1e6, w.cpu_s / n * 1e6
         rows.append((label, f"{p.rps:,.0f}", f"{w.rps:,.0f}", f"{w.rps / p.rps:.3f}",
                      f"{w.rps_first_to_last:,.0f}", f"{w.ready_s:.1f}", f"{plain_us:.0f}",
                      f"{worker_us:.0f}", f"{plain_us / worker_us:.3f}", f"{w.peak_rss_mb:.0f}",
-                     f"{w.cores_busy:.2f}", f"{w.binned:,}/{n:,}"))
+                     f"{w.cores_busy:.2f}", f"{w.in_place:.2f}", f"{w.binned:,}/{n:,}"))
     print_rows(rows)
     print("plain: first record received to N committed. worker: N / (the /metrics poll that saw "
           "all N consumed - /readyz first 200); first-to-last: from the first poll that saw "
           "records (NaN: all in one lump). CPU: the consumer's process (worker: all its threads, "
           "from ready) per record — steadier than rates on a shared machine. cores busy: the "
           "whole machine's (broker, bench and workers), from ready to all N consumed: at 2.0 the "
-          "2 cores are full and nothing more can run.")
+          "2 cores are full and nothing more can run. in place: the share of the records that "
+          "arrived on another partition than their prediction's folded where they arrived "
+          "(the rest went through the repartition topic).")
 
 
 def print_side_by_side(n: int, by_engine: dict[str, Results]) -> None:

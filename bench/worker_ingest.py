@@ -28,6 +28,7 @@ class WorkerRun:
     peak_rss_mb: float
     binned: int           # records counted with the baseline's bins (from the partials changelog)
     cores_busy: float = float("nan")  # the machine's busy cores over the same span (all processes)
+    in_place: float = float("nan")  # share of the mispartitioned records folded in place (all workers)
 
 
 VARIANT = """
@@ -127,15 +128,27 @@ def measure_worker(broker: Broker | str, topic: str, baselines_topic: str, n: in
         poll(started, all_consumed, timeout)
         busy, t_end = machine_busy_s() - busy_ready, time.monotonic()
         status = [proc_status(pid) for pid in pids]
+        in_place = in_place_share(started, topic)
         peak, cpu = max(st[0] for st in status), sum(st[1] for st in status) - cpu_ready
         (t0, c0), (t1, _) = samples[0], samples[-1]
         first_to_last = (n - c0) / (t1 - t0) if t1 > t0 else float("nan")
         binned = settled_binned(bootstrap, f"bench-{run}-partials-changelog", n)
         return WorkerRun(n / (t1 - t_ready), first_to_last, ready_s, cpu, peak, binned,
-                         busy / max(t_end - t_ready, 1e-9))
+                         busy / max(t_end - t_ready, 1e-9), in_place)
     finally:
         for w in started:
             w.stop()
+
+
+def in_place_share(workers: list[WorkerProcess], topic: str) -> float:
+    """Of the records that arrived on another partition than their prediction's, the share the
+    workers folded in place (NaN when none did arrive so, or a /metrics read failed)."""
+    try:
+        moved = sum(w.metric("model_monitoring_mispartitioned_records_total", topic=topic) for w in workers)
+        here = sum(w.metric("model_monitoring_folded_in_place_records_total", topic=topic) for w in workers)
+    except OSError:
+        return float("nan")
+    return here / moved if moved else float("nan")
 
 
 def poll(worker: WorkerProcess | list[WorkerProcess], done: Callable[[], bool], timeout: float,

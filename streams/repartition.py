@@ -76,7 +76,12 @@ and past every forward this worker sent there itself; from then on they stay in 
 next rebalance, which starts afresh (`tables/forwarding.InPlace`; the property test
 tests/unit/test_in_place.py runs rebalances that move p to and fro, rewinds to the committed
 offsets and every interleaving of the two logs' batches: each record is applied once; folding in
-place whenever p is held loses records there). The folds write p's tables from q's actor; the
+place whenever p is held loses records there). Under steady load the worker's own forwards can
+keep p's log one batch ahead of its reader for ever (each batch not yet in place sends more); so
+when only its own forwards are left there, q's batch first waits, bounded (at least 1 s, five
+times `MODEL_MONITORING_BATCH_WITHIN_SECONDS`), for p's reader to fold them, instead of sending
+more (`IngestShell.await_own_forwards`; once per target and generation when the wait runs out).
+The folds write p's tables from q's actor; the
 commit of q's offsets waits for every table write queued before it (streams/producer_buffer.py),
 as for the direct path. Exactly once keeps the trip through the broker: the forwards belong to
 q's transaction. Counted in `model_monitoring_mispartitioned_records_total` as before, and in

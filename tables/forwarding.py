@@ -133,19 +133,28 @@ class InPlace:
     in their slot — everything on the repartition partition up to its end offset as first read in
     this generation (`end`), and up to after the last remote forward this worker sent there
     (`sent`) — and then stays in place for the rest of the generation. `folded` is the offset
-    after the last repartition record folded in this generation; a committed offset counts too."""
+    after the last repartition record folded in this generation; a committed offset counts too.
+
+    Under steady load a worker's own forwards can keep `sent` one batch ahead of `folded` for
+    ever: each batch not yet in place sends more. `own_forwards_ahead` names that case (the log's
+    earlier contents folded, only this worker's own forwards left), in which the caller waits,
+    bounded, for the repartition reader to fold them instead of sending more; a wait that runs
+    out is not tried again for that target in the generation (`gave_up`), so a slow reader
+    costs one bounded stall per rebalance, not one per batch. Waiting changes only when `decide`
+    is asked again, never what it answers."""
 
     generation: object = None  # any value that changes at every rebalance
     in_place: set[tuple[str, int, int]] = field(default_factory=set)
     end: dict[tuple[str, int], int] = field(default_factory=dict)
     sent: dict[tuple[str, int], int] = field(default_factory=dict)
     folded: dict[tuple[str, int], int] = field(default_factory=dict)
+    gave_up: set[tuple[str, int]] = field(default_factory=set)
 
     def begin(self, generation: object) -> None:
         """The state of `generation`: all that an earlier one decided or saw goes."""
         if generation != self.generation:
             self.generation = generation
-            self.in_place, self.end, self.sent, self.folded = set(), {}, {}, {}
+            self.in_place, self.end, self.sent, self.folded, self.gave_up = set(), {}, {}, {}, set()
 
     def wants_end(self, kind: str, target: int) -> bool:
         """The repartition partition's end offset is still to be read in this generation."""
@@ -176,3 +185,18 @@ class InPlace:
             self.in_place.add(key)
             return True
         return False
+
+    def own_forwards_ahead(self, kind: str, target: int, committed: int | None) -> bool:
+        """Is `target` folded past its end offset, with only this worker's own forwards there
+        still to fold — and no wait for them has run out in this generation? Then waiting for
+        the repartition reader brings `decide` to yes; sending more would move the mark again."""
+        end = self.end.get((kind, target))
+        if end is None or (kind, target) in self.gave_up:
+            return False
+        done = max(self.folded.get((kind, target), 0), committed or 0)
+        return end <= done < self.sent.get((kind, target), 0)
+
+    def give_up(self, kind: str, target: int) -> None:
+        """A wait for `target`'s own forwards ran out: send through the broker for the rest of
+        the generation unless the reader catches up by itself."""
+        self.gave_up.add((kind, target))

@@ -156,3 +156,63 @@ def test_in_place_waits_for_the_log_then_stays_for_the_generation() -> None:
     assert not state.decide(KIND, SOURCE + 1, TARGET, None)  # another source: its own decision
     state.begin(4)  # a rebalance: afresh
     assert state.wants_end(KIND, TARGET) and not state.decide(KIND, SOURCE, TARGET, 100)
+
+
+def test_only_own_forwards_ahead_is_the_case_to_wait_for() -> None:
+    """`own_forwards_ahead`: the log folded past its end, only this worker's own forwards left
+    (waiting brings `decide` to yes); not while the log's earlier contents are still unfolded,
+    not once decided, not after a wait for that target ran out in the generation."""
+    state = InPlace()
+    state.begin(1)
+    assert not state.own_forwards_ahead(KIND, TARGET, None)  # the end not read yet
+    state.saw_end(KIND, TARGET, 10)
+    state.forwarded(KIND, TARGET, 14)
+    assert not state.own_forwards_ahead(KIND, TARGET, 4)  # the log's backlog first: not ours
+    state.folded_to(KIND, TARGET, 10)
+    assert state.own_forwards_ahead(KIND, TARGET, None)
+    assert state.own_forwards_ahead(KIND, TARGET + 1, None) is False  # another target: nothing read
+    state.give_up(KIND, TARGET)
+    assert not state.own_forwards_ahead(KIND, TARGET, None)
+    state.folded_to(KIND, TARGET, 15)  # the reader caught up by itself: decided all the same
+    assert state.decide(KIND, SOURCE, TARGET, None)
+    state.begin(2)
+    state.saw_end(KIND, TARGET, 15)
+    state.forwarded(KIND, TARGET, 20)
+    state.folded_to(KIND, TARGET, 15)
+    assert state.own_forwards_ahead(KIND, TARGET, None)  # a new generation may wait again
+    state.folded_to(KIND, TARGET, 21)
+    assert not state.own_forwards_ahead(KIND, TARGET, None) and state.decide(KIND, SOURCE, TARGET, None)
+
+
+def steady_load(wait: bool, batches: int = 40) -> int:
+    """A source batch, then the reader folds the log up to where it was before that batch (it
+    lags one batch, as under steady load); with `wait`, a source batch whose target has only its
+    own forwards ahead first lets the reader fold them. It starts with the destination newly
+    held and a batch in its log unfolded. The batches folded in place."""
+    world = World(7 * (batches + 1), with_in_place, holds_target=False)
+    world.source_batch(7)
+    world.commit()
+    world.rebalance(True)
+    folded_in_place = 0
+    for _ in range(batches):
+        world.state.begin(world.generation)
+        if world.state.wants_end(KIND, TARGET):
+            world.state.saw_end(KIND, TARGET, len(world.log))
+        if wait and world.state.own_forwards_ahead(KIND, TARGET, world.log_committed):
+            world.log_batch(len(world.log) - world.log_position)
+        before = len(world.log)
+        held = world.state.decide(KIND, SOURCE, TARGET, world.log_committed)
+        world.source_batch(7)
+        folded_in_place += held
+        world.log_batch(before - world.log_position)
+    world.drain()
+    assert world.applied == list(range(world.n))
+    return folded_in_place
+
+
+def test_waiting_for_its_own_forwards_lets_a_worker_under_steady_load_go_in_place() -> None:
+    """Without the wait, a reader one batch behind keeps `sent` ahead of `folded` for ever: the
+    worker never folds in place (the liveness gap seen with two workers); with it, from the
+    second batch on. Exactness holds either way."""
+    assert steady_load(wait=False) == 0
+    assert steady_load(wait=True) == 39
