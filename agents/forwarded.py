@@ -16,7 +16,7 @@ import msgspec
 import orjson
 from faust.types import EventT
 
-from model_monitoring.schemas.fast_decode import FastDecoder
+from model_monitoring.schemas.fast_decode import Decoded, FastDecoder
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import decode_json, split_envelope
 from model_monitoring.streams.app import Monitor
@@ -24,6 +24,20 @@ from model_monitoring.streams.dlq import DeadLetter
 from model_monitoring.tables.forwarding import BadOrigin, Origin
 
 BAD_FORWARD = "bad_forward"
+
+
+@dataclass(frozen=True)
+class FastItem:
+    """A record of an envelope the fast path decoded: its own JSON is split out of the message
+    only if it is dead-lettered."""
+
+    decoded: Decoded
+    position: int
+
+    def raw(self) -> msgspec.Raw:
+        raws = self.decoded.raws
+        assert raws is not None  # an enveloped message's
+        return raws[self.position]
 
 
 @dataclass
@@ -39,8 +53,8 @@ class ForwardedBatch:
     def dead_letter(self, partition: int, offset: int, index: int, reason: str, detail: str) -> DeadLetter:
         """A record the fold rejected, named by its origin, with its own bytes."""
         key, item, value, enveloped = self.originals[(partition, offset, index)]
-        if isinstance(item, msgspec.Raw):  # kept by the fast path: the record as decoded
-            item = orjson.loads(bytes(item))
+        if isinstance(item, FastItem):  # kept by the fast path: the record as it came
+            item = orjson.loads(bytes(item.raw()))
         if enveloped:
             return DeadLetter(self.source_topic, partition, offset, key, orjson.dumps(item), reason,
                               detail, index)
@@ -69,13 +83,13 @@ def parse_forwarded(events: Sequence[EventT], kind: str, source_topic: str, moni
         enveloped = origin.indexes is not None
         value = msg.value
         decoded = fast.decode(value) if fast is not None else None
-        if decoded is not None and (decoded.raws is not None) == enveloped and (
+        if decoded is not None and decoded.enveloped == enveloped and (
                 origin.indexes is None or len(origin.indexes) == len(decoded.records)):
             records = batch.by_source.setdefault(origin.partition, []) if decoded.records else []
             for position, record in enumerate(decoded.records):
                 index = origin.indexes[position] if origin.indexes is not None else 0
-                raw = decoded.raws[position] if decoded.raws is not None else None
-                batch.originals[(origin.partition, origin.offset, index)] = (msg.key, raw, value, enveloped)
+                kept = FastItem(decoded, position) if enveloped else None
+                batch.originals[(origin.partition, origin.offset, index)] = (msg.key, kept, value, enveloped)
                 records.append((origin.offset, index, record))
             continue
         try:

@@ -23,7 +23,7 @@ import orjson
 from faust.types import TP, EventT, StreamT, TopicT
 
 from model_monitoring.agents.forwarded import parse_forwarded
-from model_monitoring.schemas.fast_decode import FastDecoder
+from model_monitoring.schemas.fast_decode import Decoded, FastDecoder
 from model_monitoring.schemas.models import InferenceRecord, OutcomeRecord
 from model_monitoring.schemas.rejection import MessageRejected
 from model_monitoring.schemas.validation import Validators, decode_json, split_envelope
@@ -49,7 +49,7 @@ Rejected = list[tuple[int, int, str, str]]  # (offset, index, reason, detail)
 class Parsed(NamedTuple):
     records: list[tuple[int, int, Any]]  # (offset, index in envelope or 0, record)
     letters: list[DeadLetter]
-    envelopes: dict[int, list[Any]]      # offset -> the records of an envelope message
+    envelopes: dict[int, Sequence[Any]]  # offset -> the records of an envelope message
 
 
 def parse_batch(events: Sequence[EventT], kind: str, monitor: Monitor,
@@ -66,14 +66,14 @@ def parse_messages(messages: Sequence[Any], kind: str, validators: Validators, m
     which gives each rejection its reason and detail."""
     records: list[tuple[int, int, Any]] = []
     letters: list[DeadLetter] = []
-    envelopes: dict[int, list[Any]] = {}
+    envelopes: dict[int, Sequence[Any]] = {}
     for msg in messages:
         value = msg.value
         decoded = fast.decode(value) if fast is not None else None
         if decoded is not None:
             offset = msg.offset
-            if decoded.raws is not None:
-                envelopes[offset] = decoded.raws  # the records' own JSON (`envelope_items`)
+            if decoded.enveloped:
+                envelopes[offset] = LazyRaws(decoded)  # the records' own JSON (`envelope_items`)
             records.extend([(offset, index, record) for index, record in enumerate(decoded.records)])
             continue
         try:
@@ -95,6 +95,27 @@ def parse_messages(messages: Sequence[Any], kind: str, validators: Validators, m
                 letters.append(DeadLetter(msg.topic, msg.partition, msg.offset, msg.key, dead,
                                           exc.reason, exc.detail, index if envelope else None))
     return Parsed(records, letters, envelopes)
+
+
+class LazyRaws(Sequence[Any]):
+    """An envelope's records as they came (`Decoded.raws`), split from the message when first
+    read: a forward through the broker reads them, a fold in place does not."""
+
+    __slots__ = ("_decoded",)
+
+    def __init__(self, decoded: Decoded) -> None:
+        self._decoded = decoded
+
+    def _raws(self) -> list[msgspec.Raw]:
+        raws = self._decoded.raws
+        assert raws is not None  # an enveloped message's
+        return raws
+
+    def __len__(self) -> int:
+        return len(self._decoded.records)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._raws()[index]
 
 
 def envelope_items(items: Sequence[Any]) -> list[Any]:
@@ -403,7 +424,7 @@ class IngestShell:
         return results, rejected
 
     async def forward(self, kind: str, topic: str, partition: int, forwards: list[Forward],
-                      by_offset: dict[int, Any], envelopes: dict[int, list[Any]]) -> None:
+                      by_offset: dict[int, Any], envelopes: dict[int, Sequence[Any]]) -> None:
         """Send each (message, destination)'s records to the destination's repartition partition,
         with their origin; return once the broker has them all (streams/repartition.py), noting
         where they are: what an in-place fold there waits for (in the generation now: a forward

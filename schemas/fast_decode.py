@@ -70,6 +70,17 @@ class _Envelope(msgspec.Struct, rename="camel", gc=False, forbid_unknown_fields=
     prediction_id: Any = msgspec.UNSET
 
 
+class _InferenceEnvelope(msgspec.Struct, rename="camel", gc=False, forbid_unknown_fields=True):
+    """An envelope decoded with its records in one C pass (~0.9 µs a record less than a `Raw`
+    each and a decode per `Raw`); their own JSON is split out only when asked (`Decoded.raws`)."""
+
+    records: list[_Inference]
+    prediction_id: Any = msgspec.UNSET
+
+
+_RAW_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
 def _inference(s: _Inference) -> InferenceRecord:
     return InferenceRecord(s.prediction_id, s.tenant_id, s.model_id, s.model_version,
                            parse_timestamp_ms(s.timestamp), float(s.prediction), s.segment, s.features)
@@ -82,13 +93,25 @@ def _outcome(s: _Outcome) -> OutcomeRecord:
 
 class Decoded:
     """A message the fast path accepted: its records in order; `raws` holds an envelope's
-    records as they came (None for a single record)."""
+    records as they came (None for a single record), split from the message when first read —
+    only a record forwarded through the broker or dead-lettered needs its own JSON."""
 
-    __slots__ = ("records", "raws")
+    __slots__ = ("records", "enveloped", "_message", "_raws")
 
-    def __init__(self, records: list[Any], raws: list[msgspec.Raw] | None) -> None:
+    def __init__(self, records: list[Any], message: bytes | None = None) -> None:
+        """`message`: the envelope's bytes (None: a single record)."""
         self.records = records
-        self.raws = raws
+        self.enveloped = message is not None
+        self._message = message
+        self._raws: list[msgspec.Raw] | None = None
+
+    @property
+    def raws(self) -> list[msgspec.Raw] | None:
+        if self._message is None:
+            return None
+        if self._raws is None:  # it decoded as an envelope of these records: it splits the same
+            self._raws = _RAW_ENVELOPE.decode(self._message).records
+        return self._raws
 
 
 class FastDecoder:
@@ -102,7 +125,8 @@ class FastDecoder:
         self.max_bytes = max_bytes  # a larger message takes the full way, which words `too_large`
         self._record: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             _Inference if kind == "features" else _Outcome)
-        self._envelope = msgspec.json.Decoder(_Envelope)
+        self._envelope: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            _InferenceEnvelope if kind == "features" else _Envelope)
         self._build: Callable[[Any], Any] = _inference if kind == "features" else _outcome
 
     def _one(self, raw: bytes | msgspec.Raw) -> Any:
@@ -121,14 +145,20 @@ class FastDecoder:
             except UnicodeDecodeError:
                 return None
         try:
-            return Decoded([self._one(raw)], None)
+            return Decoded([self._one(raw)])
         except (msgspec.DecodeError, MessageRejected):
             if self.kind != "features" or b'"records"' not in raw:
                 return None
         try:
             envelope = self._envelope.decode(raw)
-            if envelope.prediction_id is not msgspec.UNSET:
-                return None
-            return Decoded([self._one(item) for item in envelope.records], envelope.records)
-        except (msgspec.DecodeError, MessageRejected):
+        except msgspec.DecodeError:
+            return None
+        if envelope.prediction_id is not msgspec.UNSET:
+            return None
+        structs, limit = envelope.records, self.max_features
+        if any(len(struct.features) > limit for struct in structs):
+            return None  # too many features: the full way words it
+        try:
+            return Decoded(list(map(_inference, structs)), raw)
+        except MessageRejected:  # a timestamp text the parser refuses
             return None

@@ -47,8 +47,10 @@ class JoinEntry(msgspec.Struct, frozen=True, gc=False):
     @property
     def last_seen_ms(self) -> int:
         """Event time the TTL counts from."""
-        times = [x.timestamp_ms for x in (self.prediction, self.outcome) if x is not None]
-        return max(times) if times else 0
+        p, o = self.prediction, self.outcome
+        if p is None:
+            return 0 if o is None else o.timestamp_ms
+        return p.timestamp_ms if o is None else max(p.timestamp_ms, o.timestamp_ms)
 
     def with_prediction(self, p: Prediction) -> JoinEntry:
         return replace(self, prediction=p)
