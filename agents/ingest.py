@@ -373,7 +373,8 @@ class IngestShell:
         """Wait, bounded, while the only forwards between `targets` and folding in place are this
         worker's own (`InPlace.own_forwards_ahead`) for the repartition reader to fold them; at
         steady load each batch would otherwise send more and move the mark again. True when it
-        waited. Leaves at once when the write gate closes (a rebalance: a new generation comes)."""
+        waited. Leaves when the write gate closes (a rebalance, whose revocation waits for this
+        batch: a new generation comes), seen within 50 ms."""
         state, consumer = self.in_place, self.m.app.consumer
         limit = max(1.0, 5 * self.m.settings.batch_within_seconds)  # the reader takes a batch within that
         deadline = time.monotonic() + limit
@@ -394,8 +395,8 @@ class IngestShell:
                 return waited
             waited = True
             signal = self.folded_signal
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), remaining)
+            with contextlib.suppress(TimeoutError):  # in slices: a closing gate is seen within 50 ms
+                await asyncio.wait_for(signal.wait(), min(remaining, 0.05))
         return waited
 
     async def fold_in_place(self, kind: str, topic: str, partition: int, here: list[Forward],
