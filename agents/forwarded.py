@@ -35,9 +35,7 @@ class FastItem:
     position: int
 
     def raw(self) -> msgspec.Raw:
-        raws = self.decoded.raws
-        assert raws is not None  # an enveloped message's
-        return raws[self.position]
+        return self.decoded.raw(self.position)
 
 
 @dataclass

@@ -106,16 +106,11 @@ class LazyRaws(Sequence[Any]):
     def __init__(self, decoded: Decoded) -> None:
         self._decoded = decoded
 
-    def _raws(self) -> list[msgspec.Raw]:
-        raws = self._decoded.raws
-        assert raws is not None  # an enveloped message's
-        return raws
-
     def __len__(self) -> int:
         return len(self._decoded.records)
 
     def __getitem__(self, index: Any) -> Any:
-        return self._raws()[index]
+        return self._decoded.raw(index)
 
 
 def envelope_items(items: Sequence[Any]) -> list[Any]:

@@ -113,6 +113,13 @@ class Decoded:
             self._raws = _RAW_ENVELOPE.decode(self._message).records
         return self._raws
 
+    def raw(self, position: int) -> msgspec.Raw:
+        """The own JSON of an envelope's record at `position`."""
+        raws = self.raws
+        if raws is None:
+            raise ValueError("a single record has no envelope positions")
+        return raws[position]
+
 
 class FastDecoder:
     """The fast path of one input topic kind (`features`: records and envelopes; `outcomes`)."""
