@@ -9,6 +9,13 @@ batch holds the newer version of an entry) whenever the partition is (re)assigne
 changelog alone is the truth, as it is for every other table. A batch is dropped once no live
 entry is in it: each superseded by a later batch, or expired (`plan_expiry`).
 
+Both rely on a key's last touch never going back from one version to the next, which the fold
+guarantees: a version adds the later side of a pair to the one before (`JoinEntry.last_seen_ms`
+is the later of the two times), a redelivery writes the same version, and a key written again
+after its expiry is newer still (no event older than the retention or the join TTL is admitted,
+and an expired entry is older than both). Were it not so, an expired newest version whose batch
+was dropped could let an older version, touched later, come back at the next rebuild.
+
 Pure: the batch codec, the chunking, the rebuild and the expiry's plan."""
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ async def _run(ops: list[tuple[str, object]], index_dir: Path | None) -> None:
     day = 130  # event time in days: the partition's mark
     await store.ensure(0, day * DAY, TTL)
     model: dict[bytes, bytes] = {}
+    touched: dict[bytes, int] = {}  # each key's last touch so far: the fold never moves it back
     offset = 0
 
     def alive() -> dict[bytes, bytes]:
@@ -94,7 +95,10 @@ async def _run(ops: list[tuple[str, object]], index_dir: Path | None) -> None:
             written: dict[bytes, Entry] = {}
             for key, days_ago in arg:  # type: ignore[attr-defined]
                 offset += 1
-                written[key] = put(key, (day - days_ago) * DAY, offset)
+                # a key's new version is touched no earlier than its last (tables/join_log.py: the
+                # fold adds the later side of a pair and admits nothing older than the horizons)
+                touched[key] = max((day - days_ago) * DAY, touched.get(key, 0))
+                written[key] = put(key, touched[key], offset)
             store.append(0, written.values())
             model.update({key: value for key, _, value in written.values()})
         elif op == "advance":
