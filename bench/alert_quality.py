@@ -266,8 +266,12 @@ def run_case(models: list[Model], injections: tuple[Injection, ...], weeks: int,
                     else:
                         population = drifted[injection.name]
             end = START_MS + (week + 1) * WEEK_MS
+            def baseline_for(tenant: str | None, model_id: str, version: str,
+                             b: Baseline = model.baseline) -> Baseline:
+                return b
+
             report = evaluate_key(model.key, week_states(model, population, flipped, rng),
-                                  baseline_for=lambda t, m, v, b=model.baseline: b, thresholds=thresholds,
+                                  baseline_for=baseline_for, thresholds=thresholds,
                                   job_run_id=f"week-{week:02d}", window_start_ms=end - WEEK_MS, window_end_ms=end,
                                   detected_at=format_timestamp(end), incidents=book, policy=policy)
             book = report.incidents
@@ -322,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    false alert: week {e[0]} {e[1]} {e[2]} {e[3]} segment={e[4]} {e[5]}")
 
     injected = run_case(models, INJECTIONS, args.weeks, args.seed, case=1)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for injection in INJECTIONS:
         model = models[keys.index(injection.model_key)]
         if injection.kind == "accuracy":

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = tuple(int(m) for m in args.sizes.split(","))
     started = time.perf_counter()
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     width = 34
     header = f"{'shape':<{width}} {'true PSI':>8} " + " ".join(f"{'M=' + str(m):>8}" for m in sizes)
     for block, shapes in (("no drift: false alarms", NULL_SHAPES), ("true PSI = 0.1: size at the threshold",

@@ -45,7 +45,7 @@ COLUMNS = (("scenario", 19), ("load", 33), ("faults injected", 60), ("in", 8), (
 
 
 def table(results: list[Result]) -> str:
-    def row(cells: list[str]) -> str:
+    def row(cells: list[object]) -> str:
         return "  ".join(str(c)[:w].ljust(w) if i < 3 else str(c).rjust(w)
                          for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS, strict=False)))
 

@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from bench.scenarios.common import Result, ScenarioFailed, progress
 from bench.scenarios.context import Context
@@ -26,7 +27,7 @@ MODULES = {"crash_during_ingest": "faults", "crash_during_run": "runs", "rebalan
 
 def scenario_function(name: str) -> Scenario:
     module = importlib.import_module(f"bench.scenarios.{MODULES[name]}")
-    return getattr(module, name)  # type: ignore[no-any-return]
+    return cast(Scenario, getattr(module, name))
 
 
 NAMES = ("crash_during_ingest", "crash_during_run", "rebalance", "duplicates", "bad_input",

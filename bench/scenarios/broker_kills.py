@@ -21,6 +21,7 @@ from bench.scenarios.context import Context
 from bench.scenarios.faults import alive, consumed, start_ingest, verify
 from bench.scenarios.runs import MANY_TENANTS, STAGES, finish_run, kill_at_stages, prepared
 from bench.scenarios.service import Service
+from model_monitoring.commands.harness import WorkerProcess
 
 T = TypeVar("T")
 
@@ -128,7 +129,10 @@ def broker_killed_mid_ingest(ctx: Context) -> None:
         # a random moment in this kill's share of the log (consumed counts per process)
         low, high = k / kills, (k + 1) / kills
         target = rng.uniform(low + 0.1 * (high - low), low + 0.7 * (high - low)) * total
-        wait_until(lambda w=worker, t=target, b=before: b + consumed(w) >= t or not alive(w), 600, 0.05)
+        def reached(w: WorkerProcess = worker, t: float = target, b: float = before) -> bool:
+            return b + consumed(w) >= t or not alive(w)
+
+        wait_until(reached, 600, 0.05)
         if not alive(worker):
             raise ScenarioFailed(f"the worker died by itself:\n{worker.log_tail()}")
         # both read before the kill: read after the restart, the lag races the worker, which may
@@ -146,7 +150,10 @@ def broker_killed_mid_ingest(ctx: Context) -> None:
         if k + 1 < kills:  # the next kill needs the worker consuming again
             if revive_exited(ctx, svc):
                 before = at
-            wait_until(lambda w=svc.worker, a=at, b=before: b + consumed(w) > a or asked(svc.consumed), 180, 0.2)
+            def moved_on(w: WorkerProcess = svc.worker, a: float = at, b: float = before) -> bool:
+                return b + consumed(w) > a or asked(svc.consumed)
+
+            wait_until(moved_on, 180, 0.2)
     consumed_until_lag_zero(ctx, svc, 900 if not ctx.quick else 240)
     exits = len(r.notes.get("worker_exits", []))
     r.faults = f"{done} broker SIGKILL mid-ingest + restart on its log; {exits} worker exits"

@@ -53,8 +53,9 @@ def account(result: Result, actual: Fold, expected: Fold, dead: list[Any]) -> No
 
 def worker_unaffected(result: Result, worker: WorkerProcess, pid: int) -> None:
     """Zero crashes: the same process, still answering /readyz with 200."""
-    alive = worker.process is not None and worker.process.poll() is None
-    result.check(alive and worker.process.pid == pid, f"worker {pid} is gone:\n{worker.log_tail(5)}")
+    process = worker.process
+    alive = process is not None and process.poll() is None
+    result.check(alive and process is not None and process.pid == pid, f"worker {pid} is gone:\n{worker.log_tail(5)}")
     if alive:
         try:
             status, _ = worker.get("/readyz", timeout=5)

@@ -7,7 +7,9 @@ Only a durable broker can show it: the embedded broker never compacts."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -48,7 +50,7 @@ async def log_figures(bootstrap: str, topics: list[str]) -> dict[str, dict[str, 
                 "present": len(present[t])} for t in topics}
 
 
-def compacted(figures: dict[str, dict[str, int]]) -> bool:
+def compacted(figures: dict[str, int]) -> bool:
     return figures["present"] < figures["written"]
 
 
@@ -62,7 +64,8 @@ def local_partials(data_dir: Path) -> Fold:
         db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
         try:
             # every database also holds faust's own key: the changelog offset it has applied
-            table.update((bytes(k), bytes(v)) for k, v in db.items() if not bytes(k).startswith(b"__faust"))
+            items = cast(Iterable[tuple[bytes, bytes]], db.items())  # raw mode: bytes keys and values
+            table.update((bytes(k), bytes(v)) for k, v in items if not bytes(k).startswith(b"__faust"))
         finally:
             db.close()
     return stream_state(table)

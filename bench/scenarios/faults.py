@@ -82,7 +82,10 @@ def crash_during_ingest(ctx: Context) -> None:
             worker.wait_ready(timeout=180)
             # a random moment: after a random share of the log this incarnation consumed
             target = rng.uniform(0.1, 0.7 if ctx.quick else 0.26) * total
-            wait_until(lambda w=worker, t=target: consumed(w) >= t or not alive(w), 600, 0.05)
+            def reached(w: WorkerProcess = worker, t: float = target) -> bool:
+                return consumed(w) >= t or not alive(w)
+
+            wait_until(reached, 600, 0.05)
             if not alive(worker):
                 raise ScenarioFailed(f"the worker died by itself:\n{worker.log_tail()}")
             time.sleep(rng.uniform(0, 0.2))
@@ -177,6 +180,7 @@ def broker_stall(ctx: Context) -> None:
     r.check(at < total, "the stall came after the ingest")
     r.faults = f"broker SIGSTOP {stall:.0f}s mid-stream, SIGCONT"
     verify(ctx, svc, messages, refs, timeout=300 if not ctx.quick else 120)
-    alive = worker.process is not None and worker.process.poll() is None
-    r.check(alive and worker.process.pid == pid, "the worker did not survive the stall by itself")
+    process = worker.process
+    alive = process is not None and process.poll() is None
+    r.check(alive and process is not None and process.pid == pid, "the worker did not survive the stall by itself")
     r.check(worker.get("/readyz", timeout=5)[0] == 200 if alive else False, "worker not ready")

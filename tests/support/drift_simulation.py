@@ -11,8 +11,9 @@ function, and tests/unit/test_psi_bound.py checks that its verdicts agree row fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy.stats import norm
@@ -75,7 +76,7 @@ def numeric(shift: float) -> Scenario:
     def draw(rng: np.random.Generator, n: int) -> Frozen:
         sample = rng.standard_normal(n)
         bins = FeatureBins("x", "numeric", edges=numeric_edges(sample, 10))
-        counts, _ = bins.bin_values(sample)
+        counts, _ = bins.bin_values(cast(Sequence[object], sample))  # an array: numeric_array takes it whole
         shares = counts / n
         feature = FeatureBaseline(bins, tuple(shares[:-1].tolist()), other=0.0, missing=float(shares[-1]))
         bounds = np.r_[-np.inf, bins.edges, np.inf]

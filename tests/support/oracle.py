@@ -61,8 +61,8 @@ def offline_fold(messages: Iterable[Message], baselines: Mapping[tuple[str, str]
                 rec = InferenceRecord.from_dict(item)  # type: ignore[arg-type]
                 predictions.setdefault(rec.prediction_id, rec)
             else:
-                out = OutcomeRecord.from_dict(item)  # type: ignore[arg-type]
-                outcomes.setdefault(out.prediction_id, out)
+                outcome = OutcomeRecord.from_dict(item)  # type: ignore[arg-type]
+                outcomes.setdefault(outcome.prediction_id, outcome)
     features: dict[GroupKey, list[Mapping[str, object]]] = defaultdict(list)
     pairs: dict[GroupKey, list[tuple[float, float]]] = defaultdict(list)
     for pid, rec in predictions.items():
