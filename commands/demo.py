@@ -185,7 +185,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print_run(3, job_run_id, f"POST /api/v1/ml/model-monitoring/run -> {status}", events)
         weeks.append((job_run_id, events))
         print("\nIncident lifecycle:")
-        for line in lifecycle(weeks):
+        for line in lifecycle(weeks, DEMO_SCENARIO):
             print("  " + line)
         print("  (performance is judged on the outcomes that arrived in each week: outcomes come up to 5 days "
               "after their predictions, so an accuracy drop's incident can outlast the drop by a week)")

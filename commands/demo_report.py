@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from model_monitoring.commands.harness import consumed, read_topic
+from model_monitoring.commands.simulate import Scenario
 from model_monitoring.streams.settings import Settings
 
 
@@ -110,10 +111,25 @@ def print_run(week: int, job_run_id: str, how: str, events: dict[str, list[dict[
             print(lifecycle_line(kind, e))
 
 
-def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]]) -> list[str]:
-    """Per incident, what each week's run said about it."""
+def injected(e: dict[str, Any], scenario: Scenario) -> bool:
+    """Whether a run's event is about a problem the demo's generator put in (commands/simulate.py):
+    `pipeline_value` ×3 on a `numeric_shift` model, the unseen `lead_source` on an
+    `unseen_category` one, any performance metric of an `accuracy_drop` one."""
+    key = f"{e['tenantId']}:{e['modelId']}"
+    feature = e.get("feature")
+    if feature:  # drift (a prediction score's too: none is injected)
+        return e.get("kind", "feature") == "feature" and (
+            (key in scenario.numeric_shift and feature == "pipeline_value")
+            or (key in scenario.unseen_category and feature == "lead_source"))
+    return key in scenario.accuracy_drop
+
+
+def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]], scenario: Scenario) -> list[str]:
+    """Per incident, what each week's run said about it, and whether the generator injected the
+    problem (`injected`): an incident on a model it left alone is a false alarm, shown as one."""
     steps: dict[str, list[str]] = {}
     names: dict[str, str] = {}
+    truth: dict[str, bool] = {}
     for week, (_, events) in enumerate(weeks, start=1):
         for kind in RUN_KINDS:
             for e in events[kind]:
@@ -121,4 +137,12 @@ def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]]) -> list[
                 steps.setdefault(e["incidentId"], []).append(f"{status} (week {week})")
                 seg = f" segment={e['segment']}" if e["segment"] else ""
                 names[e["incidentId"]] = f"{e['tenantId']}:{e['modelId']}{seg} {e.get('feature') or e['metric']}"
-    return [f"{incident[:8]} {names[incident]:<40} " + " -> ".join(path) for incident, path in steps.items()]
+                truth[e["incidentId"]] = injected(e, scenario)
+    lines = [f"{incident[:8]} {names[incident]:<40} {'injected' if truth[incident] else 'NOT INJECTED':<12} "
+             + " -> ".join(path) for incident, path in steps.items()]
+    false = sum(not t for t in truth.values())
+    lines.append(f"({len(truth) - false} incidents on injected problems, {false} on problems not injected: "
+                 "false alarms. The generator draws those models' outcomes from their own scores, so a "
+                 "deviation there is chance, which a test at its level lets through now and then: "
+                 "bench/alert_quality.py measures how often)")
+    return lines
