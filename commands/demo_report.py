@@ -142,7 +142,7 @@ def lifecycle(weeks: list[tuple[str, dict[str, list[dict[str, Any]]]]], scenario
              + " -> ".join(path) for incident, path in steps.items()]
     false = sum(not t for t in truth.values())
     lines.append(f"({len(truth) - false} incidents on injected problems, {false} on problems not injected: "
-                 "false alarms. The generator draws those models' outcomes from their own scores, so a "
-                 "deviation there is chance, which a test at its level lets through now and then: "
+                 "false alarms. The generator leaves those models as their baselines describe them, so "
+                 "what a check finds there is chance, which a test at its level lets through now and then; "
                  "bench/alert_quality.py measures how often)")
     return lines
