@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Any
+
+from aiokafka.errors import IllegalStateError
+from faust.types import TP
 
 from model_monitoring.streams.app import Monitor
 from model_monitoring.streams.write_gate import write_gate
@@ -94,23 +98,52 @@ def register(monitor: Monitor) -> None:
     register_lag(monitor)
 
 
-async def export_consumer_lag(monitor: Monitor) -> None:
-    """Per assigned input partition: the fetched high watermark minus the consumer's position."""
-    consumer = monitor.app.consumer
-    s = monitor.settings
-    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic,
-              s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)}
-    for tp in sorted(consumer.assignment()):
-        if tp.topic not in inputs:
-            continue
+async def partition_lag(consumer: Any, tp: TP) -> int | None:
+    """The fetched high watermark minus the consumer's position; None while either is unknown, or
+    once the partition is no longer assigned: a rebalance can revoke it between the read of the
+    assignment and these calls (the consumer runs in a thread of its own, and `position` awaits),
+    and aiokafka then fails `highwater` with an AssertionError and `position` with
+    IllegalStateError. Raised in a faust timer, that took the worker down (the two-worker test on
+    Kafka: "Crashed reason=AssertionError('Partition is not assigned')" as a third worker joined)."""
+    try:
         high = consumer.highwater(tp)
         position = await consumer.position(tp)
-        if high is None or position is None:
-            continue
-        monitor.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+    except (AssertionError, IllegalStateError):
+        return None
+    if high is None or position is None:
+        return None
+    return max(0, int(high) - int(position))
+
+
+async def export_consumer_lag(monitor: Monitor, exported: set[tuple[str, str]] | None = None) -> None:
+    """Per assigned input partition: the fetched high watermark minus the consumer's position.
+    `exported`: the (topic, partition) gauges set before, whose partitions this worker no longer
+    holds are removed (a revoked partition's last value would otherwise stay on /metrics)."""
+    consumer = monitor.app.consumer
+    s = monitor.settings
+    gauge = monitor.metrics.consumer_lag
+    inputs = {s.features_topic, s.outcomes_topic, s.baselines_topic, s.trigger_topic,
+              s.repartition_topic(s.features_topic), s.repartition_topic(s.outcomes_topic)}
+    assigned = sorted(tp for tp in consumer.assignment() if tp.topic in inputs)
+    for tp in assigned:
+        lag = await partition_lag(consumer, tp)
+        if lag is not None:
+            gauge.labels(tp.topic, str(tp.partition)).set(lag)
+            if exported is not None:
+                exported.add((tp.topic, str(tp.partition)))
+    if exported is not None:
+        held = {(tp.topic, str(tp.partition)) for tp in assigned}
+        for labels in sorted(exported - held):
+            gauge.remove(*labels)
+            exported.discard(labels)
 
 
 def register_lag(monitor: Monitor) -> None:
+    exported: set[tuple[str, str]] = set()
+
     @monitor.app.timer(10.0, name="consumer-lag")
     async def lag() -> None:
-        await export_consumer_lag(monitor)
+        try:
+            await export_consumer_lag(monitor, exported)
+        except Exception:  # a gauge must not take the worker down: faust stops the app on a timer's error
+            log.exception("consumer lag not exported this time")
