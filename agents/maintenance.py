@@ -115,7 +115,7 @@ async def partition_lag(consumer: Any, tp: TP) -> int | None:
     return max(0, int(high) - int(position))
 
 
-async def export_consumer_lag(monitor: Monitor, exported: set[tuple[str, str]] | None = None) -> None:
+async def export_consumer_lag(monitor: Monitor, exported: set[tuple[str, str]]) -> None:
     """Per assigned input partition: the fetched high watermark minus the consumer's position.
     `exported`: the (topic, partition) gauges set before, whose partitions this worker no longer
     holds are removed (a revoked partition's last value would otherwise stay on /metrics)."""
@@ -129,13 +129,11 @@ async def export_consumer_lag(monitor: Monitor, exported: set[tuple[str, str]] |
         lag = await partition_lag(consumer, tp)
         if lag is not None:
             gauge.labels(tp.topic, str(tp.partition)).set(lag)
-            if exported is not None:
-                exported.add((tp.topic, str(tp.partition)))
-    if exported is not None:
-        held = {(tp.topic, str(tp.partition)) for tp in assigned}
-        for labels in sorted(exported - held):
-            gauge.remove(*labels)
-            exported.discard(labels)
+            exported.add((tp.topic, str(tp.partition)))
+    held = {(tp.topic, str(tp.partition)) for tp in assigned}
+    for labels in sorted(exported - held):
+        gauge.remove(*labels)
+        exported.discard(labels)
 
 
 def register_lag(monitor: Monitor) -> None:
