@@ -61,6 +61,9 @@ TOPIC_DEFAULTS = {
 }
 
 
+SCRAPE_TIMEOUT_S = 10.0  # Prometheus's default scrape_timeout
+
+
 @dataclass
 class WorkerProcess:
     """One `model-monitoring worker`, its log in a file."""
@@ -119,8 +122,12 @@ class WorkerProcess:
         raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
 
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples matching the labels, from /metrics."""
-        _, body = self.get("/metrics")
+        """Sum of a metric's samples matching the labels, from /metrics, waiting for the answer
+        as long as Prometheus's default scrape timeout: a worker on a loaded machine in the middle
+        of a rebalance (faust closes and opens a RocksDB store per partition, and collects garbage
+        once per store) can take longer than a couple of seconds to answer, as one CI run's
+        two-worker test showed (`TimeoutError: timed out` on a 2 s read)."""
+        _, body = self.get("/metrics", timeout=SCRAPE_TIMEOUT_S)
         total = 0.0
         for line in body.decode().splitlines():
             if not line.startswith(name):
