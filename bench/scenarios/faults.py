@@ -8,6 +8,8 @@ import random
 import time
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from bench.scenarios.checks import account, compare_state
 from bench.scenarios.common import ScenarioFailed, progress, wait_until
 from bench.scenarios.context import Context
@@ -16,6 +18,12 @@ from bench.scenarios.service import Service
 from model_monitoring.commands.harness import WorkerProcess
 from model_monitoring.commands.simulate import Message, Scenario
 from tests.support.oracle import offline_fold
+
+# the rebalance scenario: the first part of its log is produced in 40 pieces (of at least this
+# many messages), and the leaver killed once it has consumed a twentieth of that part (at least
+# this many input records)
+REBALANCE_PIECE = 150
+REBALANCE_KILL_AFTER = 200
 
 # what real traffic brings besides the faults: duplicates, early outcomes, malformed messages
 NOISY = Scenario(duplicate_rate=0.02, early_outcome_rate=0.05, malformed_rate=0.005)
@@ -27,6 +35,24 @@ def consumed(worker: WorkerProcess) -> float:
         return worker.metric("model_monitoring_records_consumed_total")
     except OSError:
         return 0.0
+
+
+def consumed_inputs(svc: Service, worker: WorkerProcess) -> float:
+    """Records of the features and outcomes topics this worker process has consumed (not the
+    baselines every worker reads, nor the forwards of the repartition topics); 0 when it does
+    not answer."""
+    try:
+        return sum(worker.metric("model_monitoring_records_consumed_total", topic=svc.topic_of(kind))
+                   for kind in ("features", "outcomes"))
+    except OSError:
+        return 0.0
+
+
+def partitions_of(messages: list[Message], partitions: int) -> set[int]:
+    """The partitions the producer (Java's murmur2 on the key, aiokafka's default) sends
+    these keyed messages to."""
+    every = list(range(partitions))
+    return {DefaultPartitioner()(m.key, every, every) for m in messages if m.key is not None}
 
 
 def alive(worker: WorkerProcess) -> bool:
@@ -129,14 +155,30 @@ def rebalance(ctx: Context) -> None:
         svc.workers[i].wait_ready(timeout=180)
     svc.wait_baselines(list(svc.workers.values()), len(refs))
     survivor, leaver = svc.workers[0], svc.workers[1]
-    svc.produce(first)
-    # mid-stream: the leaver has consumed part of its share
-    share = len(first) / 2
-    reached = wait_until(lambda: consumed(leaver) >= share * 0.3, 300, 0.02)
-    at = consumed(leaver)
-    leaver.kill()
-    r.check(reached and at < share, f"worker 2 was killed after its share ({at:,.0f})")
-    progress(f"  SIGKILL worker 2 after {at:,.0f} of its ~{share:,.0f} records")
+    # mid-stream by construction: `first` goes in pieces, and the leaver is killed once it has
+    # folded some of its share while pieces are still to come; the rest of `first` then lands on
+    # its partitions too (checked: it reaches every partition) while the group still counts the
+    # dead worker a member. (Killing it after a count of its consumption was a race: a quick
+    # leaver could fold its whole share between two reads, and the share was an estimate.)
+    size, kill_after = max(REBALANCE_PIECE, len(first) // 40), max(REBALANCE_KILL_AFTER, len(first) // 20)
+    pieces = [first[i:i + size] for i in range(0, len(first), size)]
+    at, after_kill = 0.0, list[Message]()
+    for n, piece in enumerate(pieces):
+        svc.produce(piece)
+        if alive(leaver) and consumed_inputs(svc, leaver) >= kill_after:
+            at = consumed_inputs(svc, leaver)
+            leaver.kill()
+            after_kill = [m for later in pieces[n + 1:] for m in later]
+    if alive(leaver):  # it never folded that much while `first` was produced: kill it now
+        wait_until(lambda: consumed_inputs(svc, leaver) >= kill_after, 300, 0.05)
+        at = consumed_inputs(svc, leaver)
+        leaver.kill()
+    reached = partitions_of(after_kill, svc.s.partitions)
+    r.check(reached == set(range(svc.s.partitions)),
+            f"worker 2 was not killed mid-stream: {len(after_kill):,} messages of the first part came "
+            f"after the kill, on partitions {sorted(reached)} of {svc.s.partitions}")
+    progress(f"  SIGKILL worker 2 after {at:,.0f} input records, {len(after_kill):,} messages of the "
+             "first part still to come")
     # the group notices (session timeout), the survivor takes every partition
     took_over = wait_until(svc.consumed, 180, 1.0)
     r.check(took_over, "the survivor did not take over the dead worker's partitions")
