@@ -55,10 +55,12 @@ class PartitionKeyedRocksDBStore(RocksDBStore):
         """faust's revoke (drop the databases of the revoked partitions, then `gc.collect()` so
         that their handles close before a partition can come back), only when this store holds
         one of them. faust calls it for every table on every rebalance, and collected garbage
-        each time even with nothing to close: ~10 full collections of 50–300 ms on a worker's
-        heap at start-up, and again on a rebalance that only adds partitions (a survivor taking
-        over a dead worker's), each holding the GIL (the event loop, /metrics, the consumer's
-        thread) while it ran."""
+        each time even with nothing to close, each collection holding the GIL (the event loop,
+        /metrics, the consumer's thread). Measured on one worker starting on Tansu (2026-11-30):
+        24 full collections before /readyz, 4.8 and 5.7 s of them, ready in 13.8 and 15.7 s;
+        with this, 14 collections, 0.35 and 0.76 s, ready in 8.4 and 10.6 s. The same ten
+        collections ran on a survivor taking over a dead worker's partitions, which revokes
+        nothing."""
         topics = table.changelog_topic.topics
         held = {tp for tp in tps if tp.topic in topics and tp.partition in self._dbs}
         if held:
