@@ -29,21 +29,13 @@ REBALANCE_KILL_AFTER = 200
 NOISY = Scenario(duplicate_rate=0.02, early_outcome_rate=0.05, malformed_rate=0.005)
 
 
-def consumed(worker: WorkerProcess) -> float:
-    """Input records this worker process has consumed (0 when it does not answer)."""
+def consumed(worker: WorkerProcess, *topics: str) -> float:
+    """Input records this worker process has consumed, of `topics` when given (0 when it does
+    not answer)."""
+    name = "model_monitoring_records_consumed_total"
     try:
-        return worker.metric("model_monitoring_records_consumed_total")
-    except OSError:
-        return 0.0
-
-
-def consumed_inputs(svc: Service, worker: WorkerProcess) -> float:
-    """Records of the features and outcomes topics this worker process has consumed (not the
-    baselines every worker reads, nor the forwards of the repartition topics); 0 when it does
-    not answer."""
-    try:
-        return sum(worker.metric("model_monitoring_records_consumed_total", topic=svc.topic_of(kind))
-                   for kind in ("features", "outcomes"))
+        return (sum(worker.metric(name, topic=topic) for topic in topics) if topics
+                else worker.metric(name))
     except OSError:
         return 0.0
 
@@ -162,16 +154,18 @@ def rebalance(ctx: Context) -> None:
     # leaver could fold its whole share between two reads, and the share was an estimate.)
     size, kill_after = max(REBALANCE_PIECE, len(first) // 40), max(REBALANCE_KILL_AFTER, len(first) // 20)
     pieces = [first[i:i + size] for i in range(0, len(first), size)]
+    # the features and outcomes topics only: not the baselines every worker reads, nor the
+    # forwards of the repartition topics
+    inputs = (svc.topic_of("features"), svc.topic_of("outcomes"))
     at, after_kill = 0.0, list[Message]()
     for n, piece in enumerate(pieces):
         svc.produce(piece)
-        if alive(leaver) and consumed_inputs(svc, leaver) >= kill_after:
-            at = consumed_inputs(svc, leaver)
+        if alive(leaver) and (at := consumed(leaver, *inputs)) >= kill_after:
             leaver.kill()
             after_kill = [m for later in pieces[n + 1:] for m in later]
     if alive(leaver):  # it never folded that much while `first` was produced: kill it now
-        wait_until(lambda: consumed_inputs(svc, leaver) >= kill_after, 300, 0.05)
-        at = consumed_inputs(svc, leaver)
+        wait_until(lambda: consumed(leaver, *inputs) >= kill_after, 300, 0.05)
+        at = consumed(leaver, *inputs)
         leaver.kill()
     reached = partitions_of(after_kill, svc.s.partitions)
     r.check(reached == set(range(svc.s.partitions)),
