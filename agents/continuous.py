@@ -44,7 +44,10 @@ class Detectors:
         def baseline_for(version: str) -> Any:
             return self.m.baselines.lookup(tenant, model, version)
 
+        late_before = book.late_events
         book, changes = apply(book, closed, baseline_for, self.policy)
+        if book.late_events > late_before:  # a redelivery changes nothing (apply skips it by its mark)
+            self.m.metrics.detector_late.inc(book.late_events - late_before)
         resent = len(book.outbox)  # alerts a crash kept from being sent: again, same eventId
         events: list[tuple[str, Mapping[str, Any]]] = list(book.outbox)
         if changes:

@@ -101,6 +101,12 @@ class Metrics:
             ["topic", "partition"], registry=r)
         self.batch_seconds = Histogram(
             "model_monitoring_batch_seconds", "Time to fold one ingest batch.", ["topic"], registry=r)
+        self.detector_late = Counter(
+            "model_monitoring_detector_late_events_total",
+            "Events of closed minutes that reached a model's continuous detectors after the detectors "
+            "had fed that minute (from a partition's log that was idle, or not yet heard from: a "
+            "backlog or a replay): counted, not fed to the detectors; the weekly run counts them all.",
+            registry=r)
         self._series: set[tuple[str, ...]] = set()
         self._start_known_series_at_zero()
 
