@@ -273,7 +273,7 @@ class Settings(BaseSettings):
             tolerance=self.tolerance, false_alarm_budget=self.continuous_false_alarm_budget,
             error_budget_share=self.continuous_error_budget_share,
             cooldown_ms=self.continuous_cooldown_minutes * 60_000,
-            idle_ms=self.continuous_idle_minutes * 60_000)
+            idle_ms=self.continuous_idle_minutes * 60_000, partitions=self.partitions)
 
     def incident_policy(self) -> IncidentPolicy:
         from model_monitoring.tables.incidents import IncidentPolicy

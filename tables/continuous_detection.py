@@ -9,9 +9,11 @@ minutes that hold at least `min_events` events (`min_outcomes` outcomes) — nev
 
 Merging: a minute is fed once every active log has closed it (the smallest of their closed
 marks; a log is a partition's own input, or the records forwarded to it from one source
-partition). A partition whose mark trails the most advanced one by more than `idle_ms` is
-idle and holds nothing back; a bucket that then arrives for a minute already fed is late and
-counted, not fed.
+partition). Every partition's own log of a topic (`policy.partitions`) is waited for from the
+first minute heard of on that topic: one not heard from yet stands there, so the feed does not
+depend on which partition the detectors hear from first. A log whose mark trails the most
+advanced one by more than `idle_ms` is idle and holds nothing back; a bucket that then arrives
+for a minute already fed is late and counted, not fed.
 
 A detector's signal is a candidate. It is confirmed only on fresh data, the observations after
 the signal, once they hold `confirm_events` (`confirm_outcomes`): a one-sided z-test at level
@@ -69,6 +71,9 @@ class DetectionPolicy:
     max_candidates: int = 5
     cooldown_ms: int = 6 * 3600 * 1000
     idle_ms: int = 5 * MINUTE_MS
+    # the input topics' partitions: each one's own log of a topic is waited for from the first
+    # closed minute the model's detectors hear of on that topic, until it is idle (`apply`)
+    partitions: int = 1
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,9 @@ class ModelDetectors:
     fed: Mapping[str, int] = field(default_factory=dict)    # topic slot -> minutes below are fed
     streams: Mapping[str, StreamState] = field(default_factory=dict)
     late_events: int = 0
+    # topic slot -> the first closed mark heard of on it: where a partition's own log not heard
+    # from yet is taken to stand (`apply`)
+    started: Mapping[str, int] = field(default_factory=dict)
     # the outbox: alerts decided and not yet known to be published, as (kind, message). Saved
     # with the detector state that decided them, before they are sent, and cleared after: a
     # crash in between leaves them here, and the redelivered input (whose replay the marks
@@ -150,6 +158,8 @@ class ModelDetectors:
             "s": {k: self.streams[k].to_json() for k in sorted(self.streams)}}
         if self.outbox:
             doc["o"] = [[kind, dict(message)] for kind, message in self.outbox]
+        if self.started:
+            doc["a"] = dict(self.started)
         return orjson.dumps(doc)
 
     @classmethod
@@ -160,6 +170,7 @@ class ModelDetectors:
                    {(str(v), int(m)): ErrorSums.from_json(x) for v, m, x in doc["e"]},
                    {str(k): int(v) for k, v in doc["f"].items()},
                    {str(k): StreamState.from_json(v) for k, v in doc["s"].items()}, int(doc["l"]),
+                   {str(k): int(v) for k, v in doc.get("a", {}).items()},
                    tuple((str(kind), dict(message)) for kind, message in doc.get("o", ())))
 
 
@@ -193,7 +204,13 @@ def apply(book: ModelDetectors, closed: ClosedBuckets, baseline_for: BaselineFor
             late += es.n
         else:
             _merge_into(errors, bid, es)
+    started = book.started if topic in book.started else {**book.started, topic: _first_minute(closed)}
     slot_marks = [m for k, m in marks.items() if topic_slot(k.split(":", 1)[1]) == topic]
+    # a partition's own log not heard from yet stands where the topic was first heard of (as a
+    # log that has closed nothing since): it holds the feed back until it is idle too. So a log
+    # that starts sending later than another (live: a minute; a replay: within the idle window)
+    # is merged, not late.
+    slot_marks += [started[topic] for p in range(policy.partitions) if f"{p}:{topic}" not in marks]
     idle_minutes = policy.idle_ms // MINUTE_MS
     through = min(m for m in slot_marks if m >= max(slot_marks) - idle_minutes)
     streams = dict(book.streams)
@@ -208,7 +225,13 @@ def apply(book: ModelDetectors, closed: ClosedBuckets, baseline_for: BaselineFor
         fed = {**book.fed, topic: through}
     else:
         fed = dict(book.fed)
-    return ModelDetectors(marks, health, errors, fed, streams, late, book.outbox), changes
+    return ModelDetectors(marks, health, errors, fed, streams, late, started, book.outbox), changes
+
+
+def _first_minute(closed: ClosedBuckets) -> int:
+    """The earliest minute of the first closed buckets heard of on a topic (their closing mark's
+    minute when they hold none): where its logs not heard from yet are taken to stand."""
+    return min((bid[1] for bid in (*closed.health, *closed.errors)), default=closed.closed_through - 1)
 
 
 def _feed_health(streams: dict[str, StreamState], bid: BucketId, sums: HealthSums,
