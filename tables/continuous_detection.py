@@ -141,8 +141,8 @@ class ModelDetectors:
     fed: Mapping[str, int] = field(default_factory=dict)    # topic slot -> minutes below are fed
     streams: Mapping[str, StreamState] = field(default_factory=dict)
     late_events: int = 0
-    # topic slot -> the first closed mark heard of on it: where a partition's own log not heard
-    # from yet is taken to stand (`apply`)
+    # topic slot -> the earliest minute of the first closed buckets heard of on it: where a
+    # partition's own log not heard from yet is taken to stand (`apply`, `_first_minute`)
     started: Mapping[str, int] = field(default_factory=dict)
     # the outbox: alerts decided and not yet known to be published, as (kind, message). Saved
     # with the detector state that decided them, before they are sent, and cleared after: a
