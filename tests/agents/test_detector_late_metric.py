@@ -15,15 +15,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
-from bench.continuous_streams import minutes
 from model_monitoring.agents.continuous import Detectors
 from model_monitoring.streams.settings import load_settings
 from model_monitoring.tables.continuous_detection import ModelDetectors
 from model_monitoring.tables.health_buckets import MINUTE_MS, ClosedBuckets
 from tests.agents.test_regression_continuous_outbox import Broker, event, monitor
-from tests.unit.test_continuous_detection import BASELINE, T0
+from tests.unit.test_continuous_detection import T0, _stream
 
 LATE = "model_monitoring_detector_late_events_total"
 CHANGE = T0 // MINUTE_MS + 80
@@ -31,8 +28,7 @@ CHANGE = T0 // MINUTE_MS + 80
 
 def stream() -> list[ClosedBuckets]:
     """Two partitions, 160 minutes, feature `x` null from minute 80 on: an alert to find."""
-    return list(minutes(BASELINE, np.random.default_rng(11), start_minute=T0 // MINUTE_MS, partitions=2,
-                        n_minutes=160, null_feature="x", change_minute=CHANGE))
+    return _stream(11, n_minutes=160, null_feature="x", change_minute=CHANGE)
 
 
 def events_in(closed: list[ClosedBuckets]) -> int:
